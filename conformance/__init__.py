@@ -1,0 +1,39 @@
+"""A conformance suite for OpenAI-compatible Chat Completions APIs.
+
+The library comes first: `run()` certifies a target and returns typed results; the CLI, the pytest
+plugin and the report writers are thin consumers of it. Names are imported lazily so that the
+pytest plugin entry point stays import-light.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "run": "._engine",
+    "RunConfig": "._engine",
+    "RunResult": "._engine",
+    "RunVerdict": "._engine",
+    "Limits": "._http",
+    "Target": "._http",
+    "CheckResult": "._model",
+    "CheckSpec": "._model",
+    "Clause": "._model",
+    "Depth": "._model",
+    "Failure": "._model",
+    "Feature": "._model",
+    "Level": "._model",
+    "Profile": "._model",
+    "Verdict": "._model",
+}
+
+__all__ = sorted([*_EXPORTS, "__version__"])
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+    raise AttributeError(f"module 'conformance' has no attribute {name!r}")

@@ -1,0 +1,151 @@
+"""The data model every layer shares: check metadata, typed failures and verdicts.
+
+Everything here is frozen and JSON-able; results.json is built from these objects only.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class Level(str, enum.Enum):
+    """RFC 2119 strength of a check: MUST failures fail a certification."""
+
+    MUST = "MUST"
+    SHOULD = "SHOULD"
+    INFO = "INFO"
+
+
+class Feature(str, enum.Enum):
+    CORE = "core"
+    STREAMING = "streaming"
+    TOOLS = "tools"
+    JSON_MODE = "json_mode"
+    METHODS = "methods"
+
+
+class Verdict(str, enum.Enum):
+    PASSED = "passed"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    UNSUPPORTED = "unsupported"
+    # The harness's or the network's fault: never counted as non-conformance.
+    ERROR = "error"
+
+
+class Depth(str, enum.Enum):
+    QUICK = "quick"
+    FULL = "full"
+
+
+class Profile(str, enum.Enum):
+    """Which behaviour is required: OpenAI's POST route, or also the documented GET quirk."""
+
+    OPENAI = "openai"
+    DOCUMENTED = "documented"
+
+
+@dataclass(frozen=True, slots=True)
+class Clause:
+    """Where a rule comes from: a section of documented-api.txt or the OpenAI behaviour it follows."""
+
+    source: str  # "documented-api" or "openai"
+    section: str
+    quote: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"source": self.source, "section": self.section, "quote": self.quote}
+
+    def __str__(self) -> str:
+        return f"{self.source} § {self.section}: “{self.quote}”"
+
+
+def documented(section: str, quote: str) -> Clause:
+    return Clause("documented-api", section, quote)
+
+
+def openai(section: str, quote: str) -> Clause:
+    return Clause("openai", section, quote)
+
+
+@dataclass(frozen=True, slots=True)
+class CheckSpec:
+    """Metadata of one registered check; the function itself lives in the registry."""
+
+    id: str
+    level: Level
+    feature: Feature
+    clause: Clause
+    description: str
+    # Outcomes the check accepts, e.g. ("400", "422") for a rejected value.
+    accepts: tuple[str, ...] = ()
+    # Upper bound of HTTP requests the check makes at each depth.
+    requests: int = 1
+    depths: tuple[Depth, ...] = (Depth.QUICK, Depth.FULL)
+    profiles: tuple[Profile, ...] = (Profile.OPENAI, Profile.DOCUMENTED)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "level": self.level.value,
+            "feature": self.feature.value,
+            "clause": self.clause.to_json(),
+            "description": self.description,
+            "accepts": list(self.accepts),
+            "requests": self.requests,
+            "depths": [d.value for d in self.depths],
+            "profiles": [p.value for p in self.profiles],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """One violated expectation, phrased as Expected / Received / Where."""
+
+    expected: str
+    received: str
+    where: str
+    # Index into the check's exchanges, so a report can show the offending transcript.
+    exchange: int | None = None
+    # Byte range in that exchange's raw SSE body, to mark the offending event.
+    byte_range: tuple[int, int] | None = None
+
+    def __str__(self) -> str:
+        return f"Expected: {self.expected}\nReceived: {self.received}\nWhere: {self.where}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "expected": self.expected,
+            "received": self.received,
+            "where": self.where,
+            "exchange": self.exchange,
+            "byte_range": list(self.byte_range) if self.byte_range else None,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    spec: CheckSpec
+    verdict: Verdict
+    message: str
+    duration_s: float
+    failures: tuple[Failure, ...] = ()
+    exchanges: tuple[dict[str, Any], ...] = ()
+    requests: int = 0
+    tokens: int = 0
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            **self.spec.to_json(),
+            "outcome": self.verdict.value,
+            "message": self.message,
+            "duration_s": round(self.duration_s, 4),
+            "failures": [f.to_json() for f in self.failures],
+            "requests_made": self.requests,
+            "tokens_used": self.tokens,
+            "details": self.details,
+            "transcripts": list(self.exchanges),
+        }

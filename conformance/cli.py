@@ -1,0 +1,307 @@
+"""`conformance`: a thin command line over the engine and the report writers.
+
+Anything the user can fix (bad flags, unreachable target, wrong key) ends as one line on stderr
+and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from . import __version__
+from .errors import ConformanceError, TargetUnreachable, UsageError
+
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message} (see --help)")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be >= 1")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{value} must be > 0")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="conformance", description="Conformance suite for OpenAI-compatible Chat Completions APIs.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = sub.add_parser("run", help="certify a target (default: the built-in reference server)")
+    run.add_argument("--base-url", default=os.environ.get("OPENAI_BASE_URL"),
+                     help="target base URL including /v1 (env OPENAI_BASE_URL); omitted: the built-in server")
+    run.add_argument("--api-key", default=os.environ.get("OPENAI_API_KEY"), help="API key (env OPENAI_API_KEY)")
+    run.add_argument("--model", default=os.environ.get("CONFORMANCE_MODEL"),
+                     help="model (env CONFORMANCE_MODEL); default: the first id from GET /models")
+    run.add_argument("--report-dir", type=Path, default=Path("reports"), help="where reports go (default: reports/)")
+    run.add_argument("--depth", choices=["quick", "full"], default="full",
+                     help="quick: <= 40 requests, for PR CI on paid APIs; full (default)")
+    run.add_argument("--profile", choices=["openai", "documented"], default="openai",
+                     help="openai (default): POST must work; documented: the GET /v1/models quirk must work too")
+    run.add_argument("--only", action="append", default=[], metavar="ID_OR_GLOB", help="run only these checks")
+    run.add_argument("--skip", action="append", default=[], metavar="ID_OR_GLOB", help="skip these checks")
+    run.add_argument("--concurrency", type=_positive_int, default=4, help="parallel checks (default 4)")
+    run.add_argument("--max-requests", type=_positive_int, help="stop (INCOMPLETE) after this many requests")
+    run.add_argument("--max-tokens", type=_positive_int, help="stop (INCOMPLETE) after this many usage tokens")
+    run.add_argument("--timeout", type=_positive_float, default=20.0, help="read timeout per chunk, s (default 20)")
+    run.add_argument("--connect-timeout", type=_positive_float, default=5.0, help="connect timeout, s (default 5)")
+    run.add_argument("--request-deadline", type=_positive_float, default=45.0,
+                     help="total time per request incl. streams, s (default 45)")
+    run.add_argument("--run-deadline", type=_positive_float, default=900.0, help="whole-run deadline, s (default 900)")
+    run.add_argument("--max-response-bytes", type=_positive_int, default=4_000_000)
+    run.add_argument("--max-sse-events", type=_positive_int, default=5_000)
+    run.add_argument("--no-html", action="store_true", help="write results.json and junit.xml only")
+    run.add_argument("--quiet", "-q", action="store_true", help="no progress line")
+
+    serve = sub.add_parser("serve", help="run the reference server in the foreground")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000, help="0 picks a free port and prints it")
+    serve.add_argument("--api-key", default=None, help="require `Authorization: Bearer KEY`")
+    serve.add_argument("--model", action="append", default=[], help="served model id (repeatable)")
+    serve.add_argument("--fault", action="append", default=[], help="seed one named defect (repeatable)")
+    serve.add_argument("--variant", action="append", default=[], help="enable a legal variant (repeatable)")
+    serve.add_argument("--latency", type=int, default=0, metavar="MS", help="delay every response by MS ms")
+    serve.add_argument("--list-faults", action="store_true", help="list faults and variants and exit")
+
+    checks = sub.add_parser("checks", help="list the check catalogue")
+    checks.add_argument("--json", action="store_true", help="as JSON")
+
+    report = sub.add_parser("report", help="re-render reports from results.json")
+    report.add_argument("results", type=Path, help="a results.json")
+    report.add_argument("-o", "--output-dir", type=Path, default=None)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        handler = {"run": cmd_run, "serve": cmd_serve, "checks": cmd_checks, "report": cmd_report}[args.command]
+        return handler(args)
+    except ConformanceError as exc:
+        print(f"conformance: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("conformance: interrupted", file=sys.stderr)
+        return 130
+
+
+# -- run ----------------------------------------------------------------------------------------------
+def cmd_run(args: argparse.Namespace) -> int:
+    from ._http import Limits, Target
+    from ._model import Depth, Profile
+    from .checks import all_checks
+    from .checks._registry import unknown_patterns
+
+    all_checks()
+    unknown = unknown_patterns([*args.only, *args.skip])
+    if unknown:
+        raise UsageError(f"no check matches {', '.join(map(repr, unknown))} (see `conformance checks`)")
+    limits = Limits(
+        connect_timeout_s=args.connect_timeout,
+        read_timeout_s=args.timeout,
+        request_deadline_s=args.request_deadline,
+        run_deadline_s=args.run_deadline,
+        max_requests=args.max_requests,
+        max_tokens=args.max_tokens,
+        max_response_bytes=args.max_response_bytes,
+        max_sse_events=args.max_sse_events,
+    )
+    common: dict[str, Any] = dict(limits=limits, depth=Depth(args.depth), profile=Profile(args.profile),
+                                  only=tuple(args.only), skip=tuple(args.skip), concurrency=args.concurrency)
+    if args.base_url is None:
+        from .refserver import ServerConfig, ServerThread
+
+        with ServerThread(ServerConfig()) as server:
+            target = Target(server.base_url, args.model or ServerConfig().models[0], None)
+            return _certify(args, target, common, builtin=True)
+    base_url = _check_base_url(args.base_url)
+    model = _preflight(base_url, args.api_key, args.model, limits)
+    return _certify(args, Target(base_url, model, args.api_key or None), common, builtin=False)
+
+
+def _check_base_url(url: str) -> str:
+    import httpx
+
+    try:
+        parsed = httpx.URL(url)
+    except Exception:  # noqa: BLE001 - httpx raises several types for a malformed URL
+        raise UsageError(f"--base-url {url!r} is not a valid URL") from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise UsageError(f"--base-url {url!r} must be an http(s) URL such as https://api.example.com/v1")
+    return url.rstrip("/")
+
+
+def _preflight(base_url: str, api_key: str | None, model: str | None, limits: Any) -> str:
+    """Reach the target once before spending anything; pick the model from GET /models if needed."""
+    import httpx
+
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    timeout = httpx.Timeout(limits.read_timeout_s, connect=limits.connect_timeout_s)
+    try:
+        response = httpx.get(f"{base_url}/models", headers=headers, timeout=timeout)
+    except httpx.ConnectError as exc:
+        raise TargetUnreachable(f"cannot connect to {base_url}: {_reason(exc)}. Is the server running, and is "
+                                f"--base-url right?") from None
+    except httpx.TimeoutException:
+        raise TargetUnreachable(f"{base_url}/models did not answer within {limits.read_timeout_s:g}s") from None
+    except httpx.HTTPError as exc:
+        raise TargetUnreachable(f"cannot talk to {base_url}: {type(exc).__name__}: {_reason(exc)}") from None
+    if response.status_code in (401, 403):
+        hint = "pass --api-key or set OPENAI_API_KEY" if not api_key else "the API key was refused"
+        raise TargetUnreachable(f"{base_url}/models answered {response.status_code}: {hint}")
+    if model:
+        return model
+    try:
+        data = response.json()["data"]
+        return str(data[0]["id"])
+    except Exception:  # noqa: BLE001 - any shape problem means the same advice
+        raise UsageError(f"could not read a model id from GET {base_url}/models (HTTP {response.status_code}); "
+                         f"pass --model") from None
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc) or type(exc).__name__
+    return text.split("] ")[-1]
+
+
+def _certify(args: argparse.Namespace, target: Any, common: dict[str, Any], *, builtin: bool) -> int:
+    from ._engine import RunConfig, run
+    from .report import render_reports, write_results
+
+    config = RunConfig(target=target, builtin_target=builtin, **common)
+    progress = _Progress(enabled=not args.quiet and sys.stderr.isatty())
+    result = run(config, on_event=progress)
+    results = result.to_json()
+    results_path = write_results(results, args.report_dir)
+    paths = {"results": results_path}
+    if not args.no_html:
+        paths = render_reports(results_path, args.report_dir)
+    _print_summary(results, paths)
+    return result.exit_code
+
+
+class _Progress:
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.failures = 0
+        self.started = time.monotonic()
+
+    def __call__(self, kind: str, payload: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        if kind == "check-finished":
+            result = payload["result"]
+            if result.verdict.value == "failed":
+                self.failures += 1
+            line = (f"\r[{payload['done']}/{payload['planned']}] {result.spec.id[:48]:<48} "
+                    f"failures: {self.failures}  {time.monotonic() - self.started:5.1f}s")
+            sys.stderr.write(line)
+            sys.stderr.flush()
+        elif kind == "run-finished":
+            sys.stderr.write("\n")
+
+
+def _print_summary(results: dict[str, Any], paths: dict[str, Path]) -> None:
+    summary = results["summary"]
+    label = {"passed": "CERTIFIED", "failed": "NOT CERTIFIED", "incomplete": "INCOMPLETE", "invalid": "INVALID"}
+    print(f"{label[results['verdict']]}: {results['target']['model']} @ {results['target']['base_url']} "
+          f"(profile {results['profile']}, depth {results['depth']})")
+    if results.get("reason"):
+        print(f"  why: {results['reason']}")
+    counts = ", ".join(f"{summary[k]} {k}" for k in ("passed", "failed", "skipped", "unsupported", "error"))
+    print(f"  checks: {results['executed']}/{results['planned']} run; {counts}")
+    failed = [c for c in results["checks"] if c["outcome"] == "failed"]
+    for check in failed[:20]:
+        first = check["message"].splitlines()[0] if check["message"] else ""
+        print(f"  FAILED [{check['level']}] {check['id']}: {first[:110]}")
+    if len(failed) > 20:
+        print(f"  … and {len(failed) - 20} more failed checks")
+    print(f"  requests: {results['requests']}, tokens: {results['tokens']}, time: {results['duration_s']:.1f}s")
+    print("  reports: " + ", ".join(str(p) for p in paths.values()))
+
+
+# -- serve --------------------------------------------------------------------------------------------
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .refserver import DEFAULT_MODEL, FAULTS, VARIANTS, ServerConfig, serve_forever
+
+    if args.list_faults:
+        print("Faults (each is a protocol defect; the named checks must catch it):")
+        for fault in FAULTS.values():
+            print(f"  {fault.name:<34} {fault.description}  [caught by: {', '.join(fault.killed_by)}]")
+        print("\nVariants (legal behaviour every check must accept):")
+        for variant in VARIANTS.values():
+            print(f"  {variant.name:<34} {variant.description}")
+        return 0
+    if not 0 <= args.port <= 65535:
+        raise UsageError(f"--port {args.port} is not a TCP port")
+    try:
+        config = ServerConfig(api_key=args.api_key, models=tuple(args.model) or (DEFAULT_MODEL,),
+                              faults=frozenset(args.fault), variants=frozenset(args.variant),
+                              latency_ms=max(0, args.latency))
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    try:
+        serve_forever(config, args.host, args.port)
+    except OSError as exc:
+        raise UsageError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
+    return 0
+
+
+# -- checks -------------------------------------------------------------------------------------------
+def cmd_checks(args: argparse.Namespace) -> int:
+    from .checks import all_checks
+
+    specs = [c.spec for c in all_checks()]
+    if args.json:
+        print(json.dumps([s.to_json() for s in specs], indent=1))
+        return 0
+    width = max(len(s.id) for s in specs)
+    print(f"{'ID':<{width}}  {'LEVEL':<6}  {'FEATURE':<9}  CLAUSE")
+    for spec in specs:
+        print(f"{spec.id:<{width}}  {spec.level.value:<6}  {spec.feature.value:<9}  "
+              f"{spec.clause.source} § {spec.clause.section}")
+    print(f"\n{len(specs)} checks")
+    return 0
+
+
+# -- report -------------------------------------------------------------------------------------------
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import render_reports
+
+    if not args.results.is_file():
+        raise UsageError(f"{args.results} does not exist")
+    try:
+        json.loads(args.results.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise UsageError(f"{args.results} is not valid JSON: {exc}") from None
+    paths = render_reports(args.results, args.output_dir)
+    print("reports: " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

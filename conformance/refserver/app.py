@@ -1,0 +1,356 @@
+"""The reference server: a deterministic implementation of the documented Chat Completions API.
+
+It serves `POST /v1/chat/completions`, the documented quirk `GET /v1/models` with a chat body,
+and the plain model list. Faults and variants (see faults.py) are real code paths chosen at start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import functools
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import jsonschema
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from ..spec import load_spec
+from . import generate
+from .faults import FAULTS, VARIANTS
+
+MAX_BODY_BYTES = 1_000_000
+ALL_METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"]
+DEFAULT_MODEL = "conformance-ref-1"
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    api_key: str | None = None
+    models: tuple[str, ...] = (DEFAULT_MODEL,)
+    faults: frozenset[str] = frozenset()
+    variants: frozenset[str] = frozenset()
+    latency_ms: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        unknown = [f for f in self.faults if f not in FAULTS] + [v for v in self.variants if v not in VARIANTS]
+        if unknown:
+            raise ValueError(f"unknown fault or variant: {', '.join(sorted(unknown))} (see `conformance serve "
+                             f"--list-faults`)")
+
+    def has(self, name: str) -> bool:
+        return name in self.faults or name in self.variants
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, *, type: str = "invalid_request_error",
+                 param: str | None = None, code: str | None = None, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.type, self.param, self.code = status, message, type, param, code
+        self.headers = headers or {}
+
+
+@functools.lru_cache(maxsize=64)
+def request_validator(faults: frozenset[str]) -> jsonschema.protocols.Validator:
+    """A validator of the spec's request schema, loosened or tightened by validation faults."""
+    spec = copy.deepcopy(load_spec())
+    request_schema = spec["components"]["schemas"]["CreateChatCompletionRequest"]
+    for name in sorted(faults):
+        patch = FAULTS[name].schema_patch
+        if patch is not None:
+            patch(request_schema)
+    root = {**spec, "$ref": "#/components/schemas/CreateChatCompletionRequest"}
+    return jsonschema.Draft202012Validator(root)
+
+
+def create_app(config: ServerConfig | None = None) -> Starlette:
+    config = config or ServerConfig()
+    server = _Server(config)
+    return Starlette(routes=[Route("/{path:path}", server.dispatch, methods=ALL_METHODS)])
+
+
+class _Server:
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.validator = request_validator(config.faults)
+
+    # -- transport helpers ----------------------------------------------------------------------
+    def json_response(self, payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+        media = "application/json; charset=utf-8" if self.config.has("json-charset") else "application/json"
+        return Response(json.dumps(payload), status_code=status, media_type=None,
+                        headers={"content-type": media, **(headers or {})})
+
+    def error_response(self, error: ApiError) -> Response:
+        envelope = {"error": {"message": error.message, "type": error.type, "param": error.param,
+                              "code": error.code}}
+        return self.json_response(envelope, error.status, error.headers)
+
+    # -- routing --------------------------------------------------------------------------------
+    async def dispatch(self, request: Request) -> Response:
+        if self.config.latency_ms:
+            await asyncio.sleep(self.config.latency_ms / 1000)
+        try:
+            return await self._route(request)
+        except ApiError as error:
+            return self.error_response(error)
+
+    async def _route(self, request: Request) -> Response:
+        path = "/" + request.path_params.get("path", "")
+        self._authenticate(request)
+        if path == "/v1/chat/completions":
+            if request.method != "POST":
+                raise ApiError(405, f"Method {request.method} is not allowed on {path}; use POST.",
+                               code="method_not_supported", headers={"Allow": "POST"})
+            return await self._chat(request)
+        if path == "/v1/models":
+            if request.method not in ("GET", "HEAD"):
+                raise ApiError(405, f"Method {request.method} is not allowed on {path}; use GET.",
+                               code="method_not_supported", headers={"Allow": "GET, HEAD"})
+            body = await self._read_body(request)
+            if body.strip():
+                # The documented quirk: GET /v1/models with a chat JSON body is a chat completion.
+                return await self._chat(request, body)
+            return self.json_response(self._model_list())
+        if path.startswith("/v1/models/"):
+            model = path.removeprefix("/v1/models/")
+            if model in self.config.models:
+                return self.json_response(self._model_object(model))
+            raise ApiError(404, f"The model '{model}' does not exist.", param="model", code="model_not_found")
+        raise ApiError(404, f"Unknown route {request.method} {path}.", code="unknown_url")
+
+    def _authenticate(self, request: Request) -> None:
+        if not self.config.api_key or self.config.has("no-auth"):
+            return
+        header = request.headers.get("authorization", "")
+        if not header:
+            raise ApiError(401, "You didn't provide an API key. Send `Authorization: Bearer YOUR_KEY`.",
+                           code="missing_api_key")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or token.strip() != self.config.api_key:
+            raise ApiError(401, "Incorrect API key provided.", code="invalid_api_key")
+
+    def _model_object(self, model: str) -> dict[str, Any]:
+        return {"id": model, "object": "model", "created": 1_700_000_000, "owned_by": "conformance"}
+
+    def _model_list(self) -> dict[str, Any]:
+        return {"object": "list", "data": [self._model_object(m) for m in self.config.models]}
+
+    async def _read_body(self, request: Request) -> bytes:
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+            raise ApiError(413, f"Request body of {declared} bytes exceeds the limit of {MAX_BODY_BYTES}.",
+                           code="request_too_large")
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_BODY_BYTES:
+                raise ApiError(413, f"Request body exceeds the limit of {MAX_BODY_BYTES} bytes.",
+                               code="request_too_large")
+        return bytes(body)
+
+    # -- chat -----------------------------------------------------------------------------------
+    async def _chat(self, request: Request, body: bytes | None = None) -> Response:
+        raw = body if body is not None else await self._read_body(request)
+        try:
+            payload = json.loads(raw)
+        except ValueError as exc:
+            raise ApiError(400, f"We could not parse the JSON body of your request: {exc}.",
+                           code="invalid_json") from None
+        if not isinstance(payload, dict):
+            raise ApiError(400, f"The request body must be a JSON object, not {type(payload).__name__}.",
+                           code="invalid_type")
+        self._validate(payload)
+        if payload.get("stream"):
+            return StreamingResponse(self._stream(payload), media_type="text/event-stream",
+                                     headers={"Cache-Control": "no-cache"})
+        return self.json_response(self._completion(payload))
+
+    def _validate(self, payload: dict[str, Any]) -> None:
+        error = jsonschema.exceptions.best_match(self.validator.iter_errors(payload))
+        if error is not None:
+            raise _schema_error(error)
+        if payload["model"] not in self.config.models:
+            raise ApiError(404, f"The model '{payload['model']}' does not exist or you do not have access to it.",
+                           param="model", code="model_not_found")
+        tools = payload.get("tools") or []
+        names = {t["function"]["name"] for t in tools}
+        choice = payload.get("tool_choice")
+        if choice == "required" and not tools:
+            raise ApiError(400, "tool_choice 'required' needs at least one tool in 'tools'.", param="tool_choice")
+        if isinstance(choice, dict) and choice["function"]["name"] not in names:
+            raise ApiError(400, f"tool_choice names function '{choice['function']['name']}', which is not in "
+                                f"'tools'.", param="tool_choice")
+        if payload.get("stream_options") is not None and payload.get("stream") is not True:
+            raise ApiError(400, "stream_options is only allowed when stream is true.", param="stream_options")
+
+    # -- generation -----------------------------------------------------------------------------
+    def _choices(self, payload: dict[str, Any]) -> list[dict[str, Any]]:
+        """Each choice as {index, content | tool_calls, finish_reason, tokens}."""
+        n = payload.get("n") or 1
+        choices = []
+        for index in range(n):
+            choices.append(self._one_choice(payload, index))
+        return choices
+
+    def _tool_to_call(self, payload: dict[str, Any]) -> dict[str, Any] | None:
+        tools = payload.get("tools") or []
+        choice = payload.get("tool_choice") or "auto"
+        if not tools or choice == "none":
+            return None
+        if isinstance(choice, dict):
+            return next(t["function"] for t in tools if t["function"]["name"] == choice["function"]["name"])
+        if choice == "required":
+            return tools[0]["function"]
+        last_user = next((generate.message_text(m) for m in reversed(payload["messages"])
+                          if m.get("role") == "user"), "")
+        return next((t["function"] for t in tools if t["function"]["name"] in last_user), None)
+
+    def _one_choice(self, payload: dict[str, Any], index: int) -> dict[str, Any]:
+        function = self._tool_to_call(payload)
+        if function is not None:
+            arguments = generate.tool_arguments(function, payload, index)
+            call_id = "call_" + uuid.uuid5(uuid.NAMESPACE_URL, f"{function['name']}{arguments}{index}").hex[:24]
+            return {"index": index, "content": None, "finish_reason": "tool_calls",
+                    "tool_calls": [{"id": call_id, "type": "function",
+                                    "function": {"name": function["name"], "arguments": arguments}}],
+                    "tokens": generate.tokenize(function["name"] + arguments)}
+        fmt = (payload.get("response_format") or {}).get("type")
+        if fmt in ("json_object", "json_schema"):
+            text = generate.json_text(payload, index)
+        else:
+            text = generate.sentence_text(payload, index)
+            if self.config.has("leading-crlf-content"):
+                text = "\r\n\r\n" + text
+        text, stopped = generate.apply_stop(text, payload.get("stop"))
+        tokens = generate.tokenize(text)
+        finish = "stop"
+        max_tokens = payload.get("max_tokens")
+        if max_tokens is not None and len(tokens) > max_tokens:
+            tokens, finish = tokens[:max_tokens], "length"
+        return {"index": index, "content": "".join(tokens), "finish_reason": finish, "tokens": tokens}
+
+    def _usage(self, payload: dict[str, Any], choices: list[dict[str, Any]]) -> dict[str, int]:
+        prompt = generate.prompt_tokens(payload["messages"])
+        completion = sum(len(c["tokens"]) for c in choices)
+        total = prompt + completion + (1 if self.config.has("usage-total-off-by-one") else 0)
+        return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": total}
+
+    def _envelope(self, payload: dict[str, Any], object_name: str, completion_id: str) -> dict[str, Any]:
+        if self.config.has("object-misspelled") and object_name == "chat.completion":
+            object_name = "chat.completions"
+        created: Any = int(time.time())
+        if self.config.has("created-as-string"):
+            created = str(created)
+        envelope = {"id": completion_id, "object": object_name, "created": created, "model": payload["model"]}
+        if self.config.has("system-fingerprint"):
+            envelope["system_fingerprint"] = "fp_conformance_ref"
+        if self.config.has("extra-fields"):
+            envelope["x_provider_latency_ms"] = 3
+        return envelope
+
+    def _completion(self, payload: dict[str, Any]) -> dict[str, Any]:
+        choices = self._choices(payload)
+        response = self._envelope(payload, "chat.completion", "chatcmpl-" + uuid.uuid4().hex)
+        response["choices"] = []
+        for choice in choices:
+            message: dict[str, Any] = {"role": "assistant", "content": choice["content"], "refusal": None}
+            if "tool_calls" in choice:
+                message["tool_calls"] = choice["tool_calls"]
+            rendered = {"index": choice["index"], "message": message, "logprobs": None,
+                        "finish_reason": choice["finish_reason"]}
+            if self.config.has("extra-fields"):
+                rendered["x_choice_note"] = "extra"
+            response["choices"].append(rendered)
+        response["usage"] = self._usage(payload, choices)
+        return response
+
+    # -- streaming ------------------------------------------------------------------------------
+    def _chunks(self, payload: dict[str, Any]) -> list[dict[str, Any]]:
+        choices = self._choices(payload)
+        completion_id = "chatcmpl-" + uuid.uuid4().hex
+        include_usage = bool((payload.get("stream_options") or {}).get("include_usage"))
+        null_usage = include_usage or self.config.has("usage-null-every-chunk")
+
+        def chunk(choice_list: list[dict[str, Any]]) -> dict[str, Any]:
+            body = self._envelope(payload, "chat.completion.chunk", completion_id)
+            body["choices"] = choice_list
+            if null_usage:
+                body["usage"] = None
+            return body
+
+        chunks = []
+        for choice in choices:
+            i = choice["index"]
+            if "tool_calls" in choice:
+                call = choice["tool_calls"][0]
+                args = call["function"]["arguments"]
+                first = {"index": 0, "id": call["id"], "type": "function",
+                         "function": {"name": call["function"]["name"], "arguments": ""}}
+                chunks.append(chunk([{"index": i, "delta": {"role": "assistant", "content": None,
+                                                            "tool_calls": [first]},
+                                      "logprobs": None, "finish_reason": None}]))
+                step = max(1, len(args) // 3 + 1)
+                for start in range(0, len(args), step):
+                    piece = {"index": 0, "function": {"arguments": args[start:start + step]}}
+                    chunks.append(chunk([{"index": i, "delta": {"tool_calls": [piece]}, "logprobs": None,
+                                          "finish_reason": None}]))
+            else:
+                chunks.append(chunk([{"index": i, "delta": {"role": "assistant", "content": ""},
+                                      "logprobs": None, "finish_reason": None}]))
+                for token in choice["tokens"]:
+                    chunks.append(chunk([{"index": i, "delta": {"content": token}, "logprobs": None,
+                                          "finish_reason": None}]))
+            chunks.append(chunk([{"index": i, "delta": {}, "logprobs": None,
+                                  "finish_reason": choice["finish_reason"]}]))
+        if include_usage:
+            usage_chunk = chunk([])
+            usage_chunk["usage"] = self._usage(payload, choices)
+            chunks.append(usage_chunk)
+        if self.config.has("extra-fields"):
+            for body in chunks:
+                body["x_chunk_seq"] = 1
+        return chunks
+
+    def _event(self, data: str) -> bytes:
+        newline = "\r\n" if self.config.has("sse-crlf") else "\n"
+        prefix = "data:" if self.config.has("sse-no-space") else "data: "
+        return (prefix + data + newline + newline).encode()
+
+    async def _stream(self, payload: dict[str, Any]) -> AsyncIterator[bytes]:
+        pieces: list[bytes] = []
+        newline = "\r\n" if self.config.has("sse-crlf") else "\n"
+        if self.config.has("sse-retry-field"):
+            pieces.append(f"retry: 3000{newline}{newline}".encode())
+        for body in self._chunks(payload):
+            if self.config.has("sse-keepalive"):
+                pieces.append(f": keep-alive{newline}{newline}".encode())
+            pieces.append(self._event(json.dumps(body)))
+        if not self.config.has("stream-no-done"):
+            pieces.append(self._event("[DONE]"))
+        for piece in pieces:
+            if self.config.has("sse-small-writes"):
+                for start in range(0, len(piece), 7):
+                    yield piece[start:start + 7]
+                    await asyncio.sleep(0)
+            else:
+                yield piece
+
+
+def _schema_error(error: jsonschema.ValidationError) -> ApiError:
+    path = list(error.absolute_path)
+    if error.validator == "required" and not path:
+        missing = error.message.split("'")[1] if "'" in error.message else None
+        return ApiError(400, f"Missing required parameter: '{missing}'.", param=missing,
+                        code="missing_required_parameter")
+    param = str(path[0]) if path else None
+    where = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in path)
+    message = error.message if len(error.message) < 300 else error.message[:300] + "…"
+    return ApiError(400, f"{message} - '{where}'" if where else message, param=param, code="invalid_value")
