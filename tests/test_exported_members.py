@@ -1,0 +1,12 @@
+"""The public surface is small and explicit; changing it is a decision, not an accident."""
+
+import conformance
+
+
+def test_public_api() -> None:
+    assert conformance.__all__ == [
+        "CheckResult", "CheckSpec", "Clause", "Depth", "Failure", "Feature", "Level", "Limits", "Profile",
+        "RunConfig", "RunResult", "RunVerdict", "Target", "Verdict", "__version__", "run",
+    ]
+    for name in conformance.__all__:
+        assert getattr(conformance, name) is not None

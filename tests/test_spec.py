@@ -1,0 +1,116 @@
+"""The hand-written OpenAPI 3.1 spec: valid, shipped in the package, 3.1 idioms, clauses as data."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from openapi_spec_validator import validate
+
+from conformance.spec import SPEC_PATH, load_spec, schema_validator
+
+REPO_SPEC = Path(__file__).resolve().parents[1] / "spec" / "chat-completions.openapi.yaml"
+
+
+def walk(node: Any, path: str = "") -> list[tuple[str, Any]]:
+    found = [(path, node)]
+    if isinstance(node, dict):
+        for key, value in node.items():
+            found += walk(value, f"{path}/{key}")
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            found += walk(value, f"{path}/{index}")
+    return found
+
+
+def test_spec_is_valid_openapi_3_1() -> None:
+    spec = load_spec()
+    assert spec["openapi"] == "3.1.0"
+    validate(spec)
+
+
+def test_repo_spec_is_the_packaged_spec() -> None:
+    assert REPO_SPEC.read_bytes() == SPEC_PATH.read_bytes()
+
+
+def test_spec_ships_inside_the_package() -> None:
+    packaged = resources.files("conformance") / "spec" / "chat-completions.openapi.yaml"
+    assert yaml.safe_load(packaged.read_text(encoding="utf-8"))["openapi"] == "3.1.0"
+
+
+def test_no_openapi_3_0_nullable() -> None:
+    offenders = [path for path, node in walk(load_spec()) if isinstance(node, dict) and "nullable" in node]
+    assert offenders == []
+
+
+def test_operations_cover_post_the_documented_get_and_the_model_list() -> None:
+    paths = load_spec()["paths"]
+    assert "post" in paths["/v1/chat/completions"]
+    get_models = paths["/v1/models"]["get"]
+    assert get_models["requestBody"]["required"] is False
+    shapes = get_models["responses"]["200"]["content"]["application/json"]["schema"]["oneOf"]
+    assert {s["$ref"].rsplit("/", 1)[-1] for s in shapes} == {"ModelList", "CreateChatCompletionResponse"}
+
+
+@pytest.mark.parametrize("status", ["400", "401", "404", "405", "413", "429"])
+def test_error_statuses_use_the_envelope(status: str) -> None:
+    for path in ("/v1/chat/completions",):
+        response = load_spec()["paths"][path]["post"]["responses"][status]
+        assert response["$ref"].endswith(("/Error", "/RateLimited"))
+
+
+@pytest.mark.parametrize(
+    ("name", "minimum", "maximum"),
+    [("temperature", 0, 2), ("top_p", 0, 1), ("presence_penalty", -2, 2), ("frequency_penalty", -2, 2),
+     ("n", 1, 128)],
+)
+def test_documented_bounds(name: str, minimum: float, maximum: float) -> None:
+    prop = load_spec()["components"]["schemas"]["CreateChatCompletionRequest"]["properties"][name]
+    assert (prop["minimum"], prop["maximum"]) == (minimum, maximum)
+    assert prop["x-clause"].startswith("1.2")
+    assert "null" in prop["type"]
+
+
+def test_every_request_property_carries_a_clause() -> None:
+    props = load_spec()["components"]["schemas"]["CreateChatCompletionRequest"]["properties"]
+    assert [name for name, prop in props.items() if "x-clause" not in prop] == []
+
+
+@pytest.mark.parametrize(
+    ("body", "valid"),
+    [
+        ({"model": "m", "messages": [{"role": "user", "content": "hi"}]}, True),
+        ({"model": "m", "messages": []}, False),
+        ({"messages": [{"role": "user", "content": "hi"}]}, False),
+        ({"model": "m", "messages": [{"role": "user", "content": "hi"}], "temperature": 2.0000001}, False),
+        ({"model": "m", "messages": [{"role": "user", "content": "hi"}], "stop": ["a", "b", "c", "d", "e"]}, False),
+        ({"model": "m", "messages": [{"role": "user", "content": "hi"}], "logit_bias": {"50256": -100}}, True),
+        ({"model": "m", "messages": [{"role": "user", "content": "hi"}], "logit_bias": {"abc": 1}}, False),
+        ({"model": "m", "messages": [{"role": "user", "content": "hi"}], "logit_bias": {"1": 100.5}}, False),
+        ({"model": "m", "messages": [{"role": "user", "content": "hi"}], "temperature": None}, True),
+        ({"model": "m", "messages": [{"role": "user", "content": "hi"}], "tool_choice": "required"}, True),
+        ({"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 0}, False),
+    ],
+)
+def test_request_schema_judges_payloads(body: dict[str, Any], valid: bool) -> None:
+    assert schema_validator("CreateChatCompletionRequest").is_valid(body) is valid
+
+
+def test_event_schema_accepts_done_and_chunks_only() -> None:
+    validator = schema_validator("ChatCompletionEvent")
+    chunk = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
+             "choices": [{"index": 0, "delta": {"content": "x"}, "finish_reason": None}]}
+    assert validator.is_valid("[DONE]")
+    assert validator.is_valid(chunk)
+    assert not validator.is_valid("DONE")
+    assert not validator.is_valid({**chunk, "object": "chat.completion"})
+
+
+def test_error_envelope_requires_param_and_code_string_or_null() -> None:
+    validator = schema_validator("ErrorResponse")
+    assert validator.is_valid({"error": {"message": "m", "type": "t", "param": None, "code": None}})
+    assert not validator.is_valid({"error": {"message": "m", "type": "t", "param": None, "code": 400}})
+    assert not validator.is_valid({"detail": "bad"})
