@@ -44,3 +44,43 @@ def usage_problems(usage: Any) -> list[str]:
 
 def completion_or_stop(ctx: CheckContext, exchange: Exchange) -> dict[str, Any]:
     return ctx.ok_json(exchange, "a 200 chat.completion")
+
+
+# --- choices, messages, media types (usage, sampling, json-mode and tools checks) -----------------
+FINISH_REASONS = ("stop", "length", "tool_calls", "content_filter", "function_call")
+
+
+def choices_or_stop(ctx: CheckContext, exchange: Exchange, body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The body's choices, each an object, or a failure that ends the check."""
+    choices = body.get("choices")
+    if not isinstance(choices, list) or not all(isinstance(c, dict) for c in choices):
+        raise ctx.stop("`choices`: an array of choice objects", f"{excerpt(repr(choices), 200)}",
+                       ctx.where(exchange, "choices"), exchange=exchange)
+    return choices
+
+
+def first_message(ctx: CheckContext, exchange: Exchange, body: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+    """(choices[0].message, choices[0].finish_reason), or a failure that ends the check."""
+    choices = choices_or_stop(ctx, exchange, body)
+    if not choices or not isinstance(choices[0].get("message"), dict):
+        raise ctx.stop("choices[0].message: an object", excerpt(repr(choices[:1]), 200),
+                       ctx.where(exchange, "choices[0]"), exchange=exchange)
+    return choices[0]["message"], choices[0].get("finish_reason")
+
+
+def media_type(exchange: Exchange) -> str:
+    """The Content-Type without parameters, lower-cased: `application/json; charset=utf-8` → `application/json`."""
+    return exchange.content_type.split(";", 1)[0].strip().lower()
+
+
+def completion_tokens(body: dict[str, Any]) -> int | None:
+    """usage.completion_tokens when it is an integer, else None (judged by usage.total-is-sum)."""
+    usage = body.get("usage")
+    value = usage.get("completion_tokens") if isinstance(usage, dict) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def content_text(message: dict[str, Any]) -> str:
+    """message.content when it is a string, else "" (null content is legal, e.g. beside tool_calls)."""
+    content = message.get("content")
+    return content if isinstance(content, str) else ""

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from .._context import CheckContext
+from .._context import CheckContext, excerpt
 from .._model import Feature, Level, documented
-from ._judge import completion_or_stop, schema_errors
+from ._judge import choices_or_stop, completion_or_stop, media_type, schema_errors
 from ._registry import check
+from .sampling import three_choices
 
 
 @check(
@@ -22,3 +23,41 @@ def chat_completion_schema(ctx: CheckContext) -> None:
     for problem in schema_errors("CreateChatCompletionResponse", body):
         ctx.fail("a body valid against CreateChatCompletionResponse", problem, ctx.where(exchange),
                  exchange=exchange)
+
+
+@check(
+    "schema.message-role",
+    level=Level.MUST,
+    feature=Feature.CORE,
+    clause=documented("2 Response Parameters", "role string The role of the author of this message, typically "
+                      "assistant."),
+    description='Every choice\'s message.role is "assistant", in a one-choice and a three-choice response.',
+    requests=2,
+)
+def message_role(ctx: CheckContext) -> None:
+    # The three-choice response is shared with sampling.n-choices: the schema check sees only one choice.
+    for exchange in (ctx.shared_completion(), three_choices(ctx)):
+        body = completion_or_stop(ctx, exchange)
+        for i, choice in enumerate(choices_or_stop(ctx, exchange, body)):
+            message = choice.get("message")
+            role = message.get("role", "<absent>") if isinstance(message, dict) else f"no message ({message!r})"
+            ctx.expect(role == "assistant", 'message.role "assistant"', repr(role),
+                       ctx.where(exchange, f"choices[{i}].message.role"), exchange=exchange)
+
+
+@check(
+    "schema.content-type",
+    level=Level.MUST,
+    feature=Feature.CORE,
+    clause=documented("1.1 Header Parameters", "Accept Yes String application/json Expected response format."),
+    description="A non-stream 200 is labelled Content-Type application/json (parameters such as charset allowed).",
+)
+def content_type(ctx: CheckContext) -> None:
+    exchange = ctx.shared_completion()
+    exchange.require_response()
+    if exchange.status != 200:
+        raise ctx.stop("a 200 response to a basic non-stream request", f"HTTP {exchange.status}: "
+                       f"{excerpt(exchange.text, 200)}", ctx.where(exchange), exchange=exchange)
+    ctx.expect(media_type(exchange) == "application/json", "Content-Type: application/json (charset allowed)",
+               repr(exchange.content_type or "<no Content-Type>"), ctx.where(exchange, "Content-Type header"),
+               exchange=exchange)

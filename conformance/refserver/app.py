@@ -171,7 +171,13 @@ class _Server:
         if payload.get("stream"):
             return StreamingResponse(self._stream(payload), media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache"})
-        return self.json_response(self._completion(payload))
+        completion = self._completion(payload)
+        if self.config.has("non-stream-as-event-stream"):
+            framed = f"data: {json.dumps(completion)}\n\ndata: [DONE]\n\n"
+            return Response(framed, media_type=None, headers={"content-type": "text/event-stream"})
+        if self.config.has("json-as-text-plain"):
+            return Response(json.dumps(completion), media_type=None, headers={"content-type": "text/plain"})
+        return self.json_response(completion)
 
     def _validate(self, payload: dict[str, Any]) -> None:
         error = jsonschema.exceptions.best_match(self.validator.iter_errors(payload))
@@ -185,7 +191,8 @@ class _Server:
         choice = payload.get("tool_choice")
         if choice == "required" and not tools:
             raise ApiError(400, "tool_choice 'required' needs at least one tool in 'tools'.", param="tool_choice")
-        if isinstance(choice, dict) and choice["function"]["name"] not in names:
+        if (isinstance(choice, dict) and choice["function"]["name"] not in names
+                and not self.config.has("unknown-named-tool-accepted")):
             raise ApiError(400, f"tool_choice names function '{choice['function']['name']}', which is not in "
                                 f"'tools'.", param="tool_choice")
         if payload.get("stream_options") is not None and payload.get("stream") is not True:
@@ -194,7 +201,7 @@ class _Server:
     # -- generation -----------------------------------------------------------------------------
     def _choices(self, payload: dict[str, Any]) -> list[dict[str, Any]]:
         """Each choice as {index, content | tool_calls, finish_reason, tokens}."""
-        n = payload.get("n") or 1
+        n = 1 if self.config.has("n-ignored") else payload.get("n") or 1
         choices = []
         for index in range(n):
             choices.append(self._one_choice(payload, index))
@@ -203,10 +210,16 @@ class _Server:
     def _tool_to_call(self, payload: dict[str, Any]) -> dict[str, Any] | None:
         tools = payload.get("tools") or []
         choice = payload.get("tool_choice") or "auto"
+        ignoring = ("named-tool-choice-ignored" if isinstance(choice, dict)
+                    else {"none": "tool-choice-none-ignored", "required": "tool-choice-required-ignored"}.get(choice))
+        if ignoring and self.config.has(ignoring):
+            choice = "auto"
         if not tools or choice == "none":
             return None
         if isinstance(choice, dict):
-            return next(t["function"] for t in tools if t["function"]["name"] == choice["function"]["name"])
+            # None only under the fault unknown-named-tool-accepted (validation rejects unknown names).
+            return next((t["function"] for t in tools if t["function"]["name"] == choice["function"]["name"]),
+                        None)
         if choice == "required":
             return tools[0]["function"]
         last_user = next((generate.message_text(m) for m in reversed(payload["messages"])
@@ -214,32 +227,54 @@ class _Server:
         return next((t["function"] for t in tools if t["function"]["name"] in last_user), None)
 
     def _one_choice(self, payload: dict[str, Any], index: int) -> dict[str, Any]:
+        # Under every-index-zero each choice is still generated as itself, but reports index 0.
+        reported = 0 if self.config.has("every-index-zero") else index
         function = self._tool_to_call(payload)
         if function is not None:
             arguments = generate.tool_arguments(function, payload, index)
             call_id = "call_" + uuid.uuid5(uuid.NAMESPACE_URL, f"{function['name']}{arguments}{index}").hex[:24]
-            return {"index": index, "content": None, "finish_reason": "tool_calls",
+            finish = "stop" if self.config.has("tool-calls-finish-stop") else "tool_calls"
+            return {"index": reported, "content": None, "finish_reason": finish,
                     "tool_calls": [{"id": call_id, "type": "function",
                                     "function": {"name": function["name"], "arguments": arguments}}],
                     "tokens": generate.tokenize(function["name"] + arguments)}
-        fmt = (payload.get("response_format") or {}).get("type")
-        if fmt in ("json_object", "json_schema"):
-            text = generate.json_text(payload, index)
-        else:
-            text = generate.sentence_text(payload, index)
-            if self.config.has("leading-crlf-content"):
-                text = "\r\n\r\n" + text
-        text, stopped = generate.apply_stop(text, payload.get("stop"))
+        text = self._choice_text(payload, index)
+        if not self.config.has("stop-ignored"):
+            text, _ = generate.apply_stop(text, payload.get("stop"))
         tokens = generate.tokenize(text)
-        finish = "stop"
+        finish = "eos" if self.config.has("finish-reason-eos") else "stop"
         max_tokens = payload.get("max_tokens")
-        if max_tokens is not None and len(tokens) > max_tokens:
-            tokens, finish = tokens[:max_tokens], "length"
-        return {"index": index, "content": "".join(tokens), "finish_reason": finish, "tokens": tokens}
+        if max_tokens is not None and len(tokens) > max_tokens and not self.config.has("max-tokens-ignored"):
+            tokens = tokens[:max_tokens]
+            finish = "stop" if self.config.has("finish-stop-when-truncated") else "length"
+        return {"index": reported, "content": "".join(tokens), "finish_reason": finish, "tokens": tokens}
+
+    def _choice_text(self, payload: dict[str, Any], index: int) -> str:
+        """The untruncated text of one choice: JSON under response_format, else a sentence."""
+        fmt = (payload.get("response_format") or {}).get("type")
+        if fmt == "json_object" and self.config.has("json-mode-ignored"):
+            fmt = "text"
+        if fmt == "json_schema" and self.config.has("json-schema-ignored"):
+            # Valid JSON, but the generic object json_object gets, whatever the schema says.
+            return generate.json_text({**payload, "response_format": {"type": "json_object"}}, index)
+        if fmt in ("json_object", "json_schema"):
+            return generate.json_text(payload, index)
+        if self.config.has("nondeterministic"):
+            payload = {**payload, "seed": uuid.uuid4().int % 2**63}
+        text = generate.sentence_text(payload, index)
+        if self.config.has("leading-crlf-content"):
+            text = "\r\n\r\n" + text
+        return text
 
     def _usage(self, payload: dict[str, Any], choices: list[dict[str, Any]]) -> dict[str, int]:
         prompt = generate.prompt_tokens(payload["messages"])
         completion = sum(len(c["tokens"]) for c in choices)
+        if self.config.has("prompt-tokens-constant"):
+            prompt = 9
+        if self.config.has("usage-negative-count"):
+            prompt = -prompt
+        if self.config.has("completion-tokens-unbounded") and payload.get("max_tokens") is not None:
+            completion *= 5
         total = prompt + completion + (1 if self.config.has("usage-total-off-by-one") else 0)
         return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": total}
 
@@ -262,14 +297,20 @@ class _Server:
         response["choices"] = []
         for choice in choices:
             message: dict[str, Any] = {"role": "assistant", "content": choice["content"], "refusal": None}
+            if self.config.has("role-missing"):
+                del message["role"]
             if "tool_calls" in choice:
                 message["tool_calls"] = choice["tool_calls"]
+                if self.config.has("tool-arguments-not-string"):
+                    message["tool_calls"] = [{**call, "function": {**call["function"], "arguments": json.loads(
+                        call["function"]["arguments"])}} for call in choice["tool_calls"]]
             rendered = {"index": choice["index"], "message": message, "logprobs": None,
                         "finish_reason": choice["finish_reason"]}
             if self.config.has("extra-fields"):
                 rendered["x_choice_note"] = "extra"
             response["choices"].append(rendered)
-        response["usage"] = self._usage(payload, choices)
+        if not self.config.has("usage-missing"):
+            response["usage"] = self._usage(payload, choices)
         return response
 
     # -- streaming ------------------------------------------------------------------------------

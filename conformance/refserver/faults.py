@@ -69,6 +69,41 @@ fault("accept-temperature-2.5", "temperature up to 2.5 is accepted", ("params.te
 fault("reject-temperature-2", "temperature 2.0 (a legal edge) is rejected", ("params.temperature.bounds",),
       _set("temperature", exclusiveMaximum=2))
 
+# --- usage, response shape, sampling, JSON mode, tools (checks in usage/schema/sampling/json_mode/tools.py)
+fault("usage-missing", "non-stream responses carry no `usage`", ("usage.present",))
+fault("usage-negative-count", "usage.prompt_tokens is negative (total stays prompt + completion)",
+      ("usage.total-is-sum", "schema.chat-completion"))
+fault("completion-tokens-unbounded", "with max_tokens set, usage.completion_tokens is 5x the tokens generated",
+      ("usage.completion-bounded", "sampling.max-tokens-length"))
+fault("prompt-tokens-constant", "usage.prompt_tokens is 9 whatever the prompt", ("usage.prompt-grows",))
+fault("role-missing", "non-stream messages have no `role`", ("schema.message-role", "schema.chat-completion"))
+fault("json-as-text-plain", "non-stream completions are labelled `Content-Type: text/plain`",
+      ("schema.content-type",))
+fault("non-stream-as-event-stream", "a non-stream request gets `text/event-stream` with `data: {json}` and "
+      "`data: [DONE]` (decolua/9router#3492)", ("schema.content-type", "schema.chat-completion"))
+fault("n-ignored", "`n` is ignored: always one choice", ("sampling.n-choices",))
+fault("every-index-zero", "every choice reports `index: 0`", ("sampling.n-choices",))
+fault("stop-ignored", "`stop` is ignored: the text runs through the stop sequence", ("sampling.stop",))
+fault("max-tokens-ignored", "`max_tokens` is ignored: generation is never truncated",
+      ("sampling.max-tokens-length", "usage.completion-bounded"))
+fault("finish-stop-when-truncated", "truncation at max_tokens reports finish_reason `stop` (ik_llama.cpp #2321)",
+      ("sampling.max-tokens-length",))
+fault("finish-reason-eos", "a natural end reports finish_reason `eos` (old llama.cpp shims)",
+      ("sampling.finish-reason-enum", "sampling.stop"))
+fault("nondeterministic", "text is random even with temperature 0 and a seed", ("sampling.deterministic",))
+fault("json-mode-ignored", "response_format json_object is ignored: plain text", ("json-mode.object",))
+fault("json-schema-ignored", "response_format json_schema gets a JSON object that ignores the schema",
+      ("json-mode.schema",))
+fault("tool-arguments-not-string", "non-stream tool_calls[].function.arguments is an object, not a JSON string",
+      ("tools.required-call", "tools.named-call"))
+fault("tool-choice-none-ignored", "tool_choice `none` is treated as `auto`", ("tools.none-no-calls",))
+fault("tool-choice-required-ignored", "tool_choice `required` is treated as `auto`", ("tools.required-call",))
+fault("named-tool-choice-ignored", "a named tool_choice is treated as `auto`", ("tools.named-call",))
+fault("tool-calls-finish-stop", "tool calls end with finish_reason `stop` (earendil-works/pi#6226)",
+      ("tools.finish-reason",))
+fault("unknown-named-tool-accepted", "a tool_choice naming a function not in `tools` is answered with text",
+      ("tools.unknown-named-function",))
+
 # --- legal variants ---------------------------------------------------------------------------------
 variant("json-charset", "JSON responses say `application/json; charset=utf-8`")
 variant("sse-crlf", "SSE lines end with CRLF")

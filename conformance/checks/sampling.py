@@ -1,0 +1,161 @@
+"""Sampling semantics: n, stop, max_tokens, the finish_reason enum and seeded determinism.
+
+Nothing here asserts on the generated text beyond the property: the stop string is derived from
+the target's own unconstrained reply, so the property bites on any model.
+"""
+
+from __future__ import annotations
+
+import re
+
+from .._context import CheckContext, excerpt
+from .._http import Exchange
+from .._model import Depth, Feature, Level, documented, openai
+from ._judge import FINISH_REASONS, choices_or_stop, completion_or_stop, completion_tokens, content_text, first_message
+from ._registry import check
+
+# A prompt whose answer needs far more than 16 tokens, so small max_tokens truncate on any model.
+LONG_ANSWER = "Write three sentences about the sea."
+TRUNCATE_AT = 3
+# Room for a short reply to end on its own, so the enum check also sees a natural finish.
+NATURAL_END_MAX_TOKENS = 64
+SEED = 1234
+_WORD = re.compile(r"[A-Za-z]{3,}")
+
+
+def long_answer(ctx: CheckContext, **overrides: object) -> dict[str, object]:
+    return ctx.chat_request(messages=[{"role": "user", "content": LONG_ANSWER}], **overrides)
+
+
+def three_choices(ctx: CheckContext) -> Exchange:
+    """n=3 with a tiny max_tokens; shared with schema.message-role."""
+    return ctx.shared("three-choices", lambda c: c.chat(c.chat_request(n=3, max_tokens=4)))
+
+
+def truncated(ctx: CheckContext) -> Exchange:
+    """A reply cut at max_tokens=3; shared with sampling.finish-reason-enum."""
+    return ctx.shared("truncated-completion", lambda c: c.chat(long_answer(c, max_tokens=TRUNCATE_AT)))
+
+
+@check(
+    "sampling.n-choices",
+    level=Level.MUST,
+    feature=Feature.CORE,
+    clause=documented("1.2 n", "How many chat completion choices to generate for each input message."),
+    description="n=3 gives exactly 3 choices whose index values are 0, 1 and 2, each once.",
+)
+def n_choices(ctx: CheckContext) -> None:
+    exchange = three_choices(ctx)
+    choices = choices_or_stop(ctx, exchange, completion_or_stop(ctx, exchange))
+    indices = [c.get("index", "<absent>") for c in choices]
+    ctx.expect(len(choices) == 3, "exactly 3 choices for n=3", f"{len(choices)} choice(s)",
+               ctx.where(exchange, "choices"), exchange=exchange)
+    ok = all(type(i) is int for i in indices) and sorted(indices) == [0, 1, 2]
+    ctx.expect(ok, "choice indices 0, 1, 2, each exactly once", f"indices {indices}",
+               ctx.where(exchange, "choices[*].index"), exchange=exchange)
+
+
+@check(
+    "sampling.stop",
+    level=Level.MUST,
+    feature=Feature.CORE,
+    clause=documented("1.2 stop", "The model will stop generating further tokens when it encounters these "
+                      "characters."),
+    description="A word taken from the target's own temperature-0 reply, sent as `stop`, never appears in the "
+                "content; finish_reason is stop when the reply ends there.",
+    requests=2,
+)
+def stop(ctx: CheckContext) -> None:
+    body = long_answer(ctx, temperature=0)
+    reference = ctx.chat(body)
+    message, _ = first_message(ctx, reference, completion_or_stop(ctx, reference))
+    text = content_text(message)
+    words = _WORD.findall(text)
+    if len(words) < 3:
+        raise ctx.skip(f"the unconstrained reply is too short to take a stop word from: {excerpt(text, 120)!r}")
+    word = words[len(words) // 2]
+    ctx.details["stop"] = [word]
+    constrained = ctx.chat({**body, "stop": [word]})
+    message, finish = first_message(ctx, constrained, completion_or_stop(ctx, constrained))
+    content = content_text(message)
+    ctx.expect(word not in content, f"content without the stop sequence {word!r}",
+               f"content {excerpt(content, 200)!r}", ctx.where(constrained, "choices[0].message.content"),
+               exchange=constrained)
+    # Only when the reply follows the reference up to the word did the stop sequence end it; a reply that
+    # diverged (a non-deterministic model) is judged on absence alone.
+    ended_there = content.rstrip() == text[:text.find(word)].rstrip()
+    ctx.details["finish_reason_judged"] = ended_there
+    if ended_there:
+        ctx.expect(finish == "stop", 'finish_reason "stop" when generation ends at a stop sequence',
+                   repr(finish), ctx.where(constrained, "choices[0].finish_reason"), exchange=constrained)
+
+
+@check(
+    "sampling.max-tokens-length",
+    level=Level.MUST,
+    feature=Feature.CORE,
+    clause=documented("2 finish_reason", "E.g., stop (natural stop) or length (reached maximum length)."),
+    description=f"max_tokens={TRUNCATE_AT} on a prompt that needs more gives finish_reason length and "
+                f"completion_tokens <= {TRUNCATE_AT}.",
+)
+def max_tokens_length(ctx: CheckContext) -> None:
+    exchange = truncated(ctx)
+    body = completion_or_stop(ctx, exchange)
+    _, finish = first_message(ctx, exchange, body)
+    tokens = completion_tokens(body)
+    ctx.details["completion_tokens"] = tokens
+    if finish == "stop" and tokens is not None and tokens < TRUNCATE_AT:
+        raise ctx.skip(f"the reply ended on its own after {tokens} token(s), before max_tokens={TRUNCATE_AT}")
+    ctx.expect(finish == "length", f'finish_reason "length" when max_tokens={TRUNCATE_AT} cuts the reply',
+               repr(finish), ctx.where(exchange, "choices[0].finish_reason"), exchange=exchange)
+    if tokens is not None:
+        ctx.expect(tokens <= TRUNCATE_AT, f"completion_tokens <= max_tokens = {TRUNCATE_AT}",
+                   f"completion_tokens = {tokens}", ctx.where(exchange, "usage.completion_tokens"),
+                   exchange=exchange)
+
+
+@check(
+    "sampling.finish-reason-enum",
+    level=Level.MUST,
+    feature=Feature.CORE,
+    clause=openai("CreateChatCompletionResponse.choices[].finish_reason",
+                  "enum: stop, length, tool_calls, content_filter, function_call"),
+    description="finish_reason is one of stop/length/tool_calls/content_filter/function_call in a basic, a "
+                "truncated and a naturally ended reply.",
+    requests=3,
+)
+def finish_reason_enum(ctx: CheckContext) -> None:
+    natural = ctx.chat(ctx.chat_request(max_tokens=NATURAL_END_MAX_TOKENS))
+    for exchange in (ctx.shared_completion(), truncated(ctx), natural):
+        choices = choices_or_stop(ctx, exchange, completion_or_stop(ctx, exchange))
+        for i, choice in enumerate(choices):
+            reason = choice.get("finish_reason", "<absent>")
+            ctx.expect(reason in FINISH_REASONS, f"finish_reason in {', '.join(FINISH_REASONS)}", repr(reason),
+                       ctx.where(exchange, f"choices[{i}].finish_reason"), exchange=exchange)
+
+
+@check(
+    "sampling.deterministic",
+    level=Level.SHOULD,
+    feature=Feature.CORE,
+    # SHOULD, advisory: OpenAI documents seed as best-effort; real models often differ in a token or two.
+    clause=openai("CreateChatCompletionRequest.seed", "the system will make a best effort to sample "
+                  "deterministically, such that repeated requests with the same seed and parameters should "
+                  "return the same result"),
+    description=f"Two identical requests with temperature 0 and seed {SEED} give the same content.",
+    requests=2,
+    depths=(Depth.FULL,),
+)
+def deterministic(ctx: CheckContext) -> None:
+    body = long_answer(ctx, temperature=0, seed=SEED)
+    contents = []
+    for exchange in (ctx.chat(body), ctx.chat(body)):
+        message, _ = first_message(ctx, exchange, completion_or_stop(ctx, exchange))
+        contents.append(message.get("content"))
+    second = ctx.http.exchanges[-1]
+    ctx.expect(contents[0] == contents[1],
+               f"the same content twice for identical requests with temperature 0 and seed {SEED}",
+               f"{excerpt(repr(contents[0]), 150)} then {excerpt(repr(contents[1]), 150)} (advisory: seeding is "
+               f"best-effort, and many real models are not bit-for-bit reproducible even at temperature 0; a "
+               f"SHOULD does not fail certification)",
+               ctx.where(second, "choices[0].message.content"), exchange=second)
