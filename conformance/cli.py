@@ -90,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     checks = sub.add_parser("checks", help="list the check catalogue")
     checks.add_argument("--json", action="store_true", help="as JSON")
 
+    _add_selftest_parser(sub)
+
     report = sub.add_parser("report", help="re-render reports from results.json")
     report.add_argument("results", type=Path, help="a results.json")
     report.add_argument("-o", "--output-dir", type=Path, default=None)
@@ -99,7 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        handler = {"run": cmd_run, "serve": cmd_serve, "checks": cmd_checks, "report": cmd_report}[args.command]
+        handler = {"run": cmd_run, "serve": cmd_serve, "checks": cmd_checks, "report": cmd_report,
+                   "selftest": cmd_selftest}[args.command]
         return handler(args)
     except ConformanceError as exc:
         print(f"conformance: error: {exc}", file=sys.stderr)
@@ -286,6 +289,67 @@ def cmd_checks(args: argparse.Namespace) -> int:
               f"{spec.clause.source} § {spec.clause.section}")
     print(f"\n{len(specs)} checks")
     return 0
+
+
+# -- selftest -----------------------------------------------------------------------------------------
+def _add_selftest_parser(sub: Any) -> None:
+    selftest = sub.add_parser("selftest", help="prove the suite: certify the reference server clean, with every "
+                                               "legal variant and with every seeded fault")
+    selftest.add_argument("--depth", choices=["auto", "quick", "full"], default="auto",
+                          help="auto (default): clean and variants at both depths, each fault quick first and "
+                               "full only if quick did not catch it")
+    selftest.add_argument("--only-fault", action="extend", nargs="+", default=None, metavar="NAME",
+                          help="run only these faults (and no variants unless --only-variant)")
+    selftest.add_argument("--only-variant", action="extend", nargs="+", default=None, metavar="NAME",
+                          help="run only these variants (and no faults unless --only-fault)")
+    selftest.add_argument("--jobs", type=_positive_int, default=4, help="servers certified in parallel (default 4)")
+    selftest.add_argument("--wide", action="store_true",
+                          help="run the whole catalogue against every fault (shows collateral kills; slower)")
+    selftest.add_argument("--json", action="store_true", help="print the report as JSON")
+    selftest.add_argument("--quiet", "-q", action="store_true", help="no progress line")
+
+
+def cmd_selftest(args: argparse.Namespace) -> int:
+    """Exit 0 when every fault is killed, every variant passes and every MUST/SHOULD check is proven."""
+    from ._selftest import DepthMode, SelftestConfig, fault_table, kill_table, selftest, variant_table
+
+    config = SelftestConfig(depth=DepthMode(args.depth), jobs=args.jobs, wide=args.wide,
+                            only_faults=tuple(args.only_fault) if args.only_fault is not None else None,
+                            only_variants=tuple(args.only_variant) if args.only_variant is not None else None)
+    progress = _SelftestProgress(enabled=not args.quiet and sys.stderr.isatty())
+    try:
+        report = selftest(config, on_event=progress)
+    except ValueError as exc:  # an unknown --only-fault/--only-variant name
+        raise UsageError(str(exc)) from None
+    if args.json:
+        print(json.dumps(report.to_json(), indent=1))
+        return 0 if report.ok else 1
+    print(f"Clean server and legal variants:\n{variant_table(report)}\n")
+    print(f"Seeded faults:\n{fault_table(report)}\n")
+    print(f"Which checks killed which faults:\n{kill_table(report)}\n")
+    for problem in report.problems():
+        print(f"PROBLEM: {problem}")
+    print(f"selftest {'passed' if report.ok else 'FAILED'} in {report.duration_s:.1f}s, "
+          f"{report.requests} requests")
+    print(report.score_line())
+    return 0 if report.ok else 1
+
+
+class _SelftestProgress:
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.started = time.monotonic()
+
+    def __call__(self, kind: str, payload: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        if kind == "subject-finished":
+            subject = payload["outcome"].subject
+            sys.stderr.write(f"\r[{payload['done']}/{payload['planned']}] {subject.kind.value} "
+                             f"{subject.name[:40]:<40} {time.monotonic() - self.started:5.1f}s")
+            if payload["done"] == payload["planned"]:
+                sys.stderr.write("\n")
+            sys.stderr.flush()
 
 
 # -- report -------------------------------------------------------------------------------------------

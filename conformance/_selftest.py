@@ -1,0 +1,506 @@
+"""The selftest: proves the suite can fail, and never wrongly flags legal behaviour.
+
+It certifies the built-in reference server in-process, once clean, once per legal variant and once
+per seeded fault (see refserver/faults.py), and scores the outcome (the mutation score):
+
+    clean      every MUST and SHOULD check passes; an INFO check may fail but must not error
+    variant    the same: legal behaviour is never flagged
+    fault      at least one of the checks the fault declares in `killed_by` fails
+    catalogue  every declared ID exists, and every MUST and SHOULD check kills at least one fault
+
+A fault run is narrow: only the checks it declares, first at the quick depth and, only if none of
+them failed, again at full depth (a check may need its full probes to see the defect). `wide=True`
+runs the whole catalogue against every fault and shows collateral kills too.
+
+Every run but one uses an API key, so the auth checks are exercised. The exception is the variant
+`no-auth` ("no auth at all"): a target without authentication is certified without a key, as a user
+would certify it, and must pass; the checks that need a key then skip. (Run with a key, `no-auth`
+would rightly fail `auth.*`: that is the fault `wrong-key-accepted`, not a legal variant.)
+
+`conformance selftest` and tests/test_selftest.py consume `selftest()`.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import enum
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._engine import RunConfig, run
+from ._http import Limits, Target
+from ._model import Depth, Level, Profile, Verdict
+from .checks import RegisteredCheck, all_checks
+from .refserver import DEFAULT_MODEL, FAULTS, VARIANTS, ServerConfig, ServerThread
+from .refserver.faults import Fault, Variant
+
+__all__ = [
+    "SELFTEST_API_KEY",
+    "CheckVerdict",
+    "DepthMode",
+    "FaultResult",
+    "SelftestConfig",
+    "SelftestReport",
+    "Subject",
+    "SubjectKind",
+    "SubjectOutcome",
+    "VariantResult",
+    "fault_table",
+    "kill_table",
+    "score",
+    "selftest",
+    "variant_table",
+]
+
+# Not a secret: the reference servers of the selftest live on loopback for a few seconds.
+SELFTEST_API_KEY = "sk-selftest-0000"
+# Variants that are certified without an API key (see the module docstring).
+KEYLESS_VARIANTS = frozenset({"no-auth"})
+# Short bounds: a fault that hangs a response must cost seconds, not the default minute.
+SELFTEST_LIMITS = Limits(connect_timeout_s=5.0, read_timeout_s=8.0, request_deadline_s=20.0, run_deadline_s=300.0)
+CLEAN = "clean"
+EventHandler = Callable[[str, dict[str, Any]], None]
+
+
+class DepthMode(enum.StrEnum):
+    """auto: clean and variants at both depths, faults quick first and full only if needed."""
+
+    AUTO = "auto"
+    QUICK = "quick"
+    FULL = "full"
+
+    @property
+    def depths(self) -> tuple[Depth, ...]:
+        return {"auto": (Depth.QUICK, Depth.FULL), "quick": (Depth.QUICK,), "full": (Depth.FULL,)}[self.value]
+
+
+class SubjectKind(enum.StrEnum):
+    CLEAN = "clean"
+    VARIANT = "variant"
+    FAULT = "fault"
+
+
+@dataclass(frozen=True, slots=True)
+class Subject:
+    """One reference server configuration to certify."""
+
+    kind: SubjectKind
+    name: str
+    description: str = ""
+    # For faults: the check IDs that must catch it, as declared.
+    declared: tuple[str, ...] = ()
+
+    @property
+    def with_key(self) -> bool:
+        return not (self.kind is SubjectKind.VARIANT and self.name in KEYLESS_VARIANTS)
+
+    def server_config(self) -> ServerConfig:
+        return ServerConfig(
+            api_key=SELFTEST_API_KEY,
+            faults=frozenset({self.name}) if self.kind is SubjectKind.FAULT else frozenset(),
+            variants=frozenset({self.name}) if self.kind is SubjectKind.VARIANT else frozenset(),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CheckVerdict:
+    """One check's verdict in one run of a subject."""
+
+    check_id: str
+    level: Level
+    verdict: Verdict
+    depth: Depth
+    profile: Profile
+    message: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.check_id, "level": self.level.value, "outcome": self.verdict.value,
+                "depth": self.depth.value, "profile": self.profile.value, "message": self.message}
+
+
+@dataclass(frozen=True, slots=True)
+class SubjectOutcome:
+    subject: Subject
+    verdicts: tuple[CheckVerdict, ...]
+    duration_s: float
+    requests: int = 0
+    # The server or the harness broke before any verdict: never a pass, never a kill.
+    problem: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SelftestConfig:
+    depth: DepthMode = DepthMode.AUTO
+    # None: all; a tuple: only these (when one of the two is given, the other defaults to none).
+    only_faults: tuple[str, ...] | None = None
+    only_variants: tuple[str, ...] | None = None
+    jobs: int = 4
+    concurrency: int = 4
+    wide: bool = False
+    # The catalogues; None means the registered checks and the declared faults and variants.
+    checks: Sequence[RegisteredCheck] | None = None
+    faults: Mapping[str, Fault] | None = None
+    variants: Mapping[str, Variant] | None = None
+
+
+# -- planning -----------------------------------------------------------------------------------------
+def plan(config: SelftestConfig) -> list[Subject]:
+    """Clean first, then the chosen variants and faults."""
+    faults = config.faults if config.faults is not None else FAULTS
+    variants = config.variants if config.variants is not None else VARIANTS
+    only_f, only_v = config.only_faults, config.only_variants
+    if only_f is not None and only_v is None:
+        only_v = ()
+    if only_v is not None and only_f is None:
+        only_f = ()
+    unknown = [n for n in only_f or () if n not in faults] + [n for n in only_v or () if n not in variants]
+    if unknown:
+        raise ValueError(f"unknown fault or variant: {', '.join(unknown)} (see `conformance serve --list-faults`)")
+    subjects = [Subject(SubjectKind.CLEAN, CLEAN, "the reference server as shipped")]
+    subjects += [Subject(SubjectKind.VARIANT, v.name, v.description)
+                 for v in variants.values() if only_v is None or v.name in only_v]
+    subjects += [Subject(SubjectKind.FAULT, f.name, f.description, tuple(f.killed_by))
+                 for f in faults.values() if only_f is None or f.name in only_f]
+    return subjects
+
+
+Stage = tuple[Depth, Profile, tuple[RegisteredCheck, ...]]
+
+
+def _depths_for(check: RegisteredCheck, mode: DepthMode) -> list[Depth]:
+    wanted = [d for d in mode.depths if d in check.spec.depths]
+    # A check that exists at only the other depth still runs there: else it could never be judged.
+    return wanted or [check.spec.depths[0]]
+
+
+def _strictest_profile(check: RegisteredCheck) -> Profile:
+    # `documented` requires everything `openai` does and the GET quirk on top.
+    return Profile.DOCUMENTED if Profile.DOCUMENTED in check.spec.profiles else check.spec.profiles[0]
+
+
+def _group(pairs: Iterable[tuple[Depth, Profile, RegisteredCheck]]) -> list[Stage]:
+    order = [(d, p) for d in (Depth.QUICK, Depth.FULL) for p in (Profile.OPENAI, Profile.DOCUMENTED)]
+    buckets: dict[tuple[Depth, Profile], list[RegisteredCheck]] = {}
+    for depth, profile, check in pairs:
+        buckets.setdefault((depth, profile), []).append(check)
+    return [(d, p, tuple(buckets[(d, p)])) for d, p in order if (d, p) in buckets]
+
+
+def stages(subject: Subject, checks: Sequence[RegisteredCheck], mode: DepthMode, *, wide: bool) -> list[Stage]:
+    """The engine runs one subject needs, cheapest first.
+
+    Clean and variants: every check at every depth of the mode, in its strictest profile. Faults:
+    each declared check at the quick depth first and at full only if that did not kill (the
+    caller stops at the first stage that kills), in every profile it supports.
+    """
+    if subject.kind is not SubjectKind.FAULT:
+        return _group((d, _strictest_profile(c), c) for c in checks for d in _depths_for(c, mode))
+    chosen = checks if wide else [c for c in checks if c.spec.id in subject.declared]
+    return _group((d, p, c) for c in chosen for d in _depths_for(c, mode) for p in c.spec.profiles)
+
+
+# -- execution ----------------------------------------------------------------------------------------
+def _run_stage(base_url: str, subject: Subject, stage: Stage, concurrency: int) -> tuple[list[CheckVerdict], int]:
+    depth, profile, checks = stage
+    config = RunConfig(
+        target=Target(base_url, DEFAULT_MODEL, SELFTEST_API_KEY if subject.with_key else None),
+        limits=SELFTEST_LIMITS,
+        depth=depth,
+        profile=profile,
+        concurrency=concurrency,
+        builtin_target=True,
+    )
+    result = run(config, checks=checks)
+    verdicts = [CheckVerdict(r.spec.id, r.spec.level, r.verdict, depth, profile, _first_line(r.message))
+                for r in result.results]
+    return verdicts, result.requests
+
+
+def _first_line(message: str, limit: int = 240) -> str:
+    line = message.strip().splitlines()[0] if message.strip() else ""
+    return line if len(line) <= limit else line[:limit] + "…"
+
+
+def execute(subject: Subject, checks: Sequence[RegisteredCheck], mode: DepthMode, *, wide: bool = False,
+            concurrency: int = 4) -> SubjectOutcome:
+    """Start the subject's server, run its stages, stop it; never raises."""
+    started = time.monotonic()
+    verdicts: list[CheckVerdict] = []
+    requests = 0
+    try:
+        with ServerThread(subject.server_config()) as server:
+            for stage in stages(subject, checks, mode, wide=wide):
+                stage_verdicts, stage_requests = _run_stage(server.base_url, subject, stage, concurrency)
+                verdicts += stage_verdicts
+                requests += stage_requests
+                if subject.kind is SubjectKind.FAULT and _kills(subject, stage_verdicts) and not wide:
+                    break
+    except Exception as exc:  # noqa: BLE001 - one broken subject must not hide the others' results
+        return SubjectOutcome(subject, tuple(verdicts), time.monotonic() - started, requests,
+                              problem=f"{type(exc).__name__}: {exc}")
+    return SubjectOutcome(subject, tuple(verdicts), time.monotonic() - started, requests)
+
+
+def _kills(subject: Subject, verdicts: Iterable[CheckVerdict]) -> bool:
+    return any(v.verdict is Verdict.FAILED and v.check_id in subject.declared for v in verdicts)
+
+
+# -- scoring ------------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class VariantResult:
+    """The clean server or one legal variant: it must pass."""
+
+    name: str
+    description: str
+    with_key: bool
+    passed: bool
+    problems: tuple[str, ...]
+    counts: dict[str, int]
+    duration_s: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "description": self.description, "with_api_key": self.with_key,
+                "passed": self.passed, "problems": list(self.problems), "counts": self.counts,
+                "duration_s": round(self.duration_s, 3)}
+
+
+@dataclass(frozen=True, slots=True)
+class FaultResult:
+    """One seeded fault: it must be killed by at least one of the checks it declares."""
+
+    name: str
+    description: str
+    declared: tuple[str, ...]
+    unknown: tuple[str, ...]  # declared IDs missing from the catalogue (a typo, or a removed check)
+    killed_by: tuple[str, ...]  # declared checks that failed
+    collateral: tuple[str, ...]  # other checks that failed (wide runs only)
+    depth: Depth | None  # the depth of the kill
+    problems: tuple[str, ...]  # declared checks that errored, a server that did not start
+    duration_s: float
+
+    @property
+    def killed(self) -> bool:
+        return bool(self.killed_by)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "description": self.description, "declared": list(self.declared),
+                "unknown_checks": list(self.unknown), "killed": self.killed, "killed_by": list(self.killed_by),
+                "collateral": list(self.collateral), "depth": self.depth.value if self.depth else None,
+                "problems": list(self.problems), "duration_s": round(self.duration_s, 3)}
+
+
+@dataclass(frozen=True, slots=True)
+class SelftestReport:
+    clean: VariantResult
+    variants: tuple[VariantResult, ...]
+    faults: tuple[FaultResult, ...]
+    # Every check of the catalogue → the faults it killed (empty: the check never failed).
+    kills: dict[str, tuple[str, ...]]
+    levels: dict[str, Level]
+    # False when only some faults ran: then an unkilling check is not evidence of anything.
+    complete: bool
+    duration_s: float
+    requests: int
+    depth: DepthMode = DepthMode.AUTO
+    outcomes: tuple[SubjectOutcome, ...] = field(default=(), repr=False)
+
+    @property
+    def judged_checks(self) -> list[str]:
+        """MUST and SHOULD checks: each must kill at least one fault."""
+        return [c for c, level in self.levels.items() if level is not Level.INFO]
+
+    @property
+    def unproven(self) -> list[str]:
+        return [c for c in self.judged_checks if not self.kills[c]]
+
+    @property
+    def survivors(self) -> list[FaultResult]:
+        return [f for f in self.faults if not f.killed]
+
+    @property
+    def unknown_declarations(self) -> dict[str, tuple[str, ...]]:
+        return {f.name: f.unknown for f in self.faults if f.unknown}
+
+    @property
+    def ok(self) -> bool:
+        return (self.clean.passed and all(v.passed for v in self.variants) and not self.survivors
+                and not self.unknown_declarations and (not self.complete or not self.unproven))
+
+    def score_line(self) -> str:
+        killed, total = len(self.faults) - len(self.survivors), len(self.faults)
+        passed, variants = sum(v.passed for v in self.variants), len(self.variants)
+        judged = self.judged_checks
+        proven = len(judged) - len(self.unproven)
+        partial = "" if self.complete else " (partial run)"
+        return (f"faults killed: {killed}/{total} ({_percent(killed, total)}), variants passed: "
+                f"{passed}/{variants} ({_percent(passed, variants)}), checks proven: {proven}/{len(judged)}"
+                f"{partial}")
+
+    def problems(self) -> list[str]:
+        """Every reason the selftest fails, one line each."""
+        lines = [f"clean server: {p}" for p in self.clean.problems]
+        lines += [f"variant {v.name}: {p}" for v in self.variants for p in v.problems]
+        for fault in self.faults:
+            if fault.unknown:
+                lines.append(f"fault {fault.name}: killed_by names unknown check(s) {', '.join(fault.unknown)}")
+            if not fault.killed:
+                why = "; ".join(fault.problems) or "every declared check passed"
+                lines.append(f"fault {fault.name} survived ({', '.join(fault.declared) or 'no checks declared'}): "
+                             f"{why}")
+        if self.complete:
+            lines += [f"check {c} [{self.levels[c].value}] kills no fault: it is not shown to be able to fail"
+                      for c in self.unproven]
+        return lines
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "score": self.score_line(),
+            "complete": self.complete,
+            "depth": self.depth.value,
+            "duration_s": round(self.duration_s, 3),
+            "requests": self.requests,
+            "clean": self.clean.to_json(),
+            "variants": [v.to_json() for v in self.variants],
+            "faults": [f.to_json() for f in self.faults],
+            "checks": {c: {"level": self.levels[c].value, "kills": list(k)} for c, k in self.kills.items()},
+            "unproven": self.unproven if self.complete else [],
+            "problems": self.problems(),
+        }
+
+
+def _percent(part: int, whole: int) -> str:
+    return f"{100 * part / whole:.0f}%" if whole else "n/a"
+
+
+def _judge_passing(outcome: SubjectOutcome, allowed_skips: frozenset[str]) -> VariantResult:
+    """A clean or variant run passes when no MUST/SHOULD check failed, errored or was unsupported, no
+    INFO check errored, and nothing was skipped that the clean server ran (unless run without a key)."""
+    subject = outcome.subject
+    problems = [f"the server did not run: {outcome.problem}"] if outcome.problem else []
+    counts: dict[str, int] = {}
+    for v in outcome.verdicts:
+        counts[v.verdict.value] = counts.get(v.verdict.value, 0) + 1
+        at = f"{v.check_id} [{v.level.value}, {v.depth.value}]"
+        if v.verdict is Verdict.ERROR:
+            problems.append(f"{at} errored: {v.message}")
+        elif v.level is Level.INFO:
+            continue
+        elif v.verdict in (Verdict.FAILED, Verdict.UNSUPPORTED):
+            problems.append(f"{at} {v.verdict.value}: {v.message}")
+        elif v.verdict is Verdict.SKIPPED and subject.with_key and v.check_id not in allowed_skips:
+            problems.append(f"{at} skipped: {v.message}")
+    return VariantResult(subject.name, subject.description, subject.with_key, not problems, tuple(problems),
+                         counts, outcome.duration_s)
+
+
+def _judge_fault(outcome: SubjectOutcome, known: set[str]) -> FaultResult:
+    subject = outcome.subject
+    failed = list(dict.fromkeys(v.check_id for v in outcome.verdicts if v.verdict is Verdict.FAILED))
+    killed_by = tuple(c for c in failed if c in subject.declared)
+    kill_depths = [v.depth for v in outcome.verdicts if v.verdict is Verdict.FAILED and v.check_id in killed_by]
+    problems = [f"{v.check_id} [{v.depth.value}] errored: {v.message}" for v in outcome.verdicts
+                if v.verdict is Verdict.ERROR and v.check_id in subject.declared]
+    if outcome.problem:
+        problems.insert(0, f"the server did not run: {outcome.problem}")
+    return FaultResult(
+        name=subject.name,
+        description=subject.description,
+        declared=subject.declared,
+        unknown=tuple(c for c in subject.declared if c not in known),
+        killed_by=killed_by,
+        collateral=tuple(c for c in failed if c not in subject.declared),
+        depth=min(kill_depths, key=lambda d: d is Depth.FULL) if kill_depths else None,
+        problems=tuple(problems),
+        duration_s=outcome.duration_s,
+    )
+
+
+def score(outcomes: Sequence[SubjectOutcome], checks: Sequence[RegisteredCheck], *, complete: bool,
+          duration_s: float = 0.0, depth: DepthMode = DepthMode.AUTO) -> SelftestReport:
+    """Judge the runs: a pure function, so the scoring itself can be tested without servers."""
+    known = {c.spec.id for c in checks}
+    clean_outcome = next(o for o in outcomes if o.subject.kind is SubjectKind.CLEAN)
+    clean_skips = frozenset(v.check_id for v in clean_outcome.verdicts if v.verdict is Verdict.SKIPPED)
+    clean = _judge_passing(clean_outcome, frozenset())
+    variants = tuple(_judge_passing(o, clean_skips) for o in outcomes if o.subject.kind is SubjectKind.VARIANT)
+    faults = tuple(_judge_fault(o, known) for o in outcomes if o.subject.kind is SubjectKind.FAULT)
+    kills: dict[str, list[str]] = {c.spec.id: [] for c in checks}
+    for fault in faults:
+        for check_id in (*fault.killed_by, *fault.collateral):
+            kills[check_id].append(fault.name)
+    return SelftestReport(
+        clean=clean,
+        variants=variants,
+        faults=faults,
+        kills={c: tuple(f) for c, f in kills.items()},
+        levels={c.spec.id: c.spec.level for c in checks},
+        complete=complete,
+        duration_s=duration_s,
+        requests=sum(o.requests for o in outcomes),
+        depth=depth,
+        outcomes=tuple(outcomes),
+    )
+
+
+def selftest(config: SelftestConfig | None = None, *, on_event: EventHandler | None = None) -> SelftestReport:
+    """Certify the clean reference server, every variant and every fault, in parallel; score them."""
+    config = config or SelftestConfig()
+    emit = on_event or (lambda kind, payload: None)
+    checks = list(config.checks) if config.checks is not None else all_checks()
+    subjects = plan(config)
+    started = time.monotonic()
+    emit("selftest-started", {"subjects": len(subjects)})
+    outcomes: list[SubjectOutcome] = []
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, config.jobs)) as pool:
+        futures = [pool.submit(execute, s, checks, config.depth, wide=config.wide, concurrency=config.concurrency)
+                   for s in subjects]
+        for future in concurrent.futures.as_completed(futures):
+            outcomes.append(future.result())
+            emit("subject-finished", {"outcome": outcomes[-1], "done": len(outcomes), "planned": len(subjects)})
+    position = {s: i for i, s in enumerate(subjects)}
+    outcomes.sort(key=lambda o: position[o.subject])
+    complete = config.only_faults is None
+    return score(outcomes, checks, complete=complete, duration_s=time.monotonic() - started, depth=config.depth)
+
+
+# -- text rendering (the CLI prints these) --------------------------------------------------------------
+def kill_table(report: SelftestReport) -> str:
+    """Which checks killed which faults, one row per check; unproven MUST/SHOULD checks are marked."""
+    width = max((len(c) for c in report.kills), default=10)
+    lines = [f"{'CHECK':<{width}}  LEVEL   KILLS"]
+    for check_id, faults in sorted(report.kills.items()):
+        level = report.levels[check_id]
+        if faults:
+            shown = ", ".join(faults)
+        else:
+            shown = "-" if level is Level.INFO or not report.complete else "UNPROVEN: kills no fault"
+        lines.append(f"{check_id:<{width}}  {level.value:<6}  {shown}")
+    return "\n".join(lines)
+
+
+def fault_table(report: SelftestReport) -> str:
+    """One row per fault: who killed it, at which depth, or why it survived."""
+    width = max((len(f.name) for f in report.faults), default=10)
+    lines = [f"{'FAULT':<{width}}  DEPTH  KILLED BY"]
+    for fault in report.faults:
+        if fault.killed:
+            extra = f" (also: {', '.join(fault.collateral)})" if fault.collateral else ""
+            depth = fault.depth.value if fault.depth else "-"
+            lines.append(f"{fault.name:<{width}}  {depth:<5}  {', '.join(fault.killed_by)}{extra}")
+        else:
+            lines.append(f"{fault.name:<{width}}  -      SURVIVED (declared: {', '.join(fault.declared) or 'none'})")
+    return "\n".join(lines)
+
+
+def variant_table(report: SelftestReport) -> str:
+    rows = [report.clean, *report.variants]
+    width = max(len(r.name) for r in rows)
+    lines = []
+    for row in rows:
+        key = "" if row.with_key else " (no API key)"
+        counts = ", ".join(f"{n} {k}" for k, n in sorted(row.counts.items()))
+        lines.append(f"{row.name:<{width}}  {'passed' if row.passed else 'FAILED'}  {counts}{key}")
+    return "\n".join(lines)
