@@ -1,88 +1,176 @@
 """SSE output of the reference server: chunk construction and byte framing.
 
-Stream faults and variants live here as real code paths (`server.config.has(NAME)`).
+Stream faults and variants live here as real code paths (`server.config.has(NAME)`); see faults.py
+for what each one breaks and which check must catch it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .app import _Server
 
+Make = Callable[[list[dict[str, Any]]], dict[str, Any]]
+# Faults that make the stream ignore a request parameter the non-stream path honours.
+_IGNORED = {"max_tokens": "stream-max-tokens-ignored", "stop": "stream-stop-ignored"}
 
+
+# -- routing -------------------------------------------------------------------------------------
+def serves_sse(server: _Server, payload: dict[str, Any]) -> bool:
+    """Whether this request gets an SSE body: stream: true does, unless a fault says otherwise."""
+    if server.config.has("stream-ignored"):
+        return False
+    return bool(payload.get("stream")) or server.config.has("sse-on-non-stream")
+
+
+def media_type(server: _Server) -> str:
+    return "application/json" if server.config.has("stream-wrong-content-type") else "text/event-stream"
+
+
+# -- chunks --------------------------------------------------------------------------------------
 def chunks(server: _Server, payload: dict[str, Any]) -> list[dict[str, Any]]:
-    choices = server._choices(payload)
-    completion_id = "chatcmpl-" + uuid.uuid4().hex
-    include_usage = bool((payload.get("stream_options") or {}).get("include_usage"))
-    null_usage = include_usage or server.config.has("usage-null-every-chunk")
+    has = server.config.has
+    generation = {k: v for k, v in payload.items() if not (k in _IGNORED and has(_IGNORED[k]))}
+    choices = server._choices(generation)
+    if has("stream-equivalence-broken"):
+        for choice in choices:
+            if "tokens" in choice and len(choice["tokens"]) > 1:
+                choice["tokens"] = [*choice["tokens"][:-1], " streamed"]  # same count, other text
+    make = _chunk_maker(server, payload)
+    out: list[dict[str, Any]] = []
+    for choice in choices:
+        out += _choice_chunks(server, make, choice)
+    _add_usage(server, payload, choices, make, out)
+    if has("extra-fields"):
+        for body in out:
+            body["x_chunk_seq"] = 1
+    return out
 
-    def chunk(choice_list: list[dict[str, Any]]) -> dict[str, Any]:
-        body = server._envelope(payload, "chat.completion.chunk", completion_id)
+
+def _include_usage(payload: dict[str, Any]) -> bool:
+    return bool((payload.get("stream_options") or {}).get("include_usage"))
+
+
+def _chunk_maker(server: _Server, payload: dict[str, Any]) -> Make:
+    completion_id = "chatcmpl-" + uuid.uuid4().hex
+    null_usage = _include_usage(payload) or server.config.has("usage-null-every-chunk")
+
+    def make(choice_list: list[dict[str, Any]]) -> dict[str, Any]:
+        chunk_id = "chatcmpl-" + uuid.uuid4().hex if server.config.has("stream-id-changes") else completion_id
+        body = server._envelope(payload, "chat.completion.chunk", chunk_id)
+        if server.config.has("stream-chunk-object-completion"):
+            body["object"] = "chat.completion"
         body["choices"] = choice_list
         if null_usage:
             body["usage"] = None
         return body
 
-    chunks = []
-    for choice in choices:
-        i = choice["index"]
-        if "tool_calls" in choice:
-            call = choice["tool_calls"][0]
-            args = call["function"]["arguments"]
-            first = {"index": 0, "id": call["id"], "type": "function",
-                     "function": {"name": call["function"]["name"], "arguments": ""}}
-            chunks.append(chunk([{"index": i, "delta": {"role": "assistant", "content": None,
-                                                        "tool_calls": [first]},
-                                  "logprobs": None, "finish_reason": None}]))
-            step = max(1, len(args) // 3 + 1)
-            for start in range(0, len(args), step):
-                piece = {"index": 0, "function": {"arguments": args[start:start + step]}}
-                chunks.append(chunk([{"index": i, "delta": {"tool_calls": [piece]}, "logprobs": None,
-                                      "finish_reason": None}]))
-        else:
-            chunks.append(chunk([{"index": i, "delta": {"role": "assistant", "content": ""},
-                                  "logprobs": None, "finish_reason": None}]))
-            for token in choice["tokens"]:
-                chunks.append(chunk([{"index": i, "delta": {"content": token}, "logprobs": None,
-                                      "finish_reason": None}]))
-        chunks.append(chunk([{"index": i, "delta": {}, "logprobs": None,
-                              "finish_reason": choice["finish_reason"]}]))
-    if include_usage:
-        usage_chunk = chunk([])
-        usage_chunk["usage"] = server._usage(payload, choices)
-        chunks.append(usage_chunk)
-    if server.config.has("extra-fields"):
-        for body in chunks:
-            body["x_chunk_seq"] = 1
-    return chunks
+    return make
+
+
+def _choice_chunks(server: _Server, make: Make, choice: dict[str, Any]) -> list[dict[str, Any]]:
+    has = server.config.has
+    index = 0 if has("stream-n-all-index-0") else choice["index"]
+    pending = "" if has("stream-finish-reason-empty-string") else None  # ollama#4357
+
+    def entry(delta: dict[str, Any], finish: str | None = pending) -> dict[str, Any]:
+        return {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}
+
+    role = {} if has("stream-no-role") else {"role": "assistant"}
+    if "tool_calls" in choice:
+        first, *rest = _tool_call_items(server, choice["tool_calls"][0])
+        deltas = [{**role, "content": None, "tool_calls": [first]}] + [{"tool_calls": [item]} for item in rest]
+    else:
+        deltas = [{**role, "content": ""}] + [{"content": token} for token in choice["tokens"]]
+    final = None if has("stream-no-finish-reason") else choice["finish_reason"]
+    return [make([entry(delta)]) for delta in deltas] + [make([entry({}, final)])]
+
+
+def _tool_call_items(server: _Server, call: dict[str, Any]) -> list[dict[str, Any]]:
+    """The first item names the call; the others carry the arguments in three pieces."""
+    args = call["function"]["arguments"]
+    step = max(1, len(args) // 3 + 1)
+    pieces = [args[start:start + step] for start in range(0, len(args), step)]
+    if server.config.has("stream-tool-args-broken"):
+        pieces = pieces[:-1]
+
+    def item(**fields: Any) -> dict[str, Any]:
+        return fields if server.config.has("stream-tool-call-no-index") else {"index": 0, **fields}
+
+    first = item(id=call["id"], type="function", function={"name": call["function"]["name"], "arguments": ""})
+    return [first] + [item(function={"arguments": piece}) for piece in pieces]
+
+
+def _add_usage(server: _Server, payload: dict[str, Any], choices: list[dict[str, Any]], make: Make,
+               out: list[dict[str, Any]]) -> None:
+    has = server.config.has
+    if not (_include_usage(payload) or has("stream-usage-unrequested")):
+        return
+    usage = server._usage(payload, choices)
+    if has("stream-usage-wrong"):
+        usage["total_tokens"] += 1
+    if has("stream-usage-counts-chunks"):  # counts SSE chunks, not tokens; the sum stays right
+        usage["completion_tokens"] = len(out)
+        usage["total_tokens"] = usage["prompt_tokens"] + len(out)
+    if has("stream-usage-on-finish-chunk"):
+        out[-1]["usage"] = usage
+        return
+    usage_chunk = make([])
+    usage_chunk["usage"] = usage
+    out.append(usage_chunk)
+    if has("stream-usage-twice"):
+        out.append(copy.deepcopy(usage_chunk))
+
+
+# -- bytes ---------------------------------------------------------------------------------------
+def _newline(server: _Server) -> str:
+    return "\r\n" if server.config.has("sse-crlf") else "\n"
+
 
 def encode_event(server: _Server, data: str) -> bytes:
-    newline = "\r\n" if server.config.has("sse-crlf") else "\n"
-    prefix = "data:" if server.config.has("sse-no-space") else "data: "
-    return (prefix + data + newline + newline).encode()
+    has = server.config.has
+    prefix = "" if has("stream-no-data-prefix") else "data:" if has("sse-no-space") else "data: "
+    end = _newline(server) * (1 if has("stream-single-newline") else 2)
+    return (prefix + data + end).encode()
+
+
+def _event_data(server: _Server, payload: dict[str, Any]) -> list[str]:
+    datas = [json.dumps(body) for body in chunks(server, payload)]
+    if server.config.has("stream-truncated-json") and len(datas) > 2:
+        middle = len(datas) // 2
+        datas[middle] = datas[middle][: len(datas[middle]) // 2]
+    return datas
+
+
+def _pieces(server: _Server, payload: dict[str, Any]) -> list[bytes]:
+    has = server.config.has
+    newline = _newline(server)
+    pieces: list[bytes] = []
+    if has("sse-retry-field"):
+        pieces.append(f"retry: 3000{newline}{newline}".encode())
+    datas = _event_data(server, payload)
+    for data in datas:
+        if has("sse-keepalive"):
+            pieces.append(f": keep-alive{newline}{newline}".encode())
+        pieces.append(encode_event(server, data))
+    if not has("stream-no-done"):
+        pieces.append(encode_event(server, "[DONE]"))
+    if has("stream-data-after-done") and datas:
+        pieces.append(encode_event(server, json.dumps({**json.loads(datas[0]), "choices": []})))
+    return pieces
+
 
 async def stream_bytes(server: _Server, payload: dict[str, Any]) -> AsyncIterator[bytes]:
-    pieces: list[bytes] = []
-    newline = "\r\n" if server.config.has("sse-crlf") else "\n"
-    if server.config.has("sse-retry-field"):
-        pieces.append(f"retry: 3000{newline}{newline}".encode())
-    for body in chunks(server, payload):
-        if server.config.has("sse-keepalive"):
-            pieces.append(f": keep-alive{newline}{newline}".encode())
-        pieces.append(encode_event(server, json.dumps(body)))
-    if not server.config.has("stream-no-done"):
-        pieces.append(encode_event(server, "[DONE]"))
-    for piece in pieces:
+    for piece in _pieces(server, payload):
         if server.config.has("sse-small-writes"):
             for start in range(0, len(piece), 7):
                 yield piece[start:start + 7]
                 await asyncio.sleep(0)
         else:
             yield piece
-
-
