@@ -168,8 +168,8 @@ class _Server:
             raise ApiError(400, f"The request body must be a JSON object, not {type(payload).__name__}.",
                            code="invalid_type")
         self._validate(payload)
-        if payload.get("stream"):
-            return StreamingResponse(self._stream(payload), media_type="text/event-stream",
+        if streaming.serves_sse(self, payload):  # stream faults decide (refserver/streaming.py)
+            return StreamingResponse(self._stream(payload), media_type=streaming.media_type(self),
                                      headers={"Cache-Control": "no-cache"})
         completion = self._completion(payload)
         if self.config.has("non-stream-as-event-stream"):
@@ -195,7 +195,8 @@ class _Server:
                 and not self.config.has("unknown-named-tool-accepted")):
             raise ApiError(400, f"tool_choice names function '{choice['function']['name']}', which is not in "
                                 f"'tools'.", param="tool_choice")
-        if payload.get("stream_options") is not None and payload.get("stream") is not True:
+        if (payload.get("stream_options") is not None and payload.get("stream") is not True
+                and not self.config.has("stream-options-without-stream-accepted")):
             raise ApiError(400, "stream_options is only allowed when stream is true.", param="stream_options")
 
     # -- generation -----------------------------------------------------------------------------

@@ -62,6 +62,48 @@ fault("object-misspelled", "`object` is `chat.completions`", ("schema.chat-compl
 
 # --- streaming --------------------------------------------------------------------------------------
 fault("stream-no-done", "the stream ends without `data: [DONE]`", ("stream.done-terminator",))
+# framing (refserver/streaming.py encode_event, _pieces; routing in serves_sse, media_type)
+fault("stream-wrong-content-type", "a stream is served as `application/json` (openclaw PR #97454)",
+      ("stream.content-type",))
+fault("stream-ignored", "stream: true is answered with one plain JSON completion (tinyagents PR #56)",
+      ("stream.content-type", "stream.data-is-json", "stream.done-terminator"))
+fault("sse-on-non-stream", "a stream: false request is answered with SSE (decolua/9router#3492)",
+      ("stream.not-sse-when-false",))
+fault("stream-no-data-prefix", "events are bare JSON lines without `data: `", ("stream.data-is-json",))
+fault("stream-single-newline", "events are separated by one newline, not a blank line",
+      ("stream.data-is-json", "stream.done-terminator"))
+fault("stream-truncated-json", "one chunk in the middle carries only the first half of its JSON",
+      ("stream.data-is-json",))
+fault("stream-data-after-done", "one more chunk follows `data: [DONE]`", ("stream.done-terminator",))
+# chunks (refserver/streaming.py chunks and helpers)
+fault("stream-chunk-object-completion", "chunks say object `chat.completion`",
+      ("stream.chunk-object", "stream.chunk-schema"))
+fault("stream-id-changes", "every chunk has a new id", ("stream.consistent-identity",))
+fault("stream-no-role", "no delta carries role (openai/openai-node#553)", ("stream.first-delta-role",))
+fault("stream-no-finish-reason", "finish_reason is null in every chunk", ("stream.finish-reason-once",))
+fault("stream-finish-reason-empty-string", "finish_reason is \"\" in every chunk before the last "
+      "(ollama/ollama#4357)", ("stream.finish-reason-once", "stream.chunk-schema"))
+fault("stream-n-all-index-0", "with n > 1 every choice streams as index 0", ("stream.n-partition",))
+fault("stream-usage-unrequested", "a usage chunk is sent without include_usage (Rapid-MLX PR #792)",
+      ("stream.usage-not-requested",))
+fault("stream-usage-wrong", "the usage chunk's total_tokens is prompt + completion + 1", ("stream.usage-include",))
+fault("stream-usage-on-finish-chunk", "usage rides on the last finish chunk instead of a `choices: []` chunk",
+      ("stream.usage-include",))
+fault("stream-usage-twice", "the usage chunk is sent twice", ("stream.usage-include",))
+fault("stream-usage-counts-chunks", "stream usage counts SSE chunks as completion tokens (sum kept)",
+      ("stream.equivalent-usage",))
+fault("stream-equivalence-broken", "the streamed text's last token differs from the non-stream text",
+      ("stream.equivalent-content",))
+fault("stream-max-tokens-ignored", "streams ignore max_tokens: full text, finish_reason stop",
+      ("stream.max-tokens",))
+fault("stream-stop-ignored", "streams ignore stop sequences", ("stream.stop",))
+fault("stream-tool-call-no-index", "tool_calls deltas carry no `index` (openai/openai-python#2806)",
+      ("stream.tool-call-deltas",))
+fault("stream-tool-args-broken", "the last piece of the tool-call arguments is never sent",
+      ("stream.tool-call-deltas",))
+# request validation (refserver/app.py _validate)
+fault("stream-options-without-stream-accepted", "stream_options is accepted with stream: false",
+      ("stream.options-without-stream",))
 
 # --- parameter bounds -------------------------------------------------------------------------------
 fault("accept-temperature-2.5", "temperature up to 2.5 is accepted", ("params.temperature.bounds",),
