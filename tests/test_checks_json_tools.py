@@ -1,0 +1,127 @@
+"""json-mode.* and tools.* checks: clean server passes, seeded faults fail them, fakes pin edge verdicts."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+from conftest import ServerFactory, certify, verdicts
+
+from conformance import Depth, RunConfig, RunResult, Target, run
+from conformance.checks.tools import call_problems
+from conformance.refserver import DEFAULT_MODEL, ServerThread
+from conformance.refserver.faults import FAULTS, VARIANTS
+
+CHECKS = ("json-mode.object", "json-mode.schema", "tools.required-call", "tools.named-call", "tools.finish-reason",
+          "tools.none-no-calls", "tools.unknown-named-function")
+# fault -> the checks of this module that must fail under it
+KILLERS = {name: checks for name, f in FAULTS.items() if (checks := tuple(c for c in f.killed_by if c in CHECKS))}
+
+
+def test_every_check_is_killed_by_a_fault() -> None:
+    assert {c for checks in KILLERS.values() for c in checks} == set(CHECKS)
+
+
+def test_clean_server_passes(reference_server: ServerThread) -> None:
+    result = certify(reference_server.base_url, only=CHECKS)
+    assert verdicts(result) == dict.fromkeys(CHECKS, "passed"), [r.message for r in result.results]
+
+
+def test_every_legal_variant_passes(start_server: ServerFactory) -> None:
+    with start_server(variants=list(VARIANTS)) as server:
+        result = certify(server.base_url, only=CHECKS)
+    assert verdicts(result) == dict.fromkeys(CHECKS, "passed"), [r.message for r in result.results]
+
+
+@pytest.mark.parametrize("fault", sorted(KILLERS))
+def test_fault_fails_its_checks(start_server: ServerFactory, fault: str) -> None:
+    with start_server(faults=[fault]) as server:
+        result = certify(server.base_url, only=KILLERS[fault])
+    assert verdicts(result) == dict.fromkeys(KILLERS[fault], "failed")
+
+
+def _call(arguments: Any, **changes: Any) -> dict[str, Any]:
+    return {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": arguments},
+            **changes}
+
+
+@pytest.mark.parametrize(("call", "problem"), [
+    (_call('{"city": "Paris"}'), None),
+    (_call({"city": "Paris"}), "not a string"),
+    (_call('{"city": '), "does not parse"),
+    (_call('["Paris"]'), "parses to a list"),
+    (_call("{}", id=""), "id = ''"),
+    (_call("{}", type="tool"), "type = 'tool'"),
+    ({"id": "c", "type": "function", "function": {"name": "get_time", "arguments": "{}"}}, "function.name"),
+    ("call", "not an object"),
+])
+def test_call_problems(call: Any, problem: str | None) -> None:
+    problems = call_problems(call, ("get_weather",))
+    assert (problems == []) if problem is None else any(problem in p for p in problems), problems
+
+
+# --- fakes: behaviours of real targets the reference server does not have ----------------------------
+Answer = Callable[[dict[str, Any]], tuple[int, dict[str, Any]]]
+
+
+def fake_run(answer: Answer, only: tuple[str, ...]) -> RunResult:
+    def handler(request: httpx.Request) -> httpx.Response:
+        status, body = answer(json.loads(request.content))
+        return httpx.Response(status, json=body)
+
+    config = RunConfig(target=Target("http://fake.test/v1", DEFAULT_MODEL), depth=Depth.FULL, only=only)
+    return run(config, transport=httpx.MockTransport(handler))
+
+
+def completion(message: dict[str, Any], finish: str) -> dict[str, Any]:
+    return {"id": "chatcmpl-fake", "object": "chat.completion", "created": 1, "model": DEFAULT_MODEL,
+            "choices": [{"index": 0, "message": {"role": "assistant", **message}, "logprobs": None,
+                         "finish_reason": finish}]}
+
+
+REJECTED = (400, {"error": {"message": "response_format is not supported", "type": "invalid_request_error",
+                            "param": "response_format", "code": None}})
+
+
+def test_rejected_response_format_is_unsupported_for_schema_but_a_failure_for_json_object() -> None:
+    result = fake_run(lambda body: REJECTED, ("json-mode.*",))
+    assert verdicts(result) == {"json-mode.object": "failed", "json-mode.schema": "unsupported"}
+
+
+def test_json_truncated_twice_is_inconclusive_not_failed() -> None:
+    result = fake_run(lambda body: (200, completion({"content": '{"greeting": "hel'}, "length")),
+                      ("json-mode.object",))
+    assert verdicts(result) == {"json-mode.object": "unsupported"}
+    assert "inconclusive" in result.results[0].message
+    assert result.results[0].requests == 2
+
+
+def test_json_truncated_once_is_retried_with_more_room() -> None:
+    def answer(body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        if body["max_tokens"] <= 64:
+            return 200, completion({"content": '{"greet'}, "length")
+        return 200, completion({"content": '{"greeting": "hello"}'}, "stop")
+
+    result = fake_run(answer, ("json-mode.object",))
+    assert verdicts(result) == {"json-mode.object": "passed"}
+    assert result.results[0].requests == 2
+
+
+def test_json_in_code_fences_fails() -> None:
+    result = fake_run(lambda body: (200, completion({"content": '```json\n{"greeting": "hi"}\n```'}, "stop")),
+                      ("json-mode.object",))
+    assert verdicts(result) == {"json-mode.object": "failed"}
+
+
+def test_tool_finish_reason_is_skipped_when_auto_calls_nothing() -> None:
+    result = fake_run(lambda body: (200, completion({"content": "It is sunny."}, "stop")), ("tools.finish-reason",))
+    assert verdicts(result) == {"tools.finish-reason": "skipped"}
+
+
+def test_unknown_named_function_answered_401_is_not_a_rejection() -> None:
+    unauthorised = (401, {"error": {"message": "no key", "type": "auth", "param": None, "code": None}})
+    result = fake_run(lambda body: unauthorised, ("tools.unknown-named-function",))
+    assert verdicts(result) == {"tools.unknown-named-function": "failed"}
