@@ -1,7 +1,9 @@
 """JSON mode: response_format json_object and json_schema give parseable JSON content.
 
-JSON cut by max_tokens is legitimately broken, so a truncated reply is retried once with more room
-before anything is judged.
+json_object is documented (FAQ, 1.2 response_format), so it is MUST and a 4xx fails; json_schema is
+OpenAI behaviour beyond the documents, so it is SHOULD and a 4xx means unsupported. JSON cut by
+max_tokens is legitimately broken, so a truncated reply is retried once with more room before
+anything is judged.
 """
 
 from __future__ import annotations
@@ -91,7 +93,8 @@ def json_object(ctx: CheckContext) -> None:
     feature=Feature.JSON_MODE,
     # SHOULD: json_schema is OpenAI behaviour beyond the documented json_object; a 4xx means unsupported.
     clause=openai("CreateChatCompletionRequest.response_format",
-                  "json_schema: Structured Outputs ... ensures the model will match your supplied JSON schema"),
+                  'Setting to { "type": "json_schema", "json_schema": {...} } enables Structured Outputs which '
+                  "ensures the model will match your supplied JSON schema."),
     description="response_format json_schema with a two-field schema gives content valid against the schema; "
                 "a 4xx is reported as unsupported.",
     requests=2,

@@ -1,5 +1,7 @@
 """Sampling semantics: n, stop, max_tokens, the finish_reason enum and seeded determinism.
 
+n, stop and max_tokens are documented parameters, and finish_reason's enum is what every client
+switches on: MUST. Seeded determinism is best-effort even at OpenAI: SHOULD, worded as advisory.
 Nothing here asserts on the generated text beyond the property: the stop string is derived from
 the target's own unconstrained reply, so the property bites on any model.
 """
@@ -139,7 +141,7 @@ def finish_reason_enum(ctx: CheckContext) -> None:
     level=Level.SHOULD,
     feature=Feature.CORE,
     # SHOULD, advisory: OpenAI documents seed as best-effort; real models often differ in a token or two.
-    clause=openai("CreateChatCompletionRequest.seed", "the system will make a best effort to sample "
+    clause=openai("CreateChatCompletionRequest.seed", "our system will make a best effort to sample "
                   "deterministically, such that repeated requests with the same seed and parameters should "
                   "return the same result"),
     description=f"Two identical requests with temperature 0 and seed {SEED} give the same content.",

@@ -29,7 +29,8 @@ def chat_completion_schema(ctx: CheckContext) -> None:
     "schema.message-role",
     level=Level.MUST,
     feature=Feature.CORE,
-    clause=documented("2 Response Parameters", "role string The role of the author of this message, typically "
+    # MUST: clients append the reply to `messages`, where role is required: without it the next turn is a 400.
+    clause=documented("2 Response Parameters: message.role", "The role of the author of this message, typically "
                       "assistant."),
     description='Every choice\'s message.role is "assistant", in a one-choice and a three-choice response.',
     requests=2,
@@ -49,7 +50,8 @@ def message_role(ctx: CheckContext) -> None:
     "schema.content-type",
     level=Level.MUST,
     feature=Feature.CORE,
-    clause=documented("1.1 Header Parameters", "Accept Yes String application/json Expected response format."),
+    # MUST: openai-python hands back a plain str instead of a ChatCompletion when the type is not JSON.
+    clause=documented("1.1 Header Parameters: Accept application/json", "Expected response format."),
     description="A non-stream 200 is labelled Content-Type application/json (parameters such as charset allowed).",
 )
 def content_type(ctx: CheckContext) -> None:

@@ -1,4 +1,8 @@
-"""Tools: tool_choice required / named / none / unknown, and the shape of the tool calls returned."""
+"""Tools: tool_choice required / named / none / unknown, and the shape of the tool calls returned.
+
+tools and tool_choice are documented parameters (1.2), so what a tool_choice value asks for is MUST;
+finish_reason "tool_calls" and the rejection of an unknown name are OpenAI behaviour, hence SHOULD.
+"""
 
 from __future__ import annotations
 
@@ -112,7 +116,7 @@ def named_call(ctx: CheckContext) -> None:
     "tools.finish-reason",
     level=Level.SHOULD,
     feature=Feature.TOOLS,
-    # Judged under `auto`: with a forced tool_choice OpenAI itself has answered finish_reason "stop".
+    # Judged under `auto`: under a forced tool_choice OpenAI has been reported to answer finish_reason "stop".
     clause=openai("CreateChatCompletionResponse.choices[].finish_reason",
                   "tool_calls if the model called a tool"),
     description='When the model calls a tool under tool_choice "auto", finish_reason is "tool_calls".',

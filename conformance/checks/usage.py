@@ -34,7 +34,7 @@ def total_is_sum(ctx: CheckContext) -> None:
     level=Level.SHOULD,
     feature=Feature.CORE,
     # SHOULD: the OpenAI spec marks usage optional, but billing and every token counter rely on it.
-    clause=documented("2 Response Parameters", "usage object Usage statistics for the completion request."),
+    clause=documented("2 Response Parameters: usage", "Usage statistics for the completion request."),
     description="A non-stream completion carries a usage object.",
 )
 def present(ctx: CheckContext) -> None:
