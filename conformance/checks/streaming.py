@@ -118,7 +118,7 @@ def data_is_json(ctx: CheckContext) -> None:
     _more(ctx, stream, len(bare), expected)
     if not stream.chunks:
         incomplete = next((a for a in anomalies if a.kind == "incomplete-event"), None)
-        where = (incomplete.offset, len(exchange.body)) if incomplete else None
+        where = (incomplete.offset if incomplete else 0, len(exchange.body)) if exchange.body else None
         ctx.fail("JSON chunk events, each ended by a blank line", f"{len(stream.events)} events, none a JSON "
                  f"object" + (f"; {incomplete.detail}" if incomplete else ""), ctx.where(exchange),
                  exchange=exchange, byte_range=where)
@@ -142,9 +142,10 @@ def done_terminator(ctx: CheckContext) -> None:
     events = stream.events
     if not stream.done:
         last = events[-1] if events else None
+        # The last event, or (no event at all) the whole body, is where [DONE] should have been.
+        where = (last.start, last.end) if last else (0, len(exchange.body)) if exchange.body else None
         ctx.fail("a final `data: [DONE]` event", f"{len(events)} events, none is [DONE]; last data: "
-                 f"{short(last.data) if last else 'none'}", ctx.where(exchange), exchange=exchange,
-                 byte_range=(last.start, last.end) if last else None)
+                 f"{short(last.data) if last else 'none'}", ctx.where(exchange), exchange=exchange, byte_range=where)
         return
     if len(stream.done) > 1:
         number = stream.done[1]
