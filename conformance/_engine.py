@@ -18,8 +18,8 @@ import httpx
 
 from . import __version__
 from ._context import CheckContext, SharedExchanges
-from ._http import Limits, Session, Target, TargetDown, TransportError
-from ._model import CheckResult, Depth, Feature, Level, Profile, Verdict
+from ._http import Exchange, Limits, Session, Target, TargetDown, TransportError, limit_failure, urgent
+from ._model import CheckResult, Depth, Failure, Feature, Level, Profile, Verdict
 from .checks import RegisteredCheck, all_checks, select
 from .errors import BudgetExhausted, CheckFailed, CheckSkipped, CheckUnsupported
 
@@ -73,6 +73,12 @@ class RunResult:
     verdict: str
     reason: str | None
     status_counts: dict[str, int]
+    # IDs of planned checks that never sent a request because the budget or the run deadline ran out.
+    not_executed: tuple[str, ...] = ()
+    # Part of `tokens` estimated for responses that reported no usage (an upper bound, for --max-tokens).
+    tokens_estimated: int = 0
+    # 429/503 answers that were retried (never counted as non-conformance).
+    retries: int = 0
 
     @property
     def exit_code(self) -> int:
@@ -138,31 +144,43 @@ def run(
     transport: httpx.BaseTransport | None = None,
     checks: Sequence[RegisteredCheck] | None = None,
 ) -> RunResult:
-    """Run the selected checks; never raises for anything the target does."""
+    """Run the selected checks; never raises for anything the target does.
+
+    Checks start longest first (by their declared `requests`) and their requests are served in that
+    order, so the longest chain of sequential requests starts at once and the run ends close to
+    total requests × latency / concurrency. A check that never sent a request because the budget or
+    the run deadline ran out is reported as not executed, not as a result.
+    """
     emit = on_event or (lambda kind, payload: None)
     chosen = list(checks) if checks is not None else select(
         all_checks(), depth=config.depth, profile=config.profile, only=config.only, skip=config.skip
     )
-    session = Session(config.target, config.limits, transport=transport)
-    shared = SharedExchanges()
-    started_at = dt.datetime.now(dt.timezone.utc)
+    session = Session(config.target, config.limits, transport=transport, concurrency=config.concurrency)
+    shared = _UrgentSharedExchanges()
+    started_at = dt.datetime.now(dt.UTC)
     started = time.monotonic()
     emit("run-started", {"planned": len(chosen)})
     results: list[CheckResult] = []
+    not_executed: list[str] = []
     try:
-        with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, config.concurrency)) as pool:
-            futures = {
-                pool.submit(_run_one, registered, session, shared, config): registered for registered in chosen
-            }
+        with concurrent.futures.ThreadPoolExecutor(max_workers=_workers(config.concurrency, len(chosen)),
+                                                   thread_name_prefix="check") as pool:
+            futures = {pool.submit(_run_scheduled, registered, rank, session, shared, config): registered
+                       for rank, registered in enumerate(schedule(chosen))}
             for future in concurrent.futures.as_completed(futures):
                 result = future.result()
+                if result is None:
+                    not_executed.append(futures[future].spec.id)
+                    emit("check-not-executed", {"spec": futures[future].spec, "reason": session.stopped})
+                    continue
                 results.append(result)
                 emit("check-finished", {"result": result, "done": len(results), "planned": len(chosen)})
     finally:
         session.close()
     order = {r.spec.id: i for i, r in enumerate(chosen)}
     results.sort(key=lambda r: order[r.spec.id])
-    status_counts = _status_counts(results)
+    not_executed.sort(key=order.__getitem__)
+    status_counts = dict(session.status_counts)
     verdict, reason = _run_verdict(results, len(chosen), session, status_counts)
     outcome = RunResult(
         config=config,
@@ -175,50 +193,168 @@ def run(
         verdict=verdict,
         reason=reason,
         status_counts=status_counts,
+        not_executed=tuple(not_executed),
+        tokens_estimated=session.tokens_estimated,
+        retries=session.retries,
     )
     emit("run-finished", {"run": outcome})
     return outcome
 
 
+def schedule(checks: Sequence[RegisteredCheck]) -> list[RegisteredCheck]:
+    """Longest first (declared requests), then by ID: the classic LPT order that shortens the critical path."""
+    return sorted(checks, key=lambda c: (-c.spec.requests, c.spec.id))
+
+
+def _workers(concurrency: int, checks: int) -> int:
+    # More threads than request slots: a check waiting for a shared exchange or doing local work
+    # must not leave a slot idle. The gate in Session still bounds requests in flight.
+    return max(1, min(checks, 2 * concurrency + 4))
+
+
+class _UrgentSharedExchanges(SharedExchanges):
+    """Shared fetches jump the request queue: every check that needs them is waiting."""
+
+    def get(self, key: str, fetch: Callable[[], Exchange]) -> Exchange:
+        def fetch_urgently() -> Exchange:
+            with urgent():
+                return fetch()
+
+        return super().get(key, fetch_urgently)
+
+
+def _run_scheduled(registered: RegisteredCheck, rank: int, session: Session, shared: SharedExchanges,
+                   config: RunConfig) -> CheckResult | None:
+    """The check's result, or None when the run stopped (budget, deadline) before it sent anything."""
+    if session.budget_exhausted:
+        return None
+    result, started = _execute(registered, session, shared, config, priority=rank)
+    return result if started else None
+
+
 def _run_one(registered: RegisteredCheck, session: Session, shared: SharedExchanges, config: RunConfig) -> CheckResult:
+    """Run one check to a result (a check cut off by the budget is an error here)."""
+    return _execute(registered, session, shared, config)[0]
+
+
+def _execute(registered: RegisteredCheck, session: Session, shared: SharedExchanges, config: RunConfig, *,
+             priority: int = 0) -> tuple[CheckResult, bool]:
+    """The check's result, and whether it started (False: the budget ran out before its first request)."""
     ctx = CheckContext(session, shared, depth=config.depth, profile=config.profile)
+    ctx.http.priority = priority
     started = time.monotonic()
-    verdict, message = Verdict.PASSED, "passed"
     try:
         registered.run(ctx)
-        if ctx.failures:
-            raise CheckFailed(*ctx.failures)
-    except CheckFailed as exc:
-        verdict, message = Verdict.FAILED, str(exc) or "failed"
-    except CheckSkipped as exc:
-        verdict, message = Verdict.SKIPPED, str(exc)
-    except CheckUnsupported as exc:
-        verdict, message = Verdict.UNSUPPORTED, str(exc)
-    except BudgetExhausted as exc:
-        verdict, message = Verdict.ERROR, f"not run to the end: {exc}"
-    except TargetDown as exc:
-        verdict, message = Verdict.ERROR, f"not run: {exc}"
-    except TransportError as exc:
-        verdict, message = Verdict.ERROR, f"no usable response from the target: {exc}"
-    except Exception as exc:  # noqa: BLE001 - a harness bug must not abort the run
-        verdict, message = Verdict.ERROR, f"harness error: {type(exc).__name__}: {exc}"
-    if ctx.failures and verdict is not Verdict.FAILED and verdict is not Verdict.ERROR:
-        verdict, message = Verdict.FAILED, str(CheckFailed(*ctx.failures))
+        outcome: BaseException | None = None
+    except Exception as exc:  # noqa: BLE001 - whatever a check raises becomes its verdict, never a crash
+        outcome = exc
+    verdict, message, failures = _verdict(outcome, ctx.failures)
+    verdict, message, failures = _with_limit_failures(verdict, message, failures, ctx)
+    cut_before_start = isinstance(_leading(outcome), BudgetExhausted) and ctx.http.sent == 0
     redact = session.redact
-    return CheckResult(
+    result = CheckResult(
         spec=registered.spec,
         verdict=verdict,
-        message=redact(message) or "",
+        message=_clean(redact(message) or ""),
         duration_s=time.monotonic() - started,
-        failures=tuple(ctx.failures) if verdict is Verdict.FAILED else (),
+        failures=tuple(_clean(failures)) if verdict is Verdict.FAILED else (),
         exchanges=tuple(e.to_json(redact) for e in ctx.http.exchanges),
-        requests=sum(1 + len(e.attempts) for e in ctx.http.exchanges),
-        tokens=0,
-        details=ctx.details,
+        requests=ctx.http.sent,
+        tokens=ctx.http.tokens,
+        details=_clean(ctx.details),
     )
+    return result, not cut_before_start
+
+
+# Which exception decides the verdict when a check raised several at once (hypothesis groups).
+_PRECEDENCE: tuple[type[BaseException], ...] = (BudgetExhausted, TargetDown, TransportError, CheckFailed,
+                                                 CheckUnsupported, CheckSkipped)
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
+    return [exc]
+
+
+def _leading(exc: BaseException | None) -> BaseException | None:
+    """The exception that decides the verdict: hypothesis may wrap several in an ExceptionGroup."""
+    if exc is None:
+        return None
+    leaves = _leaves(exc)
+    for kind in _PRECEDENCE:
+        for leaf in leaves:
+            if isinstance(leaf, kind):
+                return leaf
+    return leaves[0]
+
+
+# Exceptions that end a check without judging the target: error, with this prefix.
+_ERRORS: tuple[tuple[type[BaseException], str], ...] = (
+    (BudgetExhausted, "not run to the end"),
+    (TargetDown, "not run"),
+    (TransportError, "no usable response from the target"),
+)
+
+
+def _verdict(outcome: BaseException | None, collected: Sequence[Failure]) -> tuple[Verdict, str, list[Failure]]:
+    failures = list(collected)
+    if outcome is not None:
+        for leaf in _leaves(outcome):  # failures raised (fail_on_limit, stop) and not collected with ctx.fail
+            failures.extend(f for f in getattr(leaf, "failures", ()) if f not in failures)
+    exc = _leading(outcome)
+    for kind, prefix in _ERRORS:
+        if isinstance(exc, kind):
+            return Verdict.ERROR, f"{prefix}: {exc}", failures
+    if failures:
+        return Verdict.FAILED, str(CheckFailed(*failures)), failures
+    if isinstance(exc, CheckSkipped):
+        return Verdict.SKIPPED, str(exc), failures
+    if isinstance(exc, CheckUnsupported):
+        return Verdict.UNSUPPORTED, str(exc), failures
+    if exc is not None:
+        return Verdict.ERROR, f"harness error: {type(exc).__name__}: {exc}", failures
+    return Verdict.PASSED, "passed", failures
+
+
+def _with_limit_failures(verdict: Verdict, message: str, failures: list[Failure],
+                         ctx: CheckContext) -> tuple[Verdict, str, list[Failure]]:
+    """A response cut by a bound (too big, too slow, endless) is a failure of every check that judged it.
+
+    Without this, a check that only looks at the status code could pass on a truncated body.
+    """
+    if verdict is Verdict.ERROR:
+        return verdict, message, failures
+    added = list(failures)
+    for index, exchange in enumerate(ctx.http.exchanges):
+        failure = limit_failure(exchange, index)
+        if exchange.limit_exceeded and not any(f.received == failure.received for f in added):
+            added.append(failure)
+    if len(added) == len(failures):
+        return verdict, message, failures
+    return Verdict.FAILED, str(CheckFailed(*added)), added
+
+
+def _clean(value: Any) -> Any:
+    """Lone surrogates (from JSON escapes like "\\ud800" in a hostile body) cannot be written as UTF-8."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return value.encode("utf-8", "backslashreplace").decode("utf-8")
+        return value
+    if isinstance(value, Failure):
+        return Failure(_clean(value.expected), _clean(value.received), _clean(value.where), value.exchange,
+                       value.byte_range)
+    if isinstance(value, dict):
+        return {_clean(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_clean(v) for v in value)
+    return value
 
 
 def _status_counts(results: Sequence[CheckResult]) -> dict[str, int]:
+    """Final status of every exchange in the results (a shared exchange counts once per check)."""
     counts: Counter[str] = Counter()
     for result in results:
         for exchange in result.exchanges:
@@ -230,23 +366,36 @@ def _status_counts(results: Sequence[CheckResult]) -> dict[str, int]:
 def _run_verdict(
     results: Sequence[CheckResult], planned: int, session: Session, status_counts: dict[str, int]
 ) -> tuple[str, str | None]:
+    """PASSED only for a complete run that verified something and broke no MUST; never a vacuous pass."""
     total = sum(status_counts.values())
-    refused = sum(status_counts.get(code, 0) for code in ("401", "403", "404", "429"))
+    refused = sum(status_counts.get(code, 0) for code in ("401", "403", "404"))
     # A run where the target mostly said "unauthorised"/"not found" proved nothing: never a pass.
     if total >= 5 and refused / total > 0.5:
         return RunVerdict.INVALID, (
-            f"{refused} of {total} responses were 401/403/404/429: check --api-key, --base-url (it must end "
+            f"{refused} of {total} responses were 401/403/404: check --api-key, --base-url (it must end "
             f"with /v1) and --model"
         )
-    if session.budget_exhausted:
-        return RunVerdict.INCOMPLETE, f"stopped early: {session.budget_exhausted}"
-    if session.target_down:
-        return RunVerdict.INCOMPLETE, session.target_down
-    if len(results) < planned:
-        return RunVerdict.INCOMPLETE, f"only {len(results)} of {planned} checks ran"
+    stopped = _stopped_reason(results, planned, session)
+    if stopped:
+        return RunVerdict.INCOMPLETE, stopped
     if any(r.verdict is Verdict.FAILED and r.spec.level is Level.MUST for r in results):
         return RunVerdict.FAILED, None
     errored = [r.spec.id for r in results if r.verdict is Verdict.ERROR and r.spec.level is Level.MUST]
     if errored:
         return RunVerdict.INCOMPLETE, f"{len(errored)} MUST check(s) could not be judged: {', '.join(errored[:5])}"
+    if not any(r.verdict is Verdict.PASSED for r in results):
+        return RunVerdict.INCOMPLETE, "no check passed: nothing was verified (all skipped, unsupported or errored)"
     return RunVerdict.PASSED, None
+
+
+def _stopped_reason(results: Sequence[CheckResult], planned: int, session: Session) -> str | None:
+    """Why the run did not run every planned check to the end, or None."""
+    missing = planned - len(results)
+    not_run = f"; {missing} of {planned} planned checks not executed" if missing else ""
+    if session.budget_exhausted:
+        return f"stopped early: {session.budget_exhausted}{not_run}"
+    if session.target_down:
+        return f"{session.target_down}{not_run}"
+    if missing:
+        return f"only {len(results)} of {planned} checks ran"
+    return None

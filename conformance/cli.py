@@ -159,36 +159,43 @@ def _check_base_url(url: str) -> str:
 
 
 def _preflight(base_url: str, api_key: str | None, model: str | None, limits: Any) -> str:
-    """Reach the target once before spending anything; pick the model from GET /models if needed."""
-    import httpx
+    """Reach the target once before spending anything; pick the model from GET /models if needed.
 
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    timeout = httpx.Timeout(limits.read_timeout_s, connect=limits.connect_timeout_s)
+    Bounded like every request of a run (timeouts, total deadline, size), so a target that hangs or
+    drips bytes ends here as one line and exit 2.
+    """
+    from ._http import RateLimited, preflight
+
     try:
-        response = httpx.get(f"{base_url}/models", headers=headers, timeout=timeout)
-    except httpx.ConnectError as exc:
-        raise TargetUnreachable(f"cannot connect to {base_url}: {_reason(exc)}. Is the server running, and is "
-                                f"--base-url right?") from None
-    except httpx.TimeoutException:
-        raise TargetUnreachable(f"{base_url}/models did not answer within {limits.read_timeout_s:g}s") from None
-    except httpx.HTTPError as exc:
-        raise TargetUnreachable(f"cannot talk to {base_url}: {type(exc).__name__}: {_reason(exc)}") from None
-    if response.status_code in (401, 403):
+        exchange = preflight(base_url, api_key, limits)
+    except RateLimited:
+        raise TargetUnreachable(f"{base_url}/models kept answering 429/503 (rate limited or overloaded); "
+                                f"retry later") from None
+    if exchange.error_kind == "connect":
+        raise TargetUnreachable(f"cannot connect to {base_url}: {_reason(exchange.error)}. Is the server running, "
+                                f"and is --base-url right?")
+    if exchange.error_kind == "timeout":
+        raise TargetUnreachable(f"{base_url}/models did not answer: {exchange.error}")
+    if exchange.error is not None:
+        raise TargetUnreachable(f"cannot talk to {base_url}: {exchange.error}")
+    if exchange.limit_exceeded:
+        raise TargetUnreachable(f"{base_url}/models did not give a usable answer: {exchange.limit_exceeded}")
+    if exchange.status in (401, 403):
         hint = "pass --api-key or set OPENAI_API_KEY" if not api_key else "the API key was refused"
-        raise TargetUnreachable(f"{base_url}/models answered {response.status_code}: {hint}")
+        raise TargetUnreachable(f"{base_url}/models answered {exchange.status}: {hint}")
     if model:
         return model
     try:
-        data = response.json()["data"]
+        data = exchange.json()["data"]
         return str(data[0]["id"])
     except Exception:  # noqa: BLE001 - any shape problem means the same advice
-        raise UsageError(f"could not read a model id from GET {base_url}/models (HTTP {response.status_code}); "
+        raise UsageError(f"could not read a model id from GET {base_url}/models (HTTP {exchange.status}); "
                          f"pass --model") from None
 
 
-def _reason(exc: Exception) -> str:
-    text = str(exc) or type(exc).__name__
-    return text.split("] ")[-1]
+def _reason(error: str | None) -> str:
+    """'ConnectError: Connection refused' -> 'Connection refused'."""
+    return (error or "no answer").split(": ", 1)[-1]
 
 
 def _certify(args: argparse.Namespace, target: Any, common: dict[str, Any], *, builtin: bool) -> int:
