@@ -12,10 +12,11 @@ A fault run is narrow: only the checks it declares, first at the quick depth and
 them failed, again at full depth (a check may need its full probes to see the defect). `wide=True`
 runs the whole catalogue against every fault and shows collateral kills too.
 
-Every run but one uses an API key, so the auth checks are exercised. The exception is the variant
-`no-auth` ("no auth at all"): a target without authentication is certified without a key, as a user
-would certify it, and must pass; the checks that need a key then skip. (Run with a key, `no-auth`
-would rightly fail `auth.*`: that is the fault `wrong-key-accepted`, not a legal variant.)
+Every run uses an API key, so the auth checks are exercised. That includes the variant `no-auth`
+("no auth at all", which documented-api 1.1 allows: "Required: No"): certified with a key, as a user
+who has one would certify it, the auth checks must see that the target serves keyless requests and
+skip, rather than report the accepted made-up key (that is the fault `wrong-key-accepted`, where a
+missing key is still refused). A variant may make a check skip only where VARIANT_SKIPS says so.
 
 `conformance selftest` and tests/test_selftest.py consume `selftest()`.
 """
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import enum
+import fnmatch
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -38,6 +40,7 @@ from .refserver.faults import Fault, Variant
 
 __all__ = [
     "SELFTEST_API_KEY",
+    "VARIANT_SKIPS",
     "CheckVerdict",
     "DepthMode",
     "FaultResult",
@@ -56,8 +59,8 @@ __all__ = [
 
 # Not a secret: the reference servers of the selftest live on loopback for a few seconds.
 SELFTEST_API_KEY = "sk-selftest-0000"
-# Variants that are certified without an API key (see the module docstring).
-KEYLESS_VARIANTS = frozenset({"no-auth"})
+# Checks (ID globs) a legal variant leaves with nothing to judge: there, and only there, a skip passes.
+VARIANT_SKIPS: dict[str, tuple[str, ...]] = {"no-auth": ("auth.*",)}
 # Short bounds: a fault that hangs a response must cost seconds, not the default minute.
 SELFTEST_LIMITS = Limits(connect_timeout_s=5.0, read_timeout_s=8.0, request_deadline_s=20.0, run_deadline_s=300.0)
 CLEAN = "clean"
@@ -92,9 +95,9 @@ class Subject:
     # For faults: the check IDs that must catch it, as declared.
     declared: tuple[str, ...] = ()
 
-    @property
-    def with_key(self) -> bool:
-        return not (self.kind is SubjectKind.VARIANT and self.name in KEYLESS_VARIANTS)
+    def may_skip(self, check_id: str) -> bool:
+        globs = VARIANT_SKIPS.get(self.name, ()) if self.kind is SubjectKind.VARIANT else ()
+        return any(fnmatch.fnmatchcase(check_id, g) for g in globs)
 
     def server_config(self) -> ServerConfig:
         return ServerConfig(
@@ -205,7 +208,7 @@ def stages(subject: Subject, checks: Sequence[RegisteredCheck], mode: DepthMode,
 def _run_stage(base_url: str, subject: Subject, stage: Stage, concurrency: int) -> tuple[list[CheckVerdict], int]:
     depth, profile, checks = stage
     config = RunConfig(
-        target=Target(base_url, DEFAULT_MODEL, SELFTEST_API_KEY if subject.with_key else None),
+        target=Target(base_url, DEFAULT_MODEL, SELFTEST_API_KEY),
         limits=SELFTEST_LIMITS,
         depth=depth,
         profile=profile,
@@ -254,16 +257,14 @@ class VariantResult:
 
     name: str
     description: str
-    with_key: bool
     passed: bool
     problems: tuple[str, ...]
     counts: dict[str, int]
     duration_s: float
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "description": self.description, "with_api_key": self.with_key,
-                "passed": self.passed, "problems": list(self.problems), "counts": self.counts,
-                "duration_s": round(self.duration_s, 3)}
+        return {"name": self.name, "description": self.description, "passed": self.passed,
+                "problems": list(self.problems), "counts": self.counts, "duration_s": round(self.duration_s, 3)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -376,8 +377,9 @@ def _percent(part: int, whole: int) -> str:
 
 
 def _judge_passing(outcome: SubjectOutcome, allowed_skips: frozenset[str]) -> VariantResult:
-    """A clean or variant run passes when no MUST/SHOULD check failed, errored or was unsupported, no
-    INFO check errored, and nothing was skipped that the clean server ran (unless run without a key)."""
+    """A clean or variant run passes when no MUST/SHOULD check failed, errored, was unsupported or
+    skipped (unless it skips on the clean server too, or VARIANT_SKIPS allows it), and no INFO check
+    errored."""
     subject = outcome.subject
     problems = [f"the server did not run: {outcome.problem}"] if outcome.problem else []
     counts: dict[str, int] = {}
@@ -390,10 +392,10 @@ def _judge_passing(outcome: SubjectOutcome, allowed_skips: frozenset[str]) -> Va
             continue
         elif v.verdict in (Verdict.FAILED, Verdict.UNSUPPORTED):
             problems.append(f"{at} {v.verdict.value}: {v.message}")
-        elif v.verdict is Verdict.SKIPPED and subject.with_key and v.check_id not in allowed_skips:
+        elif v.verdict is Verdict.SKIPPED and v.check_id not in allowed_skips and not subject.may_skip(v.check_id):
             problems.append(f"{at} skipped: {v.message}")
-    return VariantResult(subject.name, subject.description, subject.with_key, not problems, tuple(problems),
-                         counts, outcome.duration_s)
+    return VariantResult(subject.name, subject.description, not problems, tuple(problems), counts,
+                         outcome.duration_s)
 
 
 def _judge_fault(outcome: SubjectOutcome, known: set[str]) -> FaultResult:
@@ -500,7 +502,6 @@ def variant_table(report: SelftestReport) -> str:
     width = max(len(r.name) for r in rows)
     lines = []
     for row in rows:
-        key = "" if row.with_key else " (no API key)"
         counts = ", ".join(f"{n} {k}" for k, n in sorted(row.counts.items()))
-        lines.append(f"{row.name:<{width}}  {'passed' if row.passed else 'FAILED'}  {counts}{key}")
+        lines.append(f"{row.name:<{width}}  {'passed' if row.passed else 'FAILED'}  {counts}")
     return "\n".join(lines)

@@ -1,0 +1,70 @@
+"""The seeded-fault catalogue and the legal variants, judged statically (no server): enough of them,
+well named, described, tied to existing checks, covering every feature, and real code paths."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from conformance import Feature
+from conformance.checks import all_checks
+from conformance.refserver import FAULTS, VARIANTS
+
+# kebab-case words; a word may be a number with a decimal part, and a negative bound reads `--2.5`.
+NAME = re.compile(r"^[a-z0-9]+(?:\.[0-9]+)?(?:--?[a-z0-9]+(?:\.[0-9]+)?)*$")
+REFSERVER = Path(__file__).resolve().parent.parent / "conformance" / "refserver"
+
+
+@pytest.fixture(scope="module")
+def catalogue() -> dict[str, Feature]:
+    return {c.spec.id: c.spec.feature for c in all_checks()}
+
+
+@pytest.fixture(scope="module")
+def server_source() -> str:
+    """The reference server's code, without faults.py (a declaration is not a code path)."""
+    return "\n".join(p.read_text(encoding="utf-8") for p in sorted(REFSERVER.glob("*.py")) if p.name != "faults.py")
+
+
+def test_there_are_enough_faults_and_variants() -> None:
+    assert len(FAULTS) >= 30, sorted(FAULTS)
+    assert len(VARIANTS) >= 10, sorted(VARIANTS)
+
+
+def test_names_are_unique_kebab_case_and_keyed_by_name() -> None:
+    assert all(key == fault.name for key, fault in FAULTS.items())
+    assert all(key == variant.name for key, variant in VARIANTS.items())
+    assert not set(FAULTS) & set(VARIANTS), "a name is both a fault and a variant"
+    bad = [name for name in [*FAULTS, *VARIANTS] if not NAME.match(name)]
+    assert not bad, f"not kebab-case: {bad}"
+
+
+def test_each_fault_and_variant_has_a_one_line_description() -> None:
+    for item in [*FAULTS.values(), *VARIANTS.values()]:
+        assert item.description.strip(), item.name
+        assert "\n" not in item.description, item.name
+        assert len(item.description) <= 200, f"{item.name}: keep the description to one line"
+
+
+def test_each_fault_declares_existing_checks(catalogue: dict[str, Feature]) -> None:
+    for fault in FAULTS.values():
+        assert fault.killed_by, f"{fault.name} declares no check that catches it"
+        assert len(set(fault.killed_by)) == len(fault.killed_by), f"{fault.name} names a check twice"
+    unknown = {f.name: [c for c in f.killed_by if c not in catalogue] for f in FAULTS.values()}
+    assert {name: ids for name, ids in unknown.items() if ids} == {}, "killed_by names unknown checks"
+
+
+def test_faults_cover_every_feature(catalogue: dict[str, Feature]) -> None:
+    covered = {catalogue[c] for fault in FAULTS.values() for c in fault.killed_by if c in catalogue}
+    assert covered == set(Feature), f"no fault exercises: {sorted(f.value for f in set(Feature) - covered)}"
+
+
+def test_faults_and_variants_are_real_code_paths(server_source: str) -> None:
+    """Each is tested by name in the server (`config.has("NAME")`) or patches the request schema."""
+    for fault in FAULTS.values():
+        assert fault.schema_patch is not None or f'"{fault.name}"' in server_source, (
+            f"fault {fault.name} is declared but no server code path tests for it")
+    for variant in VARIANTS.values():
+        assert f'"{variant.name}"' in server_source, f"variant {variant.name} changes nothing in the server"

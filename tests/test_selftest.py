@@ -1,0 +1,257 @@
+"""The selftest (mutation score): the whole suite proven against every fault and variant, and the
+selftest's own ability to notice a check that cannot fail, a typo in `killed_by`, a surviving fault and
+a wrongly flagged variant."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+
+import pytest
+from conftest import ServerFactory, certify, verdicts
+
+from conformance import CheckSpec, Depth, Feature, Level, Profile, Verdict
+from conformance._model import documented
+from conformance._selftest import (
+    SELFTEST_API_KEY,
+    CheckVerdict,
+    DepthMode,
+    SelftestConfig,
+    SelftestReport,
+    Subject,
+    SubjectKind,
+    SubjectOutcome,
+    kill_table,
+    score,
+    selftest,
+    stages,
+)
+from conformance.checks import RegisteredCheck, all_checks
+from conformance.cli import main
+from conformance.refserver import FAULTS
+from conformance.refserver.faults import Fault
+
+SCORE_LINE = re.compile(r"^faults killed: (\d+)/(\d+) \((\d+)%\), variants passed: (\d+)/(\d+) \((\d+)%\), "
+                        r"checks proven: (\d+)/(\d+)$")
+
+
+def registered(check_id: str) -> RegisteredCheck:
+    return next(c for c in all_checks() if c.spec.id == check_id)
+
+
+def fake_check(check_id: str, level: Level = Level.MUST, *, depths: tuple[Depth, ...] = (Depth.QUICK, Depth.FULL),
+               profiles: tuple[Profile, ...] = (Profile.OPENAI, Profile.DOCUMENTED)) -> RegisteredCheck:
+    """A check that accepts anything: exactly what the selftest exists to catch."""
+    spec = CheckSpec(check_id, level, Feature.CORE, documented("test", "a check that cannot fail"),
+                     "never fails", depths=depths, profiles=profiles)
+    return RegisteredCheck(spec, lambda ctx: None)
+
+
+# -- the whole suite -----------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def full_report() -> SelftestReport:
+    started = time.monotonic()
+    report = selftest(SelftestConfig())
+    print(f"\n{report.score_line()} in {time.monotonic() - started:.1f}s, {report.requests} requests")
+    return report
+
+
+@pytest.mark.slow
+def test_every_fault_is_killed(full_report: SelftestReport) -> None:
+    assert full_report.faults, "no faults ran"
+    survived = {f.name: f.problems or f.declared for f in full_report.survivors}
+    assert survived == {}
+    assert full_report.unknown_declarations == {}
+
+
+@pytest.mark.slow
+def test_clean_server_and_every_variant_pass(full_report: SelftestReport) -> None:
+    assert full_report.clean.problems == ()
+    assert full_report.clean.counts.get("passed", 0) > 0
+    failing = {v.name: v.problems for v in full_report.variants if not v.passed}
+    assert failing == {}
+    assert len(full_report.variants) == len(full_report.outcomes) - 1 - len(full_report.faults)
+
+
+@pytest.mark.slow
+def test_every_must_and_should_check_is_proven(full_report: SelftestReport) -> None:
+    assert full_report.complete
+    assert full_report.unproven == []
+    assert set(full_report.kills) == {c.spec.id for c in all_checks()}
+
+
+@pytest.mark.slow
+def test_score_is_perfect(full_report: SelftestReport) -> None:
+    match = SCORE_LINE.match(full_report.score_line())
+    assert match, full_report.score_line()
+    killed, faults, kill_pct, passed, variants, pass_pct, proven, judged = map(int, match.groups())
+    assert (killed, kill_pct, passed, pass_pct, proven) == (faults, 100, variants, 100, judged)
+    assert faults == len(FAULTS)
+    assert full_report.ok, "\n".join(full_report.problems())
+
+
+# -- the selftest can fail -------------------------------------------------------------------------------
+def small_selftest(checks: list[RegisteredCheck], faults: dict[str, Fault]) -> SelftestReport:
+    return selftest(SelftestConfig(checks=checks, faults=faults, variants={}, jobs=2))
+
+
+def test_a_check_that_cannot_fail_is_reported_unproven() -> None:
+    checks = [registered("usage.total-is-sum"), fake_check("selftest.cannot-fail")]
+    report = small_selftest(checks, {"usage-total-off-by-one": FAULTS["usage-total-off-by-one"]})
+    assert report.unproven == ["selftest.cannot-fail"]
+    assert report.kills["usage.total-is-sum"] == ("usage-total-off-by-one",)
+    assert not report.ok
+    assert any("selftest.cannot-fail" in p and "kills no fault" in p for p in report.problems())
+    assert "UNPROVEN" in kill_table(report)
+    assert report.score_line().endswith("checks proven: 1/2")
+
+
+def test_a_check_that_cannot_fail_does_not_kill_the_fault_declaring_it() -> None:
+    checks = [fake_check("selftest.cannot-fail")]
+    report = small_selftest(checks, {"created-as-string": Fault("created-as-string", "x", ("selftest.cannot-fail",))})
+    assert [f.name for f in report.survivors] == ["created-as-string"]
+    assert not report.ok
+
+
+def test_a_typo_in_killed_by_is_reported() -> None:
+    typo = Fault("usage-total-off-by-one", "total + 1", ("usage.total-is-summ",))
+    report = small_selftest([registered("usage.total-is-sum")], {typo.name: typo})
+    assert report.unknown_declarations == {"usage-total-off-by-one": ("usage.total-is-summ",)}
+    assert not report.ok
+    assert any("unknown check(s) usage.total-is-summ" in p for p in report.problems())
+
+
+def test_a_fault_its_declared_check_misses_survives() -> None:
+    wrong = Fault("created-as-string", "created is a string", ("usage.total-is-sum",))
+    report = small_selftest([registered("usage.total-is-sum")], {wrong.name: wrong})
+    assert [f.name for f in report.survivors] == ["created-as-string"]
+    assert report.survivors[0].killed_by == ()
+    assert any("fault created-as-string survived" in p for p in report.problems())
+
+
+def test_a_partial_run_does_not_call_checks_unproven() -> None:
+    report = selftest(SelftestConfig(checks=[registered("usage.total-is-sum"), registered("usage.present")],
+                                     only_faults=("usage-missing",), jobs=2))
+    assert not report.complete
+    assert report.ok, report.problems()
+    assert report.variants == ()
+    assert report.score_line().endswith("(partial run)")
+
+
+# -- scoring rules, without servers ---------------------------------------------------------------------
+def outcome(kind: SubjectKind, name: str, *verdicts_: tuple[str, Level, Verdict], declared: tuple[str, ...] = ()
+            ) -> SubjectOutcome:
+    subject = Subject(kind, name, declared=declared)
+    return SubjectOutcome(subject, tuple(CheckVerdict(c, level, v, Depth.QUICK, Profile.OPENAI, "msg")
+                                         for c, level, v in verdicts_), 0.1)
+
+
+def score_of(*outcomes: SubjectOutcome) -> SelftestReport:
+    checks = [fake_check("a"), fake_check("b", Level.SHOULD), fake_check("i", Level.INFO)]
+    return score(outcomes, checks, complete=True)
+
+
+def test_info_may_fail_on_the_clean_server_but_not_error() -> None:
+    clean = outcome(SubjectKind.CLEAN, "clean", ("a", Level.MUST, Verdict.PASSED), ("i", Level.INFO, Verdict.FAILED))
+    assert score_of(clean).clean.passed
+    broken = outcome(SubjectKind.CLEAN, "clean", ("i", Level.INFO, Verdict.ERROR))
+    assert not score_of(broken).clean.passed
+
+
+@pytest.mark.parametrize("bad", [Verdict.FAILED, Verdict.ERROR, Verdict.UNSUPPORTED, Verdict.SKIPPED])
+def test_a_variant_must_pass_every_must_and_should_check(bad: Verdict) -> None:
+    clean = outcome(SubjectKind.CLEAN, "clean", ("b", Level.SHOULD, Verdict.PASSED))
+    variant = outcome(SubjectKind.VARIANT, "sse-crlf", ("b", Level.SHOULD, bad))
+    report = score_of(clean, variant)
+    assert not report.variants[0].passed
+    assert not report.ok
+    assert report.problems()[0].startswith("variant sse-crlf: b [SHOULD, quick]")
+
+
+def test_only_the_declared_variant_skips_pass() -> None:
+    clean = outcome(SubjectKind.CLEAN, "clean", ("auth.wrong-key", Level.MUST, Verdict.PASSED),
+                    ("a", Level.MUST, Verdict.PASSED))
+    no_auth = outcome(SubjectKind.VARIANT, "no-auth", ("auth.wrong-key", Level.MUST, Verdict.SKIPPED),
+                      ("a", Level.MUST, Verdict.SKIPPED))
+    report = score((clean, no_auth), [fake_check("auth.wrong-key"), fake_check("a")], complete=True)
+    assert report.variants[0].problems == ("a [MUST, quick] skipped: msg",)
+
+
+def test_a_fault_is_killed_only_by_a_declared_check() -> None:
+    clean = outcome(SubjectKind.CLEAN, "clean")
+    collateral = outcome(SubjectKind.FAULT, "f", ("a", Level.MUST, Verdict.PASSED), ("b", Level.SHOULD, Verdict.FAILED),
+                         declared=("a",))
+    report = score_of(clean, collateral)
+    assert report.faults[0].killed_by == ()
+    assert report.faults[0].collateral == ("b",)
+    assert report.kills["b"] == ("f",)  # still evidence that b can fail
+    erred = outcome(SubjectKind.FAULT, "f", ("a", Level.MUST, Verdict.ERROR), declared=("a",))
+    assert not score_of(clean, erred).faults[0].killed
+    assert "errored" in score_of(clean, erred).faults[0].problems[0]
+
+
+# -- planning ---------------------------------------------------------------------------------------------
+def test_a_fault_runs_its_declared_checks_quick_first_in_every_profile() -> None:
+    checks = [fake_check("a"), fake_check("full-only", depths=(Depth.FULL,)),
+              fake_check("doc-only", profiles=(Profile.DOCUMENTED,)), fake_check("other")]
+    fault = Subject(SubjectKind.FAULT, "f", declared=("a", "full-only", "doc-only"))
+    planned = [(d, p, [c.spec.id for c in cs]) for d, p, cs in stages(fault, checks, DepthMode.AUTO, wide=False)]
+    assert planned == [
+        (Depth.QUICK, Profile.OPENAI, ["a"]),
+        (Depth.QUICK, Profile.DOCUMENTED, ["a", "doc-only"]),
+        (Depth.FULL, Profile.OPENAI, ["a", "full-only"]),
+        (Depth.FULL, Profile.DOCUMENTED, ["a", "full-only", "doc-only"]),
+    ]
+    wide = stages(fault, checks, DepthMode.QUICK, wide=True)
+    assert "other" in [c.spec.id for _, _, cs in wide for c in cs]
+
+
+def test_clean_runs_every_check_in_its_strictest_profile_at_both_depths() -> None:
+    checks = [fake_check("a"), fake_check("openai-only", profiles=(Profile.OPENAI,))]
+    clean = Subject(SubjectKind.CLEAN, "clean")
+    planned = [(d, p, [c.spec.id for c in cs]) for d, p, cs in stages(clean, checks, DepthMode.AUTO, wide=False)]
+    assert planned == [
+        (Depth.QUICK, Profile.OPENAI, ["openai-only"]),
+        (Depth.QUICK, Profile.DOCUMENTED, ["a"]),
+        (Depth.FULL, Profile.OPENAI, ["openai-only"]),
+        (Depth.FULL, Profile.DOCUMENTED, ["a"]),
+    ]
+
+
+# -- the no-auth decision -----------------------------------------------------------------------------------
+def test_no_auth_passes_with_a_key_and_differs_from_a_wrong_key_accepted(start_server: ServerFactory) -> None:
+    """`no-auth` is certified with a key like every subject: the auth checks see a target that serves
+    keyless requests (documented-api 1.1 allows it) and skip; the fault wrong-key-accepted still
+    refuses a missing key, so the made-up key it accepts is caught."""
+    assert Subject(SubjectKind.VARIANT, "no-auth").may_skip("auth.wrong-key")
+    assert not Subject(SubjectKind.VARIANT, "sse-crlf").may_skip("auth.wrong-key")
+    with start_server(variants=["no-auth"], api_key=SELFTEST_API_KEY) as server:
+        keyless = verdicts(certify(server.base_url, only=("auth.*",), api_key=SELFTEST_API_KEY))
+    with start_server(faults=["wrong-key-accepted"], api_key=SELFTEST_API_KEY) as server:
+        broken = verdicts(certify(server.base_url, only=("auth.*",), api_key=SELFTEST_API_KEY))
+    assert set(keyless.values()) == {"skipped"}
+    assert broken["auth.wrong-key"] == "failed"
+
+
+# -- the command line ---------------------------------------------------------------------------------------
+def test_cli_selftest_json_for_one_fault(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["selftest", "--only-fault", "usage-total-off-by-one", "--json", "--jobs", "2"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"] is True
+    assert [f["killed_by"] for f in report["faults"]] == [["usage.total-is-sum"]]
+    assert report["score"].startswith("faults killed: 1/1 (100%), variants passed: 0/0 (n/a)")
+
+
+def test_cli_selftest_text_ends_with_the_score_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["selftest", "--only-variant", "sse-crlf", "--only-fault", "stream-no-done", "-q"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[-1].startswith("faults killed: 1/1 (100%), variants passed: 1/1 (100%)")
+    assert any(line.startswith("stream-no-done") and "stream.done-terminator" in line for line in out)
+
+
+def test_cli_selftest_unknown_fault_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["selftest", "--only-fault", "no-such-fault"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown fault or variant: no-such-fault" in err
+    assert len(err.strip().splitlines()) == 1
