@@ -50,6 +50,10 @@ class ServerConfig:
         return name in self.faults or name in self.variants
 
 
+class HandlerCrash(Exception):
+    """An unexpected exception in a handler (only under the 500-on-* faults): a plain-text 500."""
+
+
 class ApiError(Exception):
     def __init__(self, status: int, message: str, *, type: str = "invalid_request_error",
                  param: str | None = None, code: str | None = None, headers: dict[str, str] | None = None) -> None:
@@ -89,9 +93,15 @@ class _Server:
                         headers={"content-type": media, **(headers or {})})
 
     def error_response(self, error: ApiError) -> Response:
-        envelope = {"error": {"message": error.message, "type": error.type, "param": error.param,
-                              "code": error.code}}
-        return self.json_response(envelope, error.status, error.headers)
+        param = None if self.config.has("error-without-param") else error.param
+        envelope: dict[str, Any] = {"error": {"message": error.message, "type": error.type, "param": param,
+                                              "code": error.code}}
+        if self.config.has("detail-error-shape"):
+            envelope = {"detail": error.message}  # FastAPI's default error body
+        response = self.json_response(envelope, error.status, error.headers)
+        if self.config.has("error-content-type-text"):
+            response.headers["content-type"] = "text/plain"
+        return response
 
     # -- routing --------------------------------------------------------------------------------
     async def dispatch(self, request: Request) -> Response:
@@ -101,21 +111,28 @@ class _Server:
             return await self._route(request)
         except ApiError as error:
             return self.error_response(error)
+        except HandlerCrash:
+            # A framework's default 500 page (a reset connection would read as a transport error).
+            return Response("Internal Server Error", status_code=500, media_type="text/plain")
 
     async def _route(self, request: Request) -> Response:
         path = "/" + request.path_params.get("path", "")
         self._authenticate(request)
         if path == "/v1/chat/completions":
-            if request.method != "POST":
-                raise ApiError(405, f"Method {request.method} is not allowed on {path}; use POST.",
-                               code="method_not_supported", headers={"Allow": "POST"})
+            # Under post-answers-405 the route takes the documented "HTTP Method: GET" literally.
+            allowed = "GET" if self.config.has("post-answers-405") else "POST"
+            if request.method != allowed:
+                raise ApiError(405, f"Method {request.method} is not allowed on {path}; use {allowed}.",
+                               code="method_not_supported", headers=self._allow(allowed))
             return await self._chat(request)
         if path == "/v1/models":
             if request.method not in ("GET", "HEAD"):
                 raise ApiError(405, f"Method {request.method} is not allowed on {path}; use GET.",
-                               code="method_not_supported", headers={"Allow": "GET, HEAD"})
+                               code="method_not_supported", headers=self._allow("GET, HEAD"))
+            if self.config.has("models-get-500"):
+                raise ApiError(500, "The model registry is unavailable.", type="server_error")
             body = await self._read_body(request)
-            if body.strip():
+            if body.strip() and not self.config.has("get-models-ignores-body"):
                 # The documented quirk: GET /v1/models with a chat JSON body is a chat completion.
                 return await self._chat(request, body)
             return self.json_response(self._model_list())
@@ -126,13 +143,19 @@ class _Server:
             raise ApiError(404, f"The model '{model}' does not exist.", param="model", code="model_not_found")
         raise ApiError(404, f"Unknown route {request.method} {path}.", code="unknown_url")
 
+    def _allow(self, methods: str) -> dict[str, str]:
+        return {} if self.config.has("no-allow-header") else {"Allow": methods}
+
     def _authenticate(self, request: Request) -> None:
         if not self.config.api_key or self.config.has("no-auth"):
             return
         header = request.headers.get("authorization", "")
         if not header:
-            raise ApiError(401, "You didn't provide an API key. Send `Authorization: Bearer YOUR_KEY`.",
+            raise ApiError(403 if self.config.has("missing-key-403") else 401,
+                           "You didn't provide an API key. Send `Authorization: Bearer YOUR_KEY`.",
                            code="missing_api_key")
+        if self.config.has("wrong-key-accepted"):
+            return
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or token.strip() != self.config.api_key:
             raise ApiError(401, "Incorrect API key provided.", code="invalid_api_key")
@@ -162,8 +185,19 @@ class _Server:
         try:
             payload = json.loads(raw)
         except ValueError as exc:
+            if self.config.has("500-on-malformed-body"):
+                raise HandlerCrash(exc) from exc
             raise ApiError(400, f"We could not parse the JSON body of your request: {exc}.",
                            code="invalid_json") from None
+        if self.config.has("500-on-malformed-body"):
+            try:
+                payload.get("stream")  # read before the type check
+            except AttributeError as exc:  # a list or a string body
+                raise HandlerCrash(exc) from exc
+        if self.config.has("500-on-wrong-type"):
+            _coerce_sampling(payload, nulls=False)  # before validation: float("hot") crashes
+        if self.config.has("500-on-null-sampling-param"):
+            _coerce_sampling(payload, nulls=True)  # float(None) crashes
         if not isinstance(payload, dict):
             raise ApiError(400, f"The request body must be a JSON object, not {type(payload).__name__}.",
                            code="invalid_type")
@@ -182,7 +216,10 @@ class _Server:
     def _validate(self, payload: dict[str, Any]) -> None:
         error = jsonschema.exceptions.best_match(self.validator.iter_errors(payload))
         if error is not None:
-            raise _schema_error(error)
+            api_error = _schema_error(error)
+            if self.config.has("error-status-200"):
+                api_error.status = 200
+            raise api_error
         if payload["model"] not in self.config.models:
             raise ApiError(404, f"The model '{payload['model']}' does not exist or you do not have access to it.",
                            param="model", code="model_not_found")
@@ -317,6 +354,21 @@ class _Server:
     # -- streaming ------------------------------------------------------------------------------
     def _stream(self, payload: dict[str, Any]) -> AsyncIterator[bytes]:
         return streaming.stream_bytes(self, payload)
+
+
+SAMPLING_PARAMS = ("temperature", "top_p", "presence_penalty", "frequency_penalty")
+
+
+def _coerce_sampling(payload: Any, *, nulls: bool) -> None:
+    """The faults 500-on-wrong-type / 500-on-null-sampling-param: trust the types, coerce early."""
+    if not isinstance(payload, dict):
+        return
+    for name in SAMPLING_PARAMS:
+        if name in payload and (payload[name] is None) == nulls:
+            try:
+                payload[name] = float(payload[name])
+            except (TypeError, ValueError) as exc:
+                raise HandlerCrash(exc) from exc
 
 
 def _schema_error(error: jsonschema.ValidationError) -> ApiError:

@@ -111,6 +111,69 @@ fault("accept-temperature-2.5", "temperature up to 2.5 is accepted", ("params.te
 fault("reject-temperature-2", "temperature 2.0 (a legal edge) is rejected", ("params.temperature.bounds",),
       _set("temperature", exclusiveMaximum=2))
 
+
+# --- parameters, errors, auth, methods, fuzz (checks in params/errors/methods/fuzz.py) -----------------
+def _set_in(*path: str | int, **changes: Any) -> SchemaPatch:
+    """Like `_set`, for a subschema deeper in the request schema (e.g. logit_bias values)."""
+
+    def patch(schema: dict[str, Any]) -> None:
+        node: Any = schema["properties"]
+        for key in path:
+            node = node[key]
+        node.update(changes)
+
+    return patch
+
+
+def _drop_in(prop: str, key: str) -> SchemaPatch:
+    def patch(schema: dict[str, Any]) -> None:
+        schema["properties"][prop].pop(key, None)
+
+    return patch
+
+
+fault("accept-top-p-1.5", "top_p up to 1.5 is accepted", ("params.top_p.bounds",), _set("top_p", maximum=1.5))
+fault("reject-top-p-0", "top_p 0 (a legal edge) is rejected", ("params.top_p.bounds",),
+      _set("top_p", exclusiveMinimum=0))
+fault("accept-presence-penalty-3", "presence_penalty up to 3 is accepted", ("params.presence-penalty.bounds",),
+      _set("presence_penalty", maximum=3))
+fault("accept-frequency-penalty--2.5", "frequency_penalty down to -2.5 is accepted",
+      ("params.frequency-penalty.bounds",), _set("frequency_penalty", minimum=-2.5))
+fault("accept-n-0", "n = 0 is accepted (and answered with no choices)", ("params.n.bounds",), _set("n", minimum=0))
+fault("accept-max-tokens-0", "max_tokens = 0 is accepted", ("params.max-tokens.bounds",), _set("max_tokens", minimum=0))
+fault("accept-logit-bias-150", "logit_bias values up to 150 are accepted", ("params.logit-bias.values",),
+      _set_in("logit_bias", "additionalProperties", maximum=150))
+fault("accept-logit-bias-word-keys", "logit_bias keys need not be token IDs (`{\"abc\": 1}` is accepted)",
+      ("params.logit-bias.keys",), _drop_in("logit_bias", "propertyNames"))
+fault("accept-five-stop-sequences", "`stop` may hold 5 sequences", ("params.stop.max-items",),
+      _set_in("stop", "oneOf", 2, maxItems=5))
+fault("accept-empty-messages", "`messages: []` is accepted", ("params.required",), _set("messages", minItems=0))
+fault("accept-unknown-role", "messages are only checked for a `role` key, so role `wizard` is accepted",
+      ("params.unknown-role",), _set_in("messages", items={"type": "object", "required": ["role"]}))
+fault("error-without-param", "errors always carry `param: null`, even for a bad parameter",
+      ("params.error-names-param",))
+fault("detail-error-shape", "errors are FastAPI-style `{\"detail\": \"...\"}` instead of the OpenAI envelope",
+      ("errors.envelope", "params.wrong-type", "methods.answer-shapes", "fuzz.schemathesis.negative"))
+fault("error-status-200", "invalid parameters get the error envelope with HTTP 200",
+      ("params.temperature.bounds", "errors.envelope", "fuzz.schemathesis.negative"))
+fault("error-content-type-text", "error bodies are labelled `Content-Type: text/plain`", ("errors.content-type",))
+fault("500-on-malformed-body", "a body that is not a JSON object crashes the handler (plain-text 500)",
+      ("params.malformed-body",))
+fault("500-on-wrong-type", "sampling parameters are coerced with float() before validation, so `\"hot\"` "
+      "crashes the handler (plain-text 500)", ("params.wrong-type",))
+fault("500-on-null-sampling-param", "a sampling parameter sent as null (legal: nullable) crashes the handler",
+      ("fuzz.schemathesis.positive",))
+fault("missing-key-403", "a request without a key gets 403, not 401 (needs --api-key)", ("auth.missing-key",))
+fault("wrong-key-accepted", "any bearer key is accepted; only a missing key is refused (needs --api-key)",
+      ("auth.wrong-key",))
+fault("post-answers-405", "the chat route takes the documented GET literally and answers POST with 405",
+      ("methods.post-chat",))
+fault("models-get-500", "GET /v1/models answers 500, with or without a body",
+      ("methods.no-server-error", "methods.models-list", "methods.get-quirk-info", "methods.get-quirk"))
+fault("no-allow-header", "405 answers carry no `Allow` header", ("methods.allow-header",))
+fault("get-models-ignores-body", "GET /v1/models ignores a chat body and lists models (fails only under "
+      "--profile documented)", ("methods.get-quirk",))
+
 # --- usage, response shape, sampling, JSON mode, tools (checks in usage/schema/sampling/json_mode/tools.py)
 fault("usage-missing", "non-stream responses carry no `usage`", ("usage.present",))
 fault("usage-negative-count", "usage.prompt_tokens is negative (total stays prompt + completion)",
