@@ -49,8 +49,12 @@ class RunConfig:
     builtin_target: bool = False
 
     def to_json(self) -> dict[str, Any]:
+        """The run's settings with every secret replaced (the key itself never leaves the process)."""
         lim = self.limits
         return {
+            "base_url": _redact_url(self.target.base_url),
+            "model": self.target.model,
+            "builtin_target": self.builtin_target,
             "depth": self.depth.value,
             "profile": self.profile.value,
             "only": list(self.only),
@@ -89,17 +93,20 @@ class RunResult:
         by_level: dict[str, dict[str, int]] = {}
         for r in self.results:
             by_level.setdefault(r.spec.level.value, Counter())[r.verdict.value] += 1  # type: ignore[index]
-        return {
+        document = {
             "schema_version": SCHEMA_VERSION,
             "suite": {"name": "openai-conformance", "version": __version__},
-            "run_complete": self.verdict in (RunVerdict.PASSED, RunVerdict.FAILED),
+            # Only a run that judged every planned check can certify; anything else reads as incomplete.
+            "run_complete": self.verdict in (RunVerdict.PASSED, RunVerdict.FAILED)
+            and len(self.results) == self.planned,
             "verdict": self.verdict,
             "exit_code": self.exit_code,
             "reason": self.reason,
             "started_at": self.started_at.isoformat(timespec="seconds"),
+            "finished_at": (self.started_at + dt.timedelta(seconds=self.duration_s)).isoformat(timespec="seconds"),
             "duration_s": round(self.duration_s, 3),
             "target": {
-                "base_url": self.config.target.base_url,
+                "base_url": _redact_url(self.config.target.base_url),
                 "model": self.config.target.model,
                 "builtin": self.config.builtin_target,
             },
@@ -108,8 +115,11 @@ class RunResult:
             "config": self.config.to_json(),
             "planned": self.planned,
             "executed": len(self.results),
+            "not_executed": list(self.not_executed),
             "requests": self.requests,
+            "retries": self.retries,
             "tokens": self.tokens,
+            "tokens_estimated": self.tokens_estimated,
             "http_status_counts": self.status_counts,
             "summary": {
                 "total": len(self.results),
@@ -119,6 +129,46 @@ class RunResult:
             },
             "checks": [r.to_json() for r in self.results],
         }
+        scrubbed: dict[str, Any] = _scrub(document, _secret_forms(self.config.target.api_key))
+        return scrubbed
+
+
+def _redact_url(url: str) -> str:
+    """A base URL without a password in its userinfo (https://user:secret@host/v1)."""
+    try:
+        parsed = httpx.URL(url)
+    except Exception:  # noqa: BLE001 - an unparsable URL is written as given; the key scrub still applies
+        return url
+    if parsed.password:
+        return str(parsed.copy_with(password="***REDACTED***"))
+    return url
+
+
+def _secret_forms(key: str | None) -> tuple[str, ...]:
+    """The key as it could appear in text: raw, JSON-escaped and URL-encoded."""
+    if not key:
+        return ()
+    import json
+    import urllib.parse
+
+    forms = {key, json.dumps(key)[1:-1], urllib.parse.quote(key, safe=""), urllib.parse.quote_plus(key)}
+    return tuple(sorted((f for f in forms if f), key=len, reverse=True))
+
+
+def _scrub(value: Any, secrets: tuple[str, ...]) -> Any:
+    """Replace the key anywhere in results.json: failures, details and messages included (defence in depth)."""
+    if not secrets:
+        return value
+    if isinstance(value, str):
+        for secret in secrets:
+            if secret in value:
+                value = value.replace(secret, "***REDACTED***")
+        return value
+    if isinstance(value, dict):
+        return {_scrub(k, secrets): _scrub(v, secrets) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_scrub(v, secrets) for v in value]
+    return value
 
 
 def feature_certification(results: Sequence[CheckResult]) -> dict[str, str]:

@@ -76,6 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--max-sse-events", type=_positive_int, default=5_000)
     run.add_argument("--no-html", action="store_true", help="write results.json and junit.xml only")
     run.add_argument("--quiet", "-q", action="store_true", help="no progress line")
+    run.add_argument("--baseline", type=Path, metavar="FILE",
+                     help="CI gate: exit 1 only on regressions against FILE's known failures (diff in the report dir)")
+    run.add_argument("--update-baseline", type=Path, metavar="FILE",
+                     help="write FILE: this run's failures become known failures (keep or edit their reasons)")
 
     serve = sub.add_parser("serve", help="run the reference server in the foreground")
     serve.add_argument("--host", default="127.0.0.1")
@@ -92,9 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_selftest_parser(sub)
 
-    report = sub.add_parser("report", help="re-render reports from results.json")
-    report.add_argument("results", type=Path, help="a results.json")
-    report.add_argument("-o", "--output-dir", type=Path, default=None)
+    _add_report_parsers(sub)
     return parser
 
 
@@ -102,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         handler = {"run": cmd_run, "serve": cmd_serve, "checks": cmd_checks, "report": cmd_report,
-                   "selftest": cmd_selftest}[args.command]
+                   "selftest": cmd_selftest, "diff": cmd_diff}[args.command]
         return handler(args)
     except ConformanceError as exc:
         print(f"conformance: error: {exc}", file=sys.stderr)
@@ -200,58 +202,71 @@ def _reason(error: str | None) -> str:
 
 def _certify(args: argparse.Namespace, target: Any, common: dict[str, Any], *, builtin: bool) -> int:
     from ._engine import RunConfig, run
-    from .report import render_reports, write_results
+    from .report import _terminal, render_reports, write_results
 
     config = RunConfig(target=target, builtin_target=builtin, **common)
-    progress = _Progress(enabled=not args.quiet and sys.stderr.isatty())
+    baseline = _load_baseline(args, config)  # before spending anything: a bad baseline is exit 2 at once
+    progress = _terminal.Progress(sys.stderr, enabled=not args.quiet and sys.stderr.isatty())
     result = run(config, on_event=progress)
     results = result.to_json()
     results_path = write_results(results, args.report_dir)
     paths = {"results": results_path}
     if not args.no_html:
         paths = render_reports(results_path, args.report_dir)
-    _print_summary(results, paths)
-    return result.exit_code
+    exit_code = result.exit_code
+    notes: list[str] = []
+    if baseline is not None:
+        exit_code, notes = _gate(args, baseline, results, paths)
+    if args.update_baseline is not None:
+        notes.append(_update_baseline(args.update_baseline, results))
+    print(_terminal.summary(results, paths, colour=_terminal.use_colour(sys.stdout), baseline=notes), end="")
+    return exit_code
 
 
-class _Progress:
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-        self.failures = 0
-        self.started = time.monotonic()
+# -- baseline gate (issue 5) ------------------------------------------------------------------------------
+def _load_baseline(args: argparse.Namespace, config: Any) -> dict[str, Any] | None:
+    from ._diff import check_baseline_matches, load_baseline
 
-    def __call__(self, kind: str, payload: dict[str, Any]) -> None:
-        if not self.enabled:
-            return
-        if kind == "check-finished":
-            result = payload["result"]
-            if result.verdict.value == "failed":
-                self.failures += 1
-            line = (f"\r[{payload['done']}/{payload['planned']}] {result.spec.id[:48]:<48} "
-                    f"failures: {self.failures}  {time.monotonic() - self.started:5.1f}s")
-            sys.stderr.write(line)
-            sys.stderr.flush()
-        elif kind == "run-finished":
-            sys.stderr.write("\n")
+    if args.baseline is None:
+        return None
+    baseline = load_baseline(args.baseline)
+    check_baseline_matches(baseline, config.target.model, config.profile.value, args.baseline)
+    return baseline
 
 
-def _print_summary(results: dict[str, Any], paths: dict[str, Path]) -> None:
-    summary = results["summary"]
-    label = {"passed": "CERTIFIED", "failed": "NOT CERTIFIED", "incomplete": "INCOMPLETE", "invalid": "INVALID"}
-    print(f"{label[results['verdict']]}: {results['target']['model']} @ {results['target']['base_url']} "
-          f"(profile {results['profile']}, depth {results['depth']})")
-    if results.get("reason"):
-        print(f"  why: {results['reason']}")
-    counts = ", ".join(f"{summary[k]} {k}" for k in ("passed", "failed", "skipped", "unsupported", "error"))
-    print(f"  checks: {results['executed']}/{results['planned']} run; {counts}")
-    failed = [c for c in results["checks"] if c["outcome"] == "failed"]
-    for check in failed[:20]:
-        first = check["message"].splitlines()[0] if check["message"] else ""
-        print(f"  FAILED [{check['level']}] {check['id']}: {first[:110]}")
-    if len(failed) > 20:
-        print(f"  … and {len(failed) - 20} more failed checks")
-    print(f"  requests: {results['requests']}, tokens: {results['tokens']}, time: {results['duration_s']:.1f}s")
-    print("  reports: " + ", ".join(str(p) for p in paths.values()))
+def _gate(args: argparse.Namespace, baseline: dict[str, Any], results: dict[str, Any],
+          paths: dict[str, Path]) -> tuple[int, list[str]]:
+    """Exit 1 only on regressions against the baseline; the diff goes next to the reports."""
+    from ._diff import gate
+
+    diff = gate(baseline, results, baseline_label=str(args.baseline))
+    paths["diff"] = args.report_dir / "diff.md"
+    paths["diff"].write_text(diff.to_markdown(), encoding="utf-8")
+    (args.report_dir / "diff.json").write_text(json.dumps(diff.to_json(), indent=1), encoding="utf-8")
+    notes = [f"{len(diff.regressions)} regression(s) against {args.baseline}"
+             + "".join(f"\n              {c.category}: {c.id}" for c in diff.regressions[:20])]
+    fixed = diff.of("fixed")
+    if fixed:
+        notes.append(f"{len(fixed)} known failure(s) now pass, remove them from the baseline: "
+                     + ", ".join(c.id for c in fixed))
+    notes.append(f"{len(diff.of('still-failing'))} known failure(s) still failing (expected)")
+    return diff.exit_code, notes
+
+
+def _update_baseline(path: Path, results: dict[str, Any]) -> str:
+    from ._diff import baseline_problem, make_baseline, write_baseline
+
+    previous = None
+    if path.is_file():
+        try:
+            previous = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError:
+            previous = None
+        if baseline_problem(previous):
+            previous = None  # an unreadable old baseline is replaced, its reasons cannot be kept
+    baseline = make_baseline(results, previous)
+    write_baseline(path, baseline)
+    return f"wrote {path} ({len(baseline['known_failures'])} known failure(s); edit their reasons)"
 
 
 # -- serve --------------------------------------------------------------------------------------------
@@ -359,19 +374,65 @@ class _SelftestProgress:
             sys.stderr.flush()
 
 
-# -- report -------------------------------------------------------------------------------------------
-def cmd_report(args: argparse.Namespace) -> int:
-    from .report import render_reports
+# -- report, matrix and diff (issue 5) ---------------------------------------------------------------
+def _add_report_parsers(sub: Any) -> None:
+    report = sub.add_parser("report", help="re-render reports from results.json; several: a matrix page")
+    report.add_argument("results", type=Path, nargs="+", help="results.json file(s)")
+    report.add_argument("-o", "--output", "--output-dir", dest="output", type=Path, default=None,
+                        help="a directory for report.html + junit.xml, or FILE.html for the matrix of all RESULTS")
+    diff = sub.add_parser("diff", help="compare two runs (or a baseline and a run) check by check")
+    diff.add_argument("old", type=Path, help="the old results.json, or a baseline file")
+    diff.add_argument("new", type=Path, nargs="+",
+                      help="the new results.json; more files are repeated runs of it (verdicts that differ: flaky)")
+    diff.add_argument("--json", action="store_true", help="JSON instead of Markdown")
+    diff.add_argument("-o", "--output", type=Path, default=None, help="write to FILE instead of stdout")
 
-    if not args.results.is_file():
-        raise UsageError(f"{args.results} does not exist")
-    try:
-        json.loads(args.results.read_text(encoding="utf-8"))
-    except ValueError as exc:
-        raise UsageError(f"{args.results} is not valid JSON: {exc}") from None
-    paths = render_reports(args.results, args.output_dir)
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import load_results, render_matrix, render_reports
+
+    output: Path | None = args.output
+    if output is not None and output.suffix.lower() == ".html":
+        path = render_matrix(list(args.results), output)
+        print(f"matrix: {path}")
+        return 0
+    if len(args.results) > 1:
+        raise UsageError("several results files make a matrix: pass -o matrix.html")
+    load_results(args.results[0])  # one clear line for a missing, malformed or foreign file
+    paths = render_reports(args.results[0], output)
     print("reports: " + ", ".join(str(p) for p in paths.values()))
     return 0
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    """Markdown (or JSON) for a PR comment; exit 1 on a regression, 2 when the new run is incomplete."""
+    from ._diff import combine, compare, load_baseline, side_of_baseline, side_of_results
+    from .report import load_results
+
+    news = [load_results(path) for path in args.new]
+    try:
+        new = combine(news)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if _is_baseline(args.old):
+        old = side_of_baseline(load_baseline(args.old), str(args.old))
+    else:
+        old = side_of_results(load_results(args.old), str(args.old))
+    diff = compare(old, side_of_results(new, str(args.new[0])))
+    text = json.dumps(diff.to_json(), indent=1) + "\n" if args.json else diff.to_markdown()
+    if args.output is not None:
+        args.output.write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    return diff.exit_code
+
+
+def _is_baseline(path: Path) -> bool:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and "known_failures" in data
 
 
 if __name__ == "__main__":

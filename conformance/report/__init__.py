@@ -1,4 +1,10 @@
-"""Reports: results.json is written first; report.html and junit.xml are rendered from it."""
+"""Reports: results.json is written first; everything else is rendered from it.
+
+    write_results(results, dir)      → results.json (the single source)
+    render_reports(results.json)     → report.html (pytest-html) and junit.xml (pytest's junitxml)
+    render_matrix([results.json…])   → matrix.html, several targets side by side
+    load_results(path)               → a results.json checked against results.schema.json
+"""
 
 from __future__ import annotations
 
@@ -6,7 +12,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-RESULTS_SCHEMA_PATH = Path(__file__).with_name("results.schema.json")
+from ._results import SCHEMA_PATH as RESULTS_SCHEMA_PATH
+from ._results import load as load_results
+from ._results import schema_problems
+
+__all__ = ["RESULTS_SCHEMA_PATH", "load_results", "render_matrix", "render_reports", "schema_problems",
+           "write_results"]
 
 
 def write_results(results: dict[str, Any], report_dir: Path) -> Path:
@@ -27,3 +38,10 @@ def render_reports(results_path: Path, report_dir: Path | None = None) -> dict[s
     html_path, junit_path = out / "report.html", out / "junit.xml"
     render(results_path, html_path, junit_path)
     return {"results": results_path, "html": html_path, "junit": junit_path}
+
+
+def render_matrix(results_paths: list[Path], output: Path) -> Path:
+    """matrix.html from several results.json (each checked against the schema first)."""
+    from ._matrix import render_matrix as render
+
+    return render([(path, load_results(path)) for path in results_paths], output)

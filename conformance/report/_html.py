@@ -1,39 +1,120 @@
-"""HTML fragments that pytest-html's hooks place around its own results table.
+"""HTML that pytest-html's hooks place around its own results table: the certification summary.
 
-Everything is computed from results.json; the API key never reaches this module (transcripts are
-redacted by the engine, and curl commands use $OPENAI_API_KEY).
+Everything is computed from results.json. The API key never reaches this module: transcripts are
+redacted by the engine, and repro commands read the key from `$OPENAI_API_KEY` at run time.
+
+Layout, top to bottom: a verdict banner, the run's facts, the per-feature rollup, the GET-vs-POST
+method matrix, the failing checks (a linked list, then each one in full: Expected / Received, the
+clause, the transcript with the offending SSE bytes marked, a repro curl), then every other check
+collapsed. pytest-html's sortable table follows, each row linking back to its check's detail.
 """
 
 from __future__ import annotations
 
 import html
+import itertools
 import json
 import shlex
 from typing import Any
 
-FEATURES = ("core", "streaming", "tools", "json_mode", "methods")
-VERDICT_LABEL = {
-    "passed": "CERTIFIED",
-    "failed": "NOT CERTIFIED",
-    "incomplete": "INCOMPLETE",
-    "invalid": "INVALID RUN",
-}
+from ._results import (
+    VERDICTS,
+    anchor,
+    failing,
+    feature_rollup,
+    first_line,
+    run_label,
+    run_verdict,
+)
+
+TRANSCRIPTS_PER_CHECK = 3
+FAILURES_PER_CHECK = 10
 
 STYLE = """
 <style>
-.cert { font-family: sans-serif; margin: 0 0 1.5em 0; }
-.cert-verdict { font-size: 1.6em; font-weight: bold; padding: .4em .8em; border-radius: 6px; display: inline-block; }
-.v-passed, .f-certified, .c-passed { background: #d4f7d4; color: #0a5a0a; }
-.v-failed, .f-failed, .c-failed { background: #fbd3d3; color: #8a0b0b; }
-.v-incomplete, .v-invalid, .f-partial, .c-error { background: #fdf0c4; color: #6b5000; }
-.f-not-tested, .c-skipped, .c-unsupported { background: #eee; color: #555; }
-.cert table { border-collapse: collapse; margin: .6em 0; }
-.cert td, .cert th { border: 1px solid #ccc; padding: .25em .6em; text-align: left; vertical-align: top; }
-.check-detail { font-family: sans-serif; white-space: normal; }
-.check-detail pre { background: #f6f6f6; padding: .5em; overflow-x: auto; max-height: 30em; }
-.check-detail .mark { background: #ffb3b3; }
-.check-detail dt { font-weight: bold; }
+.cert, .row-detail { --ok:#1a7f37; --ok-bg:#dafbe1; --bad:#cf222e; --bad-bg:#ffebe9; --warn:#9a6700;
+  --warn-bg:#fff8c5; --na:#57606a; --na-bg:#f6f8fa; --line:#d0d7de;
+  font: 14px/1.5 -apple-system, "Segoe UI", "Noto Sans", Helvetica, Arial, sans-serif; color:#1f2328; }
+.cert { max-width: 1200px; margin: 0 0 2em 0; }
+.cert h2 { font-size: 22px; margin: .2em 0 .6em; }
+.cert h3 { font-size: 17px; margin: 1.6em 0 .5em; padding-bottom: .2em; border-bottom: 1px solid var(--line); }
+.cert h4 { font-size: 15px; margin: 0 0 .4em; }
+.cert p, .cert li, .cert dd, .cert td, .cert th, .cert summary { color:#1f2328; }
+.cert code, .cert pre, .row-detail code { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace;
+  font-size: 12.5px; }
+.cert a { color: #0969da; }
+.cert pre.transcript { position: relative; }
+.cert pre { white-space: pre-wrap; overflow-wrap: anywhere; background:#f6f8fa; border:1px solid var(--line);
+  border-radius: 6px; padding: .6em .8em; margin: .3em 0 .8em; max-height: 32em; overflow-y: auto; }
+.banner { border-radius: 8px; padding: .8em 1.2em; margin-bottom: 1em; border: 1px solid; }
+.banner .label { font-size: 28px; font-weight: 700; letter-spacing: .02em; }
+.banner .sub { font-size: 15px; margin-top: .2em; }
+.v-passed, .f-certified, .c-passed { background: var(--ok-bg); color: var(--ok); border-color: var(--ok); }
+.v-failed, .f-failed, .c-failed { background: var(--bad-bg); color: var(--bad); border-color: var(--bad); }
+.v-incomplete, .v-invalid, .f-partial, .c-error { background: var(--warn-bg); color: var(--warn);
+  border-color: var(--warn); }
+.f-not-tested, .c-skipped, .c-unsupported { background: var(--na-bg); color: var(--na); border-color: var(--line); }
+.banner .label, .banner .sub { color: inherit; }
+.badge { display: inline-block; border: 1px solid; border-radius: 1em; padding: 0 .6em; font-size: 12px;
+  font-weight: 600; white-space: nowrap; }
+.cert table { border-collapse: collapse; margin: .4em 0; }
+.cert td, .cert th { border: 1px solid var(--line); padding: .3em .7em; text-align: left; vertical-align: top; }
+.cert th { background: #f6f8fa; font-weight: 600; }
+.cert td.num { text-align: right; font-variant-numeric: tabular-nums; }
+.cert td.zero { color: #8c959f; }
+.facts { display: grid; grid-template-columns: max-content 1fr; gap: .15em 1.2em; margin: 0; }
+.facts dt { font-weight: 600; color: #57606a; }
+.facts dd { margin: 0; }
+#failing-checks li { margin: .25em 0; }
+#failing-checks a { color: #0969da; font-weight: 600; }
+/* A check's box takes its verdict's colour on the left edge only; its text stays readable. */
+.cert .check { border: 1px solid var(--line); border-left: 6px solid; border-radius: 6px; padding: .8em 1em;
+  margin: 1em 0; background: #fff; color: #1f2328; }
+.cert .check.c-failed { border-left-color: var(--bad); }
+.cert .check.c-error { border-left-color: var(--warn); }
+.cert .check.c-passed { border-left-color: var(--ok); }
+.cert .check.c-skipped, .cert .check.c-unsupported { border-left-color: #8c959f; }
+.check > summary { cursor: pointer; }
+.check .meta { color: #57606a; font-size: 13px; }
+.check dl.ver { display: grid; grid-template-columns: max-content 1fr; gap: .1em 1em; margin: .5em 0; }
+.check dl.ver dt { font-weight: 600; }
+.check dl.ver dd { margin: 0; }
+.check dl.ver dd pre { margin: 0; max-height: 12em; }
+.check blockquote { margin: .3em 0; padding: .2em .8em; border-left: 4px solid var(--line); color: #424a53; }
+.check mark.offending { background: #ffd1d1; outline: 2px solid var(--bad); border-radius: 2px; }
+.check .t::before { content: attr(data-t); color: #8c959f; font-size: 11px; margin-right: .6em;
+  user-select: none; }
+.check pre.repro { background: #0d1117; color: #e6edf3; border-color: #0d1117; }
+.check .note { color: #57606a; font-size: 13px; }
+#other-checks .check { margin: .4em 0; padding: .4em .8em; }
+.row-detail a { color: #0969da; }
+.row-detail { white-space: normal; }
+.row-detail pre { white-space: pre-wrap; overflow-wrap: anywhere; font-size: 12.5px; }
+:target { scroll-margin-top: 1em; }
+.check:target { box-shadow: 0 0 0 3px #0969da55; }
+/* pytest-html's replay timing and its xfail/rerun filters mean nothing for a conformance run. */
+p.run-count, .filters input[data-test-result="xfailed"], .filters input[data-test-result="xpassed"],
+.filters input[data-test-result="rerun"], .filters input[data-test-result="retried"],
+.filters input[data-test-result="xfailed"] + span, .filters input[data-test-result="xpassed"] + span,
+.filters input[data-test-result="rerun"] + span, .filters input[data-test-result="retried"] + span { display: none; }
 </style>
+<script>
+// Following a link to a collapsed check opens it (and the list around it) first.
+function openTarget() {
+  var el = location.hash ? document.getElementById(decodeURIComponent(location.hash.slice(1))) : null;
+  for (var node = el; node; node = node.parentElement) { if (node.tagName === "DETAILS") node.open = true; }
+  if (el) el.scrollIntoView();
+}
+// Scroll each transcript to its first offending event, so the marked bytes are in view.
+function showMarks() {
+  document.querySelectorAll("pre.transcript mark.offending").forEach(function (mark) {
+    var pre = mark.closest("pre");
+    if (pre.scrollTop === 0) pre.scrollTop = Math.max(0, mark.offsetTop - 80);
+  });
+}
+window.addEventListener("hashchange", openTarget);
+window.addEventListener("DOMContentLoaded", function () { showMarks(); openTarget(); });
+</script>
 """
 
 
@@ -46,78 +127,286 @@ def title(results: dict[str, Any]) -> str:
     return f"Chat Completions conformance — {target['model']} @ {target['base_url']}"
 
 
-def summary_sections(results: dict[str, Any]) -> list[str]:
-    verdict = results["verdict"]
-    summary = results["summary"]
-    parts = [STYLE, '<section class="cert" id="certification">']
-    parts.append(f'<h2>Certification</h2><div class="cert-verdict v-{esc(verdict)}" id="cert-verdict">'
-                 f'{esc(VERDICT_LABEL.get(verdict, verdict))}</div>')
-    if results.get("reason"):
-        parts.append(f'<p id="cert-reason"><b>Why:</b> {esc(results["reason"])}</p>')
+def environment(results: dict[str, Any]) -> dict[str, str]:
+    """What pytest-html's Environment table shows: the run, not the machine that rendered it."""
     target = results["target"]
-    parts.append(
-        "<table><tr><th>Target</th><td>" + esc(target["base_url"]) + (" (built-in reference server)"
-                                                                     if target.get("builtin") else "")
-        + f"</td></tr><tr><th>Model</th><td>{esc(target['model'])}</td></tr>"
-        f"<tr><th>Profile / depth</th><td>{esc(results['profile'])} / {esc(results['depth'])}</td></tr>"
-        f"<tr><th>Checks</th><td>{results['executed']} of {results['planned']} planned</td></tr>"
-        f"<tr><th>Requests / tokens</th><td>{results['requests']} / {results['tokens']}</td></tr>"
-        f"<tr><th>Duration</th><td>{results['duration_s']:.1f} s</td></tr></table>"
-    )
-    parts.append('<h3>Per feature</h3><table id="feature-rollup"><tr><th>Feature</th><th>Verdict</th>'
-                 "<th>passed</th><th>failed</th><th>skipped</th><th>unsupported</th><th>error</th></tr>")
-    for feature in FEATURES:
-        state = summary["features"].get(feature, "not-tested")
-        counts = {k: 0 for k in ("passed", "failed", "skipped", "unsupported", "error")}
-        for check in results["checks"]:
-            if check["feature"] == feature:
-                counts[check["outcome"]] += 1
-        parts.append(f'<tr><td>{feature}</td><td class="f-{esc(state)}">{esc(state)}</td>'
-                     + "".join(f"<td>{counts[k]}</td>" for k in counts) + "</tr>")
-    parts.append("</table>")
-    parts.append(method_matrix(results))
-    failing = [c for c in results["checks"] if c["outcome"] in ("failed", "error")]
-    level_order = {"MUST": 0, "SHOULD": 1, "INFO": 2}
-    failing.sort(key=lambda c: (c["outcome"] != "failed", level_order.get(c["level"], 3), c["id"]))
-    parts.append(f'<h3>Failing checks ({len(failing)})</h3>')
-    if failing:
-        parts.append('<table id="failing-checks"><tr><th>Check</th><th>Level</th><th>Outcome</th>'
-                     "<th>First problem</th></tr>")
-        for check in failing:
-            first = check["message"].split("\n\n")[0]
-            parts.append(f'<tr class="c-{esc(check["outcome"])}"><td><code>{esc(check["id"])}</code></td>'
-                         f'<td>{esc(check["level"])}</td><td>{esc(check["outcome"])}</td>'
-                         f"<td><pre>{esc(first)}</pre></td></tr>")
-        parts.append("</table>")
+    return {
+        "Suite": f"{results['suite']['name']} {results['suite']['version']} (results schema "
+                 f"{results['schema_version']})",
+        "Target": target["base_url"] + (" (built-in reference server)" if target.get("builtin") else ""),
+        "Model": target["model"],
+        "Profile / depth": f"{results['profile']} / {results['depth']}",
+        "Started": results["started_at"],
+    }
+
+
+def summary_sections(results: dict[str, Any]) -> list[str]:
+    return [
+        STYLE,
+        '<section class="cert" id="certification">',
+        "<h2>Certification</h2>",
+        banner(results),
+        facts(results),
+        feature_table(results),
+        method_matrix(results),
+        failing_section(results),
+        not_executed(results),
+        other_checks(results),
+        "</section>",
+    ]
+
+
+def banner(results: dict[str, Any]) -> str:
+    verdict = run_verdict(results)
+    musts = [c for c in results["checks"] if c["level"] == "MUST" and c["outcome"] == "failed"]
+    if verdict == "failed":
+        sub = f"{len(musts)} MUST check{'s' if len(musts) != 1 else ''} failed"
+    elif verdict == "passed":
+        sub = f"every MUST check passed ({results['executed']} checks judged)"
     else:
-        parts.append("<p>None.</p>")
-    parts.append("</section>")
-    return parts
+        sub = results.get("reason") or "the run did not judge every planned check: it certifies nothing"
+    target = results["target"]
+    return (f'<div class="banner v-{esc(verdict)}" id="cert-verdict" data-verdict="{esc(verdict)}">'
+            f'<div class="label">{esc(run_label(results))}</div>'
+            f'<div class="sub">{esc(sub)} · {esc(target["model"])} @ {esc(target["base_url"])} · '
+            f'profile {esc(results["profile"])} · depth {esc(results["depth"])}</div></div>')
+
+
+def facts(results: dict[str, Any]) -> str:
+    summary = results["summary"]
+    counts = ", ".join(f"{summary[v]} {v}" for v in VERDICTS)
+    rows = [
+        ("Checks", f"{results['executed']} of {results['planned']} planned judged: {counts}"),
+        ("Run complete", "yes" if results["run_complete"] else f"NO — {results.get('reason') or 'stopped early'}"),
+        ("Cost", f"{results['requests']} requests, {results['tokens']} tokens, {results['duration_s']:.1f} s"),
+        ("Target", results["target"]["base_url"]
+         + (" (built-in reference server)" if results["target"].get("builtin") else "")),
+        ("Model", results["target"]["model"]),
+        ("Profile / depth", f"{results['profile']} / {results['depth']}"),
+        ("Suite", f"{results['suite']['name']} {results['suite']['version']}, started {results['started_at']}"),
+    ]
+    items = "".join(f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in rows)
+    return f'<dl class="facts" id="run-facts">{items}</dl>'
+
+
+def feature_table(results: dict[str, Any]) -> str:
+    out = ['<h3>Per feature</h3><table id="feature-rollup"><tr><th>Feature</th><th>Certification</th>'
+           "<th>MUST passed</th>" + "".join(f"<th>{v}</th>" for v in VERDICTS) + "</tr>"]
+    for feature, row in feature_rollup(results).items():
+        state = row["certification"]
+        cells = "".join(f'<td class="num{" zero" if n == 0 else ""}">{n}</td>' for n in row["counts"].values())
+        out.append(f'<tr data-feature="{esc(feature)}"><td><b>{esc(feature)}</b></td>'
+                   f'<td class="f-{esc(state)}"><b>{esc(state)}</b></td>'
+                   f'<td class="num">{row["must_passed"]} / {row["must_total"]}</td>{cells}</tr>')
+    out.append("</table>")
+    return "".join(out)
 
 
 def method_matrix(results: dict[str, Any]) -> str:
     rows: list[dict[str, Any]] = []
     for check in results["checks"]:
         rows.extend(check.get("details", {}).get("method_matrix", []))
+    head = "<h3>GET vs POST: method matrix</h3>"
     if not rows:
-        return '<h3>GET-vs-POST method matrix</h3><p id="method-matrix">Not probed in this run.</p>'
-    out = ['<h3>GET-vs-POST method matrix</h3><table id="method-matrix"><tr><th>Request</th><th>Status</th>'
-           "<th>Answered as</th><th>Allow</th><th>Judgement</th></tr>"]
+        return head + '<p id="method-matrix">Not probed in this run (the methods checks did not run).</p>'
+    out = [head, '<table id="method-matrix"><tr><th>Request</th><th>Status</th><th>Answered as</th>'
+           "<th>Allow</th><th>Judgement</th></tr>"]
     for row in rows:
-        out.append(f"<tr><td>{esc(row.get('request'))}</td><td>{esc(row.get('status'))}</td>"
-                   f"<td>{esc(row.get('shape'))}</td><td>{esc(row.get('allow') or '')}</td>"
-                   f"<td>{esc(row.get('judgement'))}</td></tr>")
+        out.append(f"<tr><td><code>{esc(row.get('request'))}</code></td><td>{esc(row.get('status'))}</td>"
+                   f"<td>{esc(row.get('shape', ''))}</td><td>{esc(row.get('allow') or '')}</td>"
+                   f'<td class="{_judgement_class(row)}">{esc(row.get("judgement", ""))}</td></tr>')
     out.append("</table>")
     return "".join(out)
 
 
+def _judgement_class(row: dict[str, Any]) -> str:
+    ok = row.get("ok", row.get("verdict", row.get("judgement")))
+    if ok in (True, "passed", "ok"):
+        return "c-passed"
+    if ok in (False, "failed", "invalid"):
+        return "c-failed"
+    return ""
+
+
+def failing_section(results: dict[str, Any]) -> str:
+    checks = failing(results)
+    out = [f'<h3 id="failing">Failing checks ({len(checks)})</h3>']
+    if not checks:
+        return out[0] + '<p id="failing-checks">None: every check that ran passed, was skipped or is unsupported.</p>'
+    out.append('<ol id="failing-checks">')
+    for check in checks:
+        why = first_line(check["failures"][0]["expected"] if check["failures"] else check["message"], 110)
+        out.append(f'<li><span class="badge c-{esc(check["outcome"])}">{esc(check["outcome"])}</span> '
+                   f'<span class="badge">{esc(check["level"])}</span> '
+                   f'<a href="#{esc(anchor(check["id"]))}"><code>{esc(check["id"])}</code></a> — {esc(why)}</li>')
+    out.append("</ol>")
+    out.extend(check_detail(check) for check in checks)
+    return "".join(out)
+
+
+def not_executed(results: dict[str, Any]) -> str:
+    ids = results.get("not_executed", [])
+    if not ids:
+        return ""
+    items = "".join(f'<li id="{esc(anchor(i))}"><code>{esc(i)}</code></li>' for i in ids)
+    return (f'<h3>Not executed ({len(ids)})</h3><p>The run stopped before these checks sent a request: '
+            f'{esc(results.get("reason") or "budget or deadline")}.</p><ul id="not-executed">{items}</ul>')
+
+
+def other_checks(results: dict[str, Any]) -> str:
+    checks = [c for c in results["checks"] if c["outcome"] not in ("failed", "error")]
+    counts = ", ".join(f"{sum(c['outcome'] == v for c in checks)} {v}" for v in ("passed", "skipped", "unsupported"))
+    items = "".join(check_detail(c, collapsed=True) for c in checks)
+    return (f'<h3>Other checks ({len(checks)})</h3><details id="other-checks"><summary>{esc(counts)} — '
+            f"show</summary>{items}</details>")
+
+
+def check_detail(check: dict[str, Any], *, collapsed: bool = False, prefix: str = "") -> str:
+    """One check in full; passed/skipped/unsupported ones are collapsed to a line.
+
+    `prefix` keeps HTML ids unique when several runs share a page (the matrix).
+    """
+    outcome = check["outcome"]
+    head = (f'<span class="badge c-{esc(outcome)}">{esc(outcome)}</span> <span class="badge">{esc(check["level"])}'
+            f'</span> <code><b>{esc(check["id"])}</b></code> <span class="meta">{esc(check["feature"])} — '
+            f"{esc(check['description'])}</span>")
+    body = [_clause(check)]
+    if outcome == "failed" and check["failures"]:
+        body.append(_failures(check))
+        body.append(_transcripts(check, prefix))
+    elif outcome != "passed":
+        body.append(f"<pre>{esc(check['message'])}</pre>")
+        if outcome == "error" and check["transcripts"]:
+            body.append(_transcript_block(check, len(check["transcripts"]) - 1, [], prefix))
+    if check.get("details"):
+        details = json.dumps(check["details"], indent=1, ensure_ascii=False)
+        body.append(f"<details><summary>Details</summary><pre>{esc(details[:8000])}</pre></details>")
+    body.append(f'<p class="note">{check["requests_made"]} request(s) · {check["duration_s"]} s</p>')
+    cid = esc(prefix + anchor(check["id"]))
+    if collapsed:
+        return (f'<details class="check c-{esc(outcome)}" id="{cid}" data-outcome="{esc(outcome)}"><summary>{head}'
+                f"</summary>{''.join(body)}</details>")
+    return (f'<article class="check c-{esc(outcome)}" id="{cid}" data-outcome="{esc(outcome)}"><h4>{head}</h4>'
+            f"{''.join(body)}</article>")
+
+
+def _clause(check: dict[str, Any]) -> str:
+    clause = check["clause"]
+    return (f'<p class="clause"><b>Clause</b> — {esc(clause["source"])} § {esc(clause["section"])}:</p>'
+            f"<blockquote>{esc(clause['quote'])}</blockquote>")
+
+
+def _failures(check: dict[str, Any]) -> str:
+    out = []
+    for failure in check["failures"][:FAILURES_PER_CHECK]:
+        out.append(f'<dl class="ver"><dt>Expected</dt><dd>{esc(failure["expected"])}</dd>'
+                   f"<dt>Received</dt><dd><pre>{esc(failure['received'])}</pre></dd>"
+                   f"<dt>Where</dt><dd><code>{esc(failure['where'])}</code></dd></dl>")
+    hidden = len(check["failures"]) - FAILURES_PER_CHECK
+    if hidden > 0:
+        out.append(f'<p class="note">… and {hidden} more failures (see results.json)</p>')
+    return "".join(out)
+
+
+def _transcripts(check: dict[str, Any], prefix: str) -> str:
+    """The exchanges the failures point at (or the check's last one), offending bytes marked."""
+    ranges: dict[int, list[tuple[int, int]]] = {}
+    for failure in check["failures"]:
+        index = failure.get("exchange")
+        if index is not None and 0 <= index < len(check["transcripts"]):
+            marks = ranges.setdefault(index, [])
+            if failure.get("byte_range"):
+                marks.append((int(failure["byte_range"][0]), int(failure["byte_range"][1])))
+    if not ranges and check["transcripts"]:
+        ranges[len(check["transcripts"]) - 1] = []
+    shown = sorted(ranges)[:TRANSCRIPTS_PER_CHECK]
+    return "".join(_transcript_block(check, index, ranges[index], prefix) for index in shown)
+
+
+def _transcript_block(check: dict[str, Any], index: int, marks: list[tuple[int, int]], prefix: str) -> str:
+    transcript = check["transcripts"][index]
+    mark_id = f"{prefix}{anchor(check['id'])}-x{index}"
+    jump = f' — <a href="#{esc(mark_id)}-m0">jump to the offending event</a>' if marks else ""
+    return (f'<p><b>Transcript #{index}</b>{jump}</p>{transcript_html(transcript, marks, mark_id)}'
+            f'<p><b>Reproduce</b> <span class="note">(reads the key from <code>$OPENAI_API_KEY</code>)</span></p>'
+            f'<pre class="repro"><code>{esc(curl_for(transcript))}</code></pre>')
+
+
+def transcript_html(transcript: dict[str, Any], marks: list[tuple[int, int]], mark_id: str) -> str:
+    request, response = transcript["request"], transcript["response"]
+    head = f"{request['method']} {request['url']}\n" + "".join(f"{k}: {v}\n" for k, v in request["headers"].items())
+    if request.get("body"):
+        head += "\n" + request["body"][:4000] + "\n"
+    status = response["status"] if response["status"] is not None else "(no response)"
+    resp_head = f"HTTP {status}\n" + "".join(f"{k}: {v}\n" for k, v in response["headers"].items())
+    notes = []
+    if transcript.get("error"):
+        notes.append(f"[transport error] {transcript['error']}")
+    if transcript.get("limit_exceeded"):
+        notes.append(f"[limit] {transcript['limit_exceeded']}")
+    if response.get("truncated"):
+        notes.append(f"[body cut at {len(response['body'].encode())} of {response['body_bytes']} bytes]")
+    sse = transcript.get("sse")
+    timing = f"[first byte {_ms(transcript.get('ttfb_s'))}, complete {_ms(transcript.get('elapsed_s'))}"
+    if sse:
+        timing += f"; {sse['events']} SSE events, arrival time shown before each"
+    notes.append(timing + "]")
+    body = body_html(response["body"], sse["event_offsets"] if sse else [], marks, mark_id)
+    return (f"<pre class='transcript'>{esc(head)}\n{esc(resp_head)}\n{body}\n"
+            f"<span class='note'>{esc(chr(10).join(notes))}</span></pre>")
+
+
+def _ms(seconds: Any) -> str:
+    return "—" if seconds is None else f"{float(seconds) * 1000:.0f} ms"
+
+
+def body_html(body: str, events: list[list[float]], marks: list[tuple[int, int]], mark_id: str) -> str:
+    """The raw body with each SSE event's arrival time before it and the offending bytes marked.
+
+    Offsets are bytes of the raw body; the text is cut at those offsets in bytes, not characters.
+    """
+    raw = body.encode("utf-8")
+    size = len(raw)
+    starts = {int(e[0]): float(e[2]) for e in events if int(e[0]) < size}
+    bounds = {0, size, *starts}
+    clean_marks = [(max(0, s), _trim_end(raw, s, min(size, e))) for s, e in sorted(marks) if s < size and e > s]
+    for start, end in clean_marks:
+        bounds.update((start, end))
+    edges = sorted(bounds)
+    out: list[str] = []
+    opened: set[int] = set()
+    for left, right in itertools.pairwise(edges):
+        text = esc(raw[left:right].decode("utf-8", errors="replace"))
+        if left in starts:
+            text = f'<span class="t" data-t="+{starts[left] * 1000:.0f} ms"></span>' + text
+        hit = next((i for i, (s, e) in enumerate(clean_marks) if s <= left and right <= e), None)
+        if hit is None:
+            out.append(text)
+            continue
+        first = hit not in opened
+        opened.add(hit)
+        ident = f' id="{esc(mark_id)}-m{hit}"' if first else ""
+        out.append(f'<mark class="offending"{ident}>{text}</mark>')
+    return "".join(out)
+
+
+def _trim_end(raw: bytes, start: int, end: int) -> int:
+    """Leave an event's blank-line terminator outside the mark: the mark then hugs the event's text."""
+    while end - 1 > start and raw[end - 1 : end] in (b"\n", b"\r"):
+        end -= 1
+    return end
+
+
 def curl_for(transcript: dict[str, Any]) -> str:
-    """A copy-pasteable curl; the key is always $OPENAI_API_KEY, never the real one."""
+    """A copy-pasteable curl for bash; the key is always `$OPENAI_API_KEY`, never the real one."""
     request = transcript["request"]
-    parts = ["curl", "-sS", "-X", request["method"], shlex.quote(request["url"])]
+    accept = next((v for k, v in request["headers"].items() if k.lower() == "accept"), "")
+    parts = ["curl", "-sS", "-i"] + (["-N"] if "event-stream" in accept else [])
+    parts += ["-X", request["method"], shlex.quote(request["url"])]
     for name, value in request["headers"].items():
-        if name.lower() == "authorization":
-            parts += ["-H", '"Authorization: Bearer $OPENAI_API_KEY"']
+        if value in ("Bearer $OPENAI_API_KEY", "***REDACTED***"):
+            prefix = "Bearer " if value.startswith("Bearer") else ""
+            parts += ["-H", f'"{name}: {prefix}$OPENAI_API_KEY"']
         else:
             parts += ["-H", shlex.quote(f"{name}: {value}")]
     if request.get("body") is not None:
@@ -125,56 +414,15 @@ def curl_for(transcript: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
-def _transcript_html(transcript: dict[str, Any], byte_range: list[int] | None) -> str:
-    request, response = transcript["request"], transcript["response"]
-    head = f"{request['method']} {request['url']}\n" + "".join(
-        f"{k}: {v}\n" for k, v in request["headers"].items())
-    if request.get("body"):
-        head += "\n" + request["body"][:4000] + "\n"
-    status = response["status"] if response["status"] is not None else "(no response)"
-    resp_head = f"HTTP {status}\n" + "".join(f"{k}: {v}\n" for k, v in response["headers"].items())
-    body = response["body"]
-    if byte_range and 0 <= byte_range[0] <= len(body):
-        start, end = byte_range
-        body_html = (esc(body[:start]) + f'<mark class="mark" id="offending-event">{esc(body[start:end])}</mark>'
-                     + esc(body[end:]))
-    else:
-        body_html = esc(body)
-    extra = ""
-    if transcript.get("error"):
-        extra += f"\n[transport error] {transcript['error']}"
-    if transcript.get("limit_exceeded"):
-        extra += f"\n[limit] {transcript['limit_exceeded']}"
-    if response.get("truncated"):
-        extra += f"\n[body truncated in this report: {response['body_bytes']} bytes in all]"
-    timing = f"\n[elapsed {transcript['elapsed_s']} s, first byte {transcript.get('ttfb_s')} s]"
-    return (f"<pre class='transcript'>{esc(head)}\n{esc(resp_head)}\n{body_html}{esc(extra + timing)}</pre>")
+def row_extra(check: dict[str, Any]) -> str:
+    """What pytest-html shows when its table row opens: the gist, and a link to the full detail."""
+    outcome = check["outcome"]
+    if check.get("pseudo"):
+        return (f'<div class="row-detail"><a href="#certification">Certification ↑</a>'
+                f'<pre>{esc(check["message"])}</pre></div>')
+    gist = check["message"] if outcome != "passed" else check["description"]
+    return (f'<div class="row-detail"><p><a href="#{esc(anchor(check["id"]))}">Full detail of '
+            f'<code>{esc(check["id"])}</code> ↑</a> — [{esc(check["level"])}, {esc(check["feature"])}] '
+            f'{esc(check["clause"]["source"])} § {esc(check["clause"]["section"])}</p>'
+            f"<pre>{esc(gist[:1500])}</pre></div>")
 
-
-def check_detail(check: dict[str, Any], results: dict[str, Any]) -> str:
-    clause = check["clause"]
-    parts = ['<div class="check-detail">',
-             f"<p><b>{esc(check['id'])}</b> [{esc(check['level'])}, {esc(check['feature'])}] — "
-             f"{esc(check['description'])}</p>",
-             f"<p><b>Clause</b> ({esc(clause['source'])} § {esc(clause['section'])}): "
-             f"<q>{esc(clause['quote'])}</q></p>"]
-    if check["outcome"] == "failed" and check["failures"]:
-        parts.append("<dl>")
-        for failure in check["failures"][:10]:
-            parts.append(f"<dt>Expected</dt><dd>{esc(failure['expected'])}</dd>"
-                         f"<dt>Received</dt><dd><pre>{esc(failure['received'])}</pre></dd>"
-                         f"<dt>Where</dt><dd>{esc(failure['where'])}</dd>")
-        parts.append("</dl>")
-        shown = {f["exchange"] for f in check["failures"] if f.get("exchange") is not None}
-        ranges = {f["exchange"]: f.get("byte_range") for f in check["failures"] if f.get("exchange") is not None}
-        for index in sorted(shown)[:3]:
-            transcript = check["transcripts"][index]
-            parts.append(f"<p><b>Transcript #{index}</b></p>" + _transcript_html(transcript, ranges.get(index)))
-            parts.append(f"<p><b>Reproduce</b></p><pre class='repro'>{esc(curl_for(transcript))}</pre>")
-    elif check["outcome"] != "passed":
-        parts.append(f"<pre>{esc(check['message'])}</pre>")
-    if check.get("details"):
-        parts.append(f"<details><summary>Details</summary><pre>{esc(json.dumps(check['details'], indent=1))[:8000]}"
-                     "</pre></details>")
-    parts.append(f"<p>{check['requests_made']} request(s), {check['duration_s']} s</p></div>")
-    return "".join(parts)

@@ -1,12 +1,22 @@
 """A pytest plugin that replays results.json as test items, so that pytest-html and pytest's JUnit
 writer render reports from results.json alone (never from a live run).
 
-Passed → pass, failed → failure, error → error (raised in setup), skipped/unsupported → skipped.
+Verdict → pytest outcome → JUnit element:
+    passed                → pass     → <testcase>
+    failed                → failure  → <failure>
+    error                 → error    → <error>   (raised in setup: never counted as non-conformance)
+    skipped, unsupported  → skipped  → <skipped>
+Each test's name is the check ID; its JUnit classname is `conformance.<feature>`. A run that did not
+judge every planned check never reads as a pass in CI: each planned check that never ran is an
+error (`conformance.not-executed`), and so is a `run-complete` test (`conformance.run`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +24,7 @@ from typing import Any
 import pytest
 
 from . import _html
+from ._results import run_verdict
 
 RESULTS_KEY = pytest.StashKey[dict[str, Any]]()
 
@@ -29,8 +40,28 @@ class HarnessError(Exception):
 class ResultsFile(pytest.File):
     def collect(self) -> Iterator[pytest.Item]:
         results = self.config.stash[RESULTS_KEY]
-        for check in results["checks"]:
+        for check in replayed(results):
             yield CheckItem.from_parent(self, name=check["id"], check=check)
+
+
+def replayed(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """The checks, plus an error item for each planned check that never ran and for an unfinished run."""
+    checks = list(results["checks"])
+    for check_id in results.get("not_executed", []):
+        checks.append(_pseudo(check_id, "not-executed", "not executed: the run stopped before this check sent a "
+                              f"request ({results.get('reason') or 'budget or deadline'})"))
+    verdict = run_verdict(results)
+    if verdict in ("incomplete", "invalid"):
+        checks.append(_pseudo("run-complete", "run", f"the run is {verdict} and certifies nothing: "
+                              f"{results.get('reason') or 'not every planned check was judged'}"))
+    return checks
+
+
+def _pseudo(check_id: str, feature: str, message: str) -> dict[str, Any]:
+    return {"id": check_id, "level": "-", "feature": feature, "outcome": "error", "message": message,
+            "description": message, "duration_s": 0.0, "pseudo": True,
+            "clause": {"source": "suite", "section": "run",
+                       "quote": "A truncated or aborted run never reads as a pass."}}
 
 
 class CheckItem(pytest.Item):
@@ -38,10 +69,12 @@ class CheckItem(pytest.Item):
         super().__init__(**kwargs)
         self.check = check
         self.user_properties.extend(
-            [("level", check["level"]), ("feature", check["feature"]), ("outcome", check["outcome"])]
+            [("level", check["level"]), ("feature", check["feature"]), ("outcome", check["outcome"]),
+             ("clause", f"{check['clause']['source']} § {check['clause']['section']}")]
         )
 
     def setup(self) -> None:
+        _set_junit_classname(self, f"conformance.{self.check['feature']}")
         if self.check["outcome"] == "error":
             raise HarnessError(self.check["message"])
 
@@ -55,18 +88,29 @@ class CheckItem(pytest.Item):
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
         if isinstance(excinfo.value, (CheckFailure, HarnessError)):
             kind = "FAILED" if isinstance(excinfo.value, CheckFailure) else "ERROR (not counted as non-conformance)"
-            return f"[{self.check['level']}] {self.check['id']} {kind}\n{excinfo.value}"
+            clause = self.check["clause"]
+            return (f"[{self.check['level']}] {self.check['id']} {kind}\n{excinfo.value}\n\n"
+                    f"Clause: {clause['source']} § {clause['section']}: “{clause['quote']}”")
         return str(super().repr_failure(excinfo))
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
         return self.path, None, f"{self.check['id']} [{self.check['level']}]"
 
 
+def _set_junit_classname(item: pytest.Item, classname: str) -> None:
+    """pytest derives classname from the node path (`results.json`); CI systems group by it."""
+    from _pytest.junitxml import xml_key
+
+    xml = item.config.stash.get(xml_key, None)
+    if xml is not None:
+        xml.node_reporter(item.nodeid).add_attribute("classname", classname)
+
+
 class ReplayPlugin:
     def __init__(self, results: dict[str, Any], results_path: Path) -> None:
         self.results = results
         self.results_path = results_path
-        self.by_id = {c["id"]: c for c in results["checks"]}
+        self.by_id = {c["id"]: c for c in replayed(results)}
 
     @pytest.hookimpl
     def pytest_configure(self, config: pytest.Config) -> None:
@@ -81,11 +125,15 @@ class ReplayPlugin:
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
         report = yield
-        if isinstance(item, CheckItem) and report.when == "call":
+        if isinstance(item, CheckItem) and (report.when == "call" or (report.when == "setup" and report.failed)):
             report.duration = float(item.check.get("duration_s", 0.0))
         return report
 
-    # -- pytest-html hooks ----------------------------------------------------------------------
+    # -- pytest-metadata / pytest-html hooks ----------------------------------------------------
+    def pytest_metadata(self, metadata: dict[str, Any]) -> None:
+        metadata.clear()
+        metadata.update(_html.environment(self.results))
+
     def pytest_html_report_title(self, report: Any) -> None:
         report.title = _html.title(self.results)
 
@@ -94,18 +142,22 @@ class ReplayPlugin:
         prefix.extend(_html.summary_sections(self.results))
 
     def pytest_html_results_table_header(self, cells: list[str]) -> None:
+        cells[1] = '<th class="sortable" data-column-type="testId">Check ID</th>'
         cells.insert(2, '<th class="sortable" data-column-type="level">Level</th>')
         cells.insert(3, '<th class="sortable" data-column-type="feature">Feature</th>')
 
     def pytest_html_results_table_row(self, report: Any, cells: list[str]) -> None:
         check = self._check_of(report)
-        cells.insert(2, f'<td class="col-level">{check["level"] if check else ""}</td>')
-        cells.insert(3, f'<td class="col-feature">{check["feature"] if check else ""}</td>')
+        if check is None:
+            return
+        cells[1] = f'<td class="col-testId">{_html.esc(check["id"])}</td>'
+        cells.insert(2, f'<td class="col-level">{_html.esc(check["level"])}</td>')
+        cells.insert(3, f'<td class="col-feature">{_html.esc(check["feature"])}</td>')
 
     def pytest_html_results_table_html(self, report: Any, data: list[str]) -> None:
         check = self._check_of(report)
         if check is not None and report.when in ("call", "setup"):
-            data[:] = [_html.check_detail(check, self.results)]
+            data[:] = [_html.row_extra(check)]
 
     def _check_of(self, report: Any) -> dict[str, Any] | None:
         return self.by_id.get(report.nodeid.rsplit("::", 1)[-1])
@@ -117,12 +169,8 @@ def render(results_path: Path, html_path: Path | None, junit_path: Path | None) 
     args = [
         str(results_path),
         "-q",
-        "-p", "no:cacheprovider",
-        "-p", "no:conformance",
-        "-p", "no:randomly",
-        "-p", "no:hypothesispytest",
+        *_plugin_args(),
         "--rootdir", str(results_path.parent),
-        "-c", str(_empty_ini()),
         "-o", "render_collapsed=passed",
         "-o", "junit_family=xunit2",
         "-o", "junit_suite_name=openai-conformance",
@@ -132,19 +180,20 @@ def render(results_path: Path, html_path: Path | None, junit_path: Path | None) 
         args += ["--html", str(html_path), "--self-contained-html"]
     if junit_path is not None:
         args += ["--junitxml", str(junit_path)]
-    import contextlib
-    import io
-
     sink = io.StringIO()
-    with contextlib.redirect_stdout(sink):
-        code = pytest.main(args, plugins=[ReplayPlugin(results, results_path)])
+    # An empty ini, so the user's own pytest configuration never changes how reports render.
+    with tempfile.TemporaryDirectory(prefix="conformance-render-") as tmp, contextlib.redirect_stdout(sink):
+        ini = Path(tmp) / "pytest.ini"
+        ini.write_text("[pytest]\n", encoding="utf-8")
+        code = pytest.main([*args, "-c", str(ini)], plugins=[ReplayPlugin(results, results_path)])
     return int(code)
 
 
-def _empty_ini() -> Path:
-    """An empty ini, so the user's own pytest configuration never changes how reports render."""
-    import tempfile
+def _plugin_args() -> list[str]:
+    """Load only pytest-html and pytest-metadata: autoloading every installed plugin costs seconds."""
+    if pytest.version_tuple >= (8, 4):
+        return ["--disable-plugin-autoload", "-p", "pytest_metadata.plugin", "-p", "pytest_html.plugin",
+                "-p", "no:cacheprovider"]
+    return ["-p", "no:cacheprovider", "-p", "no:conformance", "-p", "no:randomly", "-p", "no:hypothesispytest",
+            "-p", "no:schemathesis", "-p", "no:anyio"]
 
-    ini = Path(tempfile.gettempdir()) / "conformance-render.ini"
-    ini.write_text("[pytest]\n", encoding="utf-8")
-    return ini

@@ -1,0 +1,161 @@
+"""matrix.html: several targets side by side, in the style of the Autobahn testsuite's report.
+
+Checks are rows (grouped by feature), targets (provider/model) are columns, and each cell is
+coloured by its verdict and links to the detail: the target's report.html#check-<id> when that
+file sits next to its results.json, else a detail section inside this page. Self-contained: one
+file, no external resources, rendered from the results.json files alone.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import _html
+from ._results import FEATURES, VERDICTS, anchor, first_line, run_label, run_verdict, target_label
+
+MATRIX_STYLE = """
+<style>
+body { margin: 1.5em 2em; background: #fff; }
+.matrix { border-collapse: separate; border-spacing: 0; }
+.matrix th, .matrix td { border: 1px solid #d0d7de; padding: .25em .6em; }
+.matrix thead th { position: sticky; top: 0; background: #f6f8fa; z-index: 1; vertical-align: bottom; }
+.matrix th.target { min-width: 9em; text-align: center; }
+.matrix th.target .host { display: block; font-weight: 400; color: #57606a; font-size: 12px; }
+.matrix td.cell { text-align: center; font-weight: 600; font-size: 13px; }
+.matrix td.cell a { color: inherit; text-decoration: none; display: block; }
+.matrix td.cell a:hover { text-decoration: underline; }
+.matrix td.c-none { color: #8c959f; background: #fff; font-weight: 400; }
+.matrix tr.group th { background: #eaeef2; text-align: left; font-size: 14px; }
+.matrix td.id code { font-size: 12.5px; }
+.legend span { margin-right: .5em; }
+</style>
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    results: dict[str, Any]
+    source: Path
+    report: Path | None  # report.html next to the results, if any
+    prefix: str  # id prefix of this column's inline details
+
+    @property
+    def by_id(self) -> dict[str, dict[str, Any]]:
+        return {c["id"]: c for c in self.results["checks"]}
+
+
+def render_matrix(runs: list[tuple[Path, dict[str, Any]]], output: Path) -> Path:
+    output.parent.mkdir(parents=True, exist_ok=True)
+    columns = [_column(path, results, i) for i, (path, results) in enumerate(runs)]
+    page = _page(columns, output.parent)
+    tmp = output.with_name(output.name + ".tmp")
+    tmp.write_text(page, encoding="utf-8")
+    tmp.replace(output)
+    return output
+
+
+def _column(path: Path, results: dict[str, Any], index: int) -> Column:
+    report = path.with_name("report.html")
+    return Column(results, path, report if report.is_file() else None, f"t{index}-")
+
+
+def _link(column: Column, check_id: str, out_dir: Path) -> str:
+    if column.report is not None:
+        relative = Path(os.path.relpath(column.report.resolve(), out_dir.resolve())).as_posix()
+        return f"{relative}#{anchor(check_id)}"
+    return f"#{column.prefix}{anchor(check_id)}"
+
+
+def _page(columns: list[Column], out_dir: Path) -> str:
+    esc = _html.esc
+    labels = ", ".join(target_label(c.results) for c in columns)
+    head = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Chat Completions compatibility matrix — "
+            f"{esc(labels)}</title>{_html.STYLE}{MATRIX_STYLE}</head><body><div class='cert' id='matrix-page'>")
+    now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    legend = " ".join(f'<span class="badge c-{v}">{v}</span>' for v in VERDICTS)
+    intro = (f"<h2>Chat Completions compatibility matrix</h2><p>{len(columns)} target(s), generated {esc(now)} "
+             f"from their results.json. Click a cell for the check's detail.</p>"
+             f'<p class="legend">{legend} <span class="badge c-none">not run</span></p>')
+    parts = [head, intro, _table(columns, out_dir), _inline_details(columns), "</div></body></html>"]
+    return "".join(parts)
+
+
+def _table(columns: list[Column], out_dir: Path) -> str:
+    esc = _html.esc
+    out = ['<table class="matrix" id="matrix"><thead><tr><th>Check</th><th>Level</th>']
+    for column in columns:
+        results = column.results
+        link = (Path(os.path.relpath(column.report.resolve(), out_dir.resolve())).as_posix()
+                if column.report else f"#{column.prefix}details")
+        host, model = target_label(results).split("/", 1)
+        out.append(f'<th class="target"><a href="{esc(link)}">{esc(model)}</a><span class="host">{esc(host)}</span>'
+                   f'<span class="badge v-{esc(run_verdict(results))}">{esc(run_label(results))}</span></th>')
+    out.append("</tr></thead><tbody>")
+    out.append(_feature_rows(columns))
+    checks = _all_checks(columns)
+    for feature in FEATURES:
+        rows = [c for c in checks if c["feature"] == feature]
+        if not rows:
+            continue
+        out.append(f'<tr class="group"><th colspan="{2 + len(columns)}">{esc(feature)}</th></tr>')
+        for check in rows:
+            out.append(f'<tr data-check="{esc(check["id"])}"><td class="id" title="{esc(check["description"])}">'
+                       f'<code>{esc(check["id"])}</code></td><td>{esc(check["level"])}</td>')
+            out.extend(_cell(column, check["id"], out_dir) for column in columns)
+            out.append("</tr>")
+    out.append("</tbody></table>")
+    return "".join(out)
+
+
+def _feature_rows(columns: list[Column]) -> str:
+    esc = _html.esc
+    out = [f'<tr class="group"><th colspan="{2 + len(columns)}">certification per feature</th></tr>']
+    for feature in FEATURES:
+        out.append(f"<tr><td><b>{esc(feature)}</b></td><td></td>")
+        for column in columns:
+            state = column.results["summary"]["features"].get(feature, "not-tested")
+            out.append(f'<td class="cell f-{esc(state)}">{esc(state)}</td>')
+        out.append("</tr>")
+    return "".join(out)
+
+
+def _all_checks(columns: list[Column]) -> list[dict[str, Any]]:
+    """Every check ID of every run, once, in ID order (a newer suite may have more checks)."""
+    seen: dict[str, dict[str, Any]] = {}
+    for column in columns:
+        for check in column.results["checks"]:
+            seen.setdefault(check["id"], check)
+    return [seen[k] for k in sorted(seen)]
+
+
+def _cell(column: Column, check_id: str, out_dir: Path) -> str:
+    esc = _html.esc
+    check = column.by_id.get(check_id)
+    if check is None:
+        return '<td class="cell c-none">—</td>'
+    outcome = check["outcome"]
+    title = first_line(check["message"], 200) if outcome != "passed" else "passed"
+    return (f'<td class="cell c-{esc(outcome)}" title="{esc(title)}"><a href="{esc(_link(column, check_id, out_dir))}">'
+            f"{esc(outcome)}</a></td>")
+
+
+def _inline_details(columns: list[Column]) -> str:
+    """Detail sections for runs without a report.html next to their results.json."""
+    out = []
+    for column in columns:
+        if column.report is not None:
+            continue
+        results = column.results
+        out.append(f'<section id="{column.prefix}details"><h3>{_html.esc(target_label(results))} — '
+                   f"{_html.esc(run_label(results))}</h3>")
+        if results.get("reason"):
+            out.append(f"<p><b>Why:</b> {_html.esc(results['reason'])}</p>")
+        for check in sorted(results["checks"], key=lambda c: (c["outcome"] not in ("failed", "error"), c["id"])):
+            collapsed = check["outcome"] not in ("failed", "error")
+            out.append(_html.check_detail(check, collapsed=collapsed, prefix=column.prefix))
+        out.append("</section>")
+    return "".join(out)
