@@ -1,0 +1,357 @@
+"""Reports from real certifications: results.json against its schema, report.html, junit.xml, the
+matrix page, the repro curl, and the terminal output. Every artifact is rendered from a real run of
+a clean and of a broken reference server (no hand-written fixtures)."""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import shutil
+import subprocess
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+from conftest import certify
+
+from conformance import RunConfig, Target, __version__, run
+from conformance.cli import main
+from conformance.refserver import ServerConfig, ServerThread
+from conformance.report import RESULTS_SCHEMA_PATH, render_reports, schema_problems, write_results
+from conformance.report._results import run_verdict
+from conformance.report._terminal import Progress, summary
+
+KEY = "sk-reports-test-key-0001"
+ONLY = ("schema.chat-completion", "usage.total-is-sum", "stream.done-terminator", "params.temperature.bounds",
+        "methods.answer-shapes", "auth.missing-key")
+FAULTS = ("stream-no-done", "reject-temperature-2", "usage-total-off-by-one")
+BROKEN_FAILS = {"stream.done-terminator", "params.temperature.bounds", "usage.total-is-sum"}
+
+
+def render(result_json: dict[str, Any], out: Path) -> dict[str, Path]:
+    return render_reports(write_results(result_json, out), out)
+
+
+@pytest.fixture(scope="module")
+def broken_server() -> Iterator[ServerThread]:
+    with ServerThread(ServerConfig(api_key=KEY, faults=frozenset(FAULTS))) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def clean(reference_server: ServerThread, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A certification of the clean server (no key: auth.missing-key is skipped), rendered."""
+    results = certify(reference_server.base_url, only=ONLY).to_json()
+    paths = render(results, tmp_path_factory.mktemp("clean"))
+    return {"results": results, "paths": paths}
+
+
+@pytest.fixture(scope="module")
+def broken(broken_server: ServerThread, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A certification of a server with three seeded faults, with an API key, rendered."""
+    results = certify(broken_server.base_url, only=ONLY, api_key=KEY).to_json()
+    paths = render(results, tmp_path_factory.mktemp("broken"))
+    return {"results": results, "paths": paths}
+
+
+def by_id(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["id"]: c for c in results["checks"]}
+
+
+# -- results.json ---------------------------------------------------------------------------------------
+def test_the_schema_is_valid_draft_2020_12() -> None:
+    schema = json.loads(RESULTS_SCHEMA_PATH.read_text())
+    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    jsonschema.Draft202012Validator.check_schema(schema)
+
+
+@pytest.mark.parametrize("run_name", ["clean", "broken"])
+def test_real_results_match_the_schema(run_name: str, request: pytest.FixtureRequest) -> None:
+    artifacts = request.getfixturevalue(run_name)
+    written = json.loads(artifacts["paths"]["results"].read_text())
+    assert schema_problems(written) == []
+
+
+def test_the_schema_rejects_what_it_must(clean: dict[str, Any]) -> None:
+    """The schema is not vacuous: a pass without run_complete, an unknown verdict, a leaked key all fail it."""
+    base = clean["results"]
+    tampered = [
+        {**base, "run_complete": False},  # verdict "passed" but not complete
+        {**base, "checks": [{**base["checks"][0], "outcome": "ok"}]},
+        {**base, "config": {**base["config"], "api_key": "sk-real"}},
+        {key: value for key, value in base.items() if key != "planned"},
+    ]
+    for document in tampered:
+        assert schema_problems(document), document.keys()
+
+
+def test_results_carry_everything_issue_5_lists(broken: dict[str, Any]) -> None:
+    results = broken["results"]
+    assert results["schema_version"].startswith("1.")
+    assert results["suite"] == {"name": "openai-conformance", "version": __version__}
+    assert results["run_complete"] is True
+    assert results["verdict"] == "failed"
+    assert results["exit_code"] == 1
+    assert results["planned"] == results["executed"] == len(ONLY)
+    assert results["not_executed"] == []
+    assert results["target"]["model"]
+    assert results["target"]["base_url"].endswith("/v1")
+    assert results["config"]["api_key"] == "***REDACTED***"
+    assert (results["profile"], results["depth"]) == ("openai", "full")
+    assert results["requests"] >= len(ONLY)
+    assert results["tokens"] > 0
+    assert results["duration_s"] > 0
+    checks = by_id(results)
+    for check in checks.values():
+        assert {"id", "level", "feature", "clause", "outcome", "message", "duration_s", "requests_made",
+                "transcripts"} <= check.keys()
+    assert {i for i, c in checks.items() if c["outcome"] == "failed"} == BROKEN_FAILS
+    stream = checks["stream.done-terminator"]
+    transcript = stream["transcripts"][stream["failures"][0]["exchange"]]
+    assert transcript["request"]["headers"]["Authorization"] == "Bearer $OPENAI_API_KEY"
+    assert transcript["response"]["status"] == 200
+    assert "data: " in transcript["response"]["body"]
+    # The raw SSE comes with its timing: each network chunk and each event with its arrival time.
+    assert transcript["sse"]["events"] > 1
+    assert transcript["sse"]["chunks"][0]["t"] >= 0
+    start, end = stream["failures"][0]["byte_range"]
+    assert transcript["response"]["body"].encode()[start:end].startswith(b"data: ")
+
+
+def test_a_truncated_run_never_reads_as_a_pass(broken_server: ServerThread, tmp_path: Path) -> None:
+    result = certify(broken_server.base_url, only=ONLY, api_key=KEY, max_requests=3)
+    results = result.to_json()
+    assert results["run_complete"] is False
+    assert results["verdict"] in ("incomplete", "invalid")
+    assert result.exit_code == 2
+    assert schema_problems(results) == []
+    paths = render(results, tmp_path)
+    page = paths["html"].read_text()
+    assert re.search(r'id="cert-verdict" data-verdict="(incomplete|invalid)"', page)
+    suite = ET.parse(paths["junit"]).getroot().find("testsuite")
+    assert suite is not None
+    assert int(suite.get("errors", 0)) >= 1
+    names = {case.get("name"): case for case in suite.iter("testcase")}
+    assert names["run-complete"].find("error") is not None
+    for check_id in results["not_executed"]:
+        assert names[check_id].find("error") is not None
+    # A results.json that claims a pass without run_complete still reads as incomplete everywhere.
+    assert run_verdict({**results, "verdict": "passed"}) == "incomplete"
+
+
+# -- junit.xml ------------------------------------------------------------------------------------------
+def junit_cases(path: Path) -> dict[str, ET.Element]:
+    root = ET.parse(path).getroot()
+    return {case.get("name", ""): case for case in root.iter("testcase")}
+
+
+def test_junit_names_are_check_ids_and_verdicts_map(clean: dict[str, Any], broken: dict[str, Any]) -> None:
+    for artifacts in (clean, broken):
+        cases = junit_cases(artifacts["paths"]["junit"])
+        checks = by_id(artifacts["results"])
+        assert set(cases) == set(checks)
+        for check_id, case in cases.items():
+            check = checks[check_id]
+            assert case.get("classname") == f"conformance.{check['feature']}"
+            kinds = {child.tag for child in case} - {"properties", "system-out", "system-err"}
+            expected = {"passed": set(), "failed": {"failure"}, "error": {"error"}, "skipped": {"skipped"},
+                        "unsupported": {"skipped"}}[check["outcome"]]
+            assert kinds == expected, (check_id, check["outcome"], kinds)
+    assert junit_cases(clean["paths"]["junit"])["auth.missing-key"].find("skipped") is not None
+    failure = junit_cases(broken["paths"]["junit"])["stream.done-terminator"].find("failure")
+    assert failure is not None
+    assert "[DONE]" in (failure.get("message", "") + (failure.text or ""))
+
+
+def test_junit_maps_errors_and_unsupported(tmp_path: Path) -> None:
+    """Errors from a real run against a closed port; unsupported from a verdict the renderer must map."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    results = certify(f"http://127.0.0.1:{port}/v1", only=("schema.chat-completion", "usage.total-is-sum"),
+                      connect_timeout_s=0.5).to_json()
+    assert {c["outcome"] for c in results["checks"]} == {"error"}
+    results["checks"][0] = {**results["checks"][0], "outcome": "unsupported", "message": "declined"}
+    cases = junit_cases(render(results, tmp_path)["junit"])
+    assert cases["schema.chat-completion"].find("skipped") is not None
+    assert cases["usage.total-is-sum"].find("error") is not None
+
+
+# -- report.html ----------------------------------------------------------------------------------------
+def test_report_html_summary_for_a_person(broken: dict[str, Any]) -> None:
+    page = broken["paths"]["html"].read_text()
+    assert 'data-verdict="failed"' in page
+    assert "NOT CERTIFIED" in page
+    rollup = page[page.index('id="feature-rollup"'):]
+    assert '<tr data-feature="streaming">' in rollup
+    assert 'class="f-failed"' in rollup
+    matrix = page[page.index('id="method-matrix"'):page.index("</table>", page.index('id="method-matrix"'))]
+    assert "POST /v1/chat/completions" in matrix
+    assert "GET /v1/models" in matrix
+    failing = page[page.index('id="failing-checks"'):page.index("</ol>", page.index('id="failing-checks"'))]
+    links = re.findall(r'href="#check-([^"]+)"', failing)
+    assert set(links) == BROKEN_FAILS
+    for check_id in links:
+        assert f'id="check-{check_id}"' in page  # every link has its target
+    # Passed checks are collapsed (a closed <details>), failing ones are open articles.
+    assert re.search(r'<details class="check c-passed" id="check-schema.chat-completion"', page)
+    assert '<article class="check c-failed" id="check-stream.done-terminator"' in page
+    assert not re.search(r"<(link|script|img)[^>]+(href|src)=[\"']?(https?:)?//", page)  # self-contained
+
+
+def test_failing_check_detail_has_everything(broken: dict[str, Any]) -> None:
+    page = broken["paths"]["html"].read_text()
+    start = page.index('id="check-stream.done-terminator"')
+    detail = page[start:page.index("</article>", start)]
+    assert "<dt>Expected</dt>" in detail
+    assert "<dt>Received</dt>" in detail
+    assert "documented-api § 4 FAQ streaming" in detail
+    assert "terminated with a data: [DONE] message" in detail
+    mark = re.search(r'<mark class="offending" id="[^"]+-m0">(.*?)</mark>', detail, re.S)
+    assert mark
+    assert html.unescape(mark.group(1)).split("</span>")[-1].startswith("data: {")
+    assert 'class="t" data-t="+' in detail  # SSE arrival times
+    curl = html.unescape(re.search(r'<pre class="repro"><code>(.*?)</code></pre>', detail, re.S).group(1))
+    assert '"Authorization: Bearer $OPENAI_API_KEY"' in curl
+    assert KEY not in page
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_repro_curl_reproduces_the_failure(broken: dict[str, Any], broken_server: ServerThread) -> None:
+    """Run each failing check's rendered curl with bash: the live faulty server answers the same status."""
+    page = broken["paths"]["html"].read_text()
+    checks = by_id(broken["results"])
+    ran = 0
+    for check_id in ("params.temperature.bounds", "stream.done-terminator"):
+        start = page.index(f'<article class="check c-failed" id="check-{check_id}"')
+        detail = page[start:page.index("</article>", start)]
+        commands = [html.unescape(c) for c in re.findall(r'<pre class="repro"><code>(.*?)</code></pre>', detail, re.S)]
+        statuses = [checks[check_id]["transcripts"][int(i)]["response"]["status"]
+                    for i in re.findall(r"<b>Transcript #(\d+)</b>", detail)]
+        for command, status in zip(commands, statuses, strict=True):
+            answer = subprocess.run(["bash", "-c", command], check=False, capture_output=True, text=True,
+                                    env={"OPENAI_API_KEY": KEY, "PATH": "/usr/bin:/bin"}, timeout=20)
+            assert answer.returncode == 0, answer.stderr
+            assert int(answer.stdout.split()[1]) == status, (command, answer.stdout[:200])
+            if check_id == "stream.done-terminator":
+                assert "data: [DONE]" not in answer.stdout  # the fault itself is reproduced
+            ran += 1
+    assert ran >= 2
+    assert any(checks["params.temperature.bounds"]["transcripts"][i]["response"]["status"] == 400
+               for i in range(len(checks["params.temperature.bounds"]["transcripts"])))
+    # The key comes from the environment: without it the same command is refused.
+    refused = subprocess.run(["bash", "-c", commands[0]], check=False, env={"PATH": "/usr/bin:/bin"},
+                             capture_output=True, text=True, timeout=20)
+    assert int(refused.stdout.split()[1]) == 401
+
+
+# -- matrix.html ----------------------------------------------------------------------------------------
+def test_matrix_of_targets(clean: dict[str, Any], broken: dict[str, Any], tmp_path: Path,
+                           capsys: pytest.CaptureFixture[str]) -> None:
+    lone = tmp_path / "lone" / "results.json"  # a results.json without a report.html next to it
+    lone.parent.mkdir()
+    lone.write_text(broken["paths"]["results"].read_text())
+    output = tmp_path / "pub" / "matrix.html"
+    code = main(["report", str(clean["paths"]["results"]), str(broken["paths"]["results"]), str(lone),
+                 "-o", str(output)])
+    assert code == 0, capsys.readouterr()
+    page = output.read_text()
+    assert page.count('<th class="target">') == 3
+    for check_id in ONLY:
+        row = re.search(rf'<tr data-check="{re.escape(check_id)}">(.*?)</tr>', page, re.S)
+        assert row, check_id
+        cells = re.findall(r'<td class="cell c-(\w+)"[^>]*><a href="([^"]+)">', row.group(1))
+        verdicts = [c[0] for c in cells]
+        assert verdicts[1] == verdicts[2] == ("failed" if check_id in BROKEN_FAILS else by_id(broken["results"])
+                                              [check_id]["outcome"])
+        # Columns with a report.html link into it; the lone results link to an inline detail section.
+        assert cells[0][1].endswith(f"report.html#check-{check_id}")
+        assert not cells[0][1].startswith("/")
+        assert cells[2][1] == f"#t2-check-{check_id}"
+        assert f'id="t2-check-{check_id}"' in page
+        target = (output.parent / cells[1][1].split("#")[0]).resolve()
+        assert target == broken["paths"]["html"].resolve()
+    assert not re.search(r"<(link|script)[^>]+(href|src)=", page)  # self-contained
+
+
+def test_report_cli_errors_are_one_line(tmp_path: Path, clean: dict[str, Any],
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    foreign = tmp_path / "foreign.json"
+    foreign.write_text(json.dumps({"hello": 1}))
+    results = str(clean["paths"]["results"])
+    for argv in (["report", str(tmp_path / "missing.json")], ["report", str(bad)], ["report", str(foreign)],
+                 ["report", results, results], ["report", results, str(bad), "-o", str(tmp_path / "m.html")]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1, err
+        assert err.startswith("conformance: error:"), err
+
+
+def test_report_cli_rerenders(clean: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["report", str(clean["paths"]["results"]), "-o", str(tmp_path)]) == 0
+    assert (tmp_path / "report.html").read_text().count('id="cert-verdict"') == 1
+    assert junit_cases(tmp_path / "junit.xml").keys() == by_id(clean["results"]).keys()
+
+
+# -- terminal -------------------------------------------------------------------------------------------
+class FakeTTY:
+    def __init__(self, tty: bool) -> None:
+        self.text, self.tty = "", tty
+
+    def write(self, text: str) -> int:
+        self.text += text
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return self.tty
+
+
+def test_progress_on_a_terminal_only(broken_server: ServerThread) -> None:
+    config = RunConfig(target=Target(broken_server.base_url, "conformance-ref-1", KEY),
+                       only=("stream.done-terminator", "usage.total-is-sum", "schema.chat-completion"))
+    tty, pipe = FakeTTY(True), FakeTTY(False)
+    for stream in (tty, pipe):
+        run(config, on_event=Progress(stream, enabled=stream.isatty()))  # type: ignore[arg-type]
+    assert pipe.text == ""
+    frames = [f for f in tty.text.split("\r\x1b[2K") if f]
+    assert frames[-1].startswith("[3/3] ")
+    assert "2 failed" in frames[-1]
+    assert any("✗ stream.done-terminator" in f or "✗ usage.total-is-sum" in f for f in frames)
+    assert KEY not in tty.text
+
+
+def test_summary_table(broken: dict[str, Any]) -> None:
+    text = summary(broken["results"], broken["paths"])
+    lines = text.splitlines()
+    assert lines[0].startswith("NOT CERTIFIED: conformance-ref-1 @ http://127.0.0.1:")
+    assert any(line.split()[:2] == ["Checks", f"{len(ONLY)}/{len(ONLY)}"] for line in lines)
+    for check_id in BROKEN_FAILS:
+        assert any(check_id in line and line.split()[0] == "MUST" for line in lines)
+    for path in broken["paths"].values():
+        assert any(line.endswith(str(path)) for line in lines)
+    assert "\x1b" not in text
+    assert "\r" not in text
+    assert "\x1b[1;31mNOT CERTIFIED" in summary(broken["results"], broken["paths"], colour=True)
+
+
+def test_cli_run_output_is_clean_when_not_a_tty(reference_server: ServerThread, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["run", "--base-url", reference_server.base_url, "--only", "schema.chat-completion",
+                 "--report-dir", str(tmp_path), "--no-html"])
+    out, err = capsys.readouterr()
+    assert code == 0, out
+    assert out.startswith("CERTIFIED: ")
+    assert "\r" not in out + err
+    assert "\x1b" not in out + err
+    assert f"results.json  {tmp_path / 'results.json'}" in out
