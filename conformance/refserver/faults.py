@@ -69,11 +69,12 @@ fault("stream-ignored", "stream: true is answered with one plain JSON completion
       ("stream.content-type", "stream.data-is-json", "stream.done-terminator"))
 fault("sse-on-non-stream", "a stream: false request is answered with SSE (decolua/9router#3492)",
       ("stream.not-sse-when-false",))
-fault("stream-no-data-prefix", "events are bare JSON lines without `data: `", ("stream.data-is-json",))
+fault("stream-no-data-prefix", "events are bare JSON lines without `data: `",
+      ("stream.data-is-json", "sdk.stream-usage", "sdk.stream-tool-call"))
 fault("stream-single-newline", "events are separated by one newline, not a blank line",
       ("stream.data-is-json", "stream.done-terminator"))
 fault("stream-truncated-json", "one chunk in the middle carries only the first half of its JSON",
-      ("stream.data-is-json",))
+      ("stream.data-is-json", "sdk.stream-usage", "sdk.stream-tool-call"))
 fault("stream-data-after-done", "one more chunk follows `data: [DONE]`", ("stream.done-terminator",))
 # chunks (refserver/streaming.py chunks and helpers)
 fault("stream-chunk-object-completion", "chunks say object `chat.completion`",
@@ -98,7 +99,7 @@ fault("stream-max-tokens-ignored", "streams ignore max_tokens: full text, finish
       ("stream.max-tokens",))
 fault("stream-stop-ignored", "streams ignore stop sequences", ("stream.stop",))
 fault("stream-tool-call-no-index", "tool_calls deltas carry no `index` (openai/openai-python#2806)",
-      ("stream.tool-call-deltas",))
+      ("stream.tool-call-deltas", "sdk.stream-tool-call"))
 fault("stream-tool-args-broken", "the last piece of the tool-call arguments is never sent",
       ("stream.tool-call-deltas",))
 # request validation (refserver/app.py _validate)
@@ -155,7 +156,7 @@ fault("error-without-param", "errors always carry `param: null`, even for a bad 
 fault("detail-error-shape", "errors are FastAPI-style `{\"detail\": \"...\"}` instead of the OpenAI envelope",
       ("errors.envelope", "params.wrong-type", "methods.answer-shapes", "fuzz.schemathesis.negative"))
 fault("error-status-200", "invalid parameters get the error envelope with HTTP 200",
-      ("params.temperature.bounds", "errors.envelope", "fuzz.schemathesis.negative"))
+      ("params.temperature.bounds", "errors.envelope", "fuzz.schemathesis.negative", "sdk.error-classes"))
 fault("error-content-type-text", "error bodies are labelled `Content-Type: text/plain`", ("errors.content-type",))
 fault("500-on-malformed-body", "a body that is not a JSON object crashes the handler (plain-text 500)",
       ("params.malformed-body",))
@@ -185,7 +186,7 @@ fault("role-missing", "non-stream messages have no `role`", ("schema.message-rol
 fault("json-as-text-plain", "non-stream completions are labelled `Content-Type: text/plain`",
       ("schema.content-type",))
 fault("non-stream-as-event-stream", "a non-stream request gets `text/event-stream` with `data: {json}` and "
-      "`data: [DONE]` (decolua/9router#3492)", ("schema.content-type", "schema.chat-completion"))
+      "`data: [DONE]` (decolua/9router#3492)", ("schema.content-type", "schema.chat-completion", "sdk.create"))
 fault("n-ignored", "`n` is ignored: always one choice", ("sampling.n-choices",))
 fault("every-index-zero", "every choice reports `index: 0`", ("sampling.n-choices",))
 fault("stop-ignored", "`stop` is ignored: the text runs through the stop sequence", ("sampling.stop",))
@@ -200,7 +201,7 @@ fault("json-mode-ignored", "response_format json_object is ignored: plain text",
 fault("json-schema-ignored", "response_format json_schema gets a JSON object that ignores the schema",
       ("json-mode.schema",))
 fault("tool-arguments-not-string", "non-stream tool_calls[].function.arguments is an object, not a JSON string",
-      ("tools.required-call", "tools.named-call"))
+      ("tools.required-call", "tools.named-call", "sdk.tool-call"))
 fault("tool-choice-none-ignored", "tool_choice `none` is treated as `auto`", ("tools.none-no-calls",))
 fault("tool-choice-required-ignored", "tool_choice `required` is treated as `auto`", ("tools.required-call",))
 fault("named-tool-choice-ignored", "a named tool_choice is treated as `auto`", ("tools.named-call",))
