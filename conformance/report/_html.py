@@ -230,7 +230,9 @@ def _judgement_class(row: dict[str, Any]) -> str:
 
 def failing_section(results: dict[str, Any]) -> str:
     checks = failing(results)
-    out = [f'<h3 id="failing">Failing checks ({len(checks)})</h3>']
+    errors = sum(c["outcome"] == "error" for c in checks)
+    title = f"Failing checks ({len(checks) - errors})" + (f" and errors ({errors})" if errors else "")
+    out = [f'<h3 id="failing">{title}</h3>']
     if not checks:
         return out[0] + '<p id="failing-checks">None: every check that ran passed, was skipped or is unsupported.</p>'
     out.append('<ol id="failing-checks">')
@@ -281,7 +283,7 @@ def check_detail(check: dict[str, Any], *, collapsed: bool = False, prefix: str 
     if check.get("details"):
         details = json.dumps(check["details"], indent=1, ensure_ascii=False)
         body.append(f"<details><summary>Details</summary><pre>{esc(details[:8000])}</pre></details>")
-    body.append(f'<p class="note">{check["requests_made"]} request(s) · {check["duration_s"]} s</p>')
+    body.append(f'<p class="note">{check["requests_made"]} request(s) · {check["duration_s"]:.2f} s</p>')
     cid = esc(prefix + anchor(check["id"]))
     if collapsed:
         return (f'<details class="check c-{esc(outcome)}" id="{cid}" data-outcome="{esc(outcome)}"><summary>{head}'
