@@ -206,6 +206,7 @@ def _certify(args: argparse.Namespace, target: Any, common: dict[str, Any], *, b
 
     config = RunConfig(target=target, builtin_target=builtin, **common)
     baseline = _load_baseline(args, config)  # before spending anything: a bad baseline is exit 2 at once
+    _mark_in_progress(config, args.report_dir)
     progress = _terminal.Progress(sys.stderr, enabled=not args.quiet and sys.stderr.isatty())
     result = run(config, on_event=progress)
     results = result.to_json()
@@ -221,6 +222,26 @@ def _certify(args: argparse.Namespace, target: Any, common: dict[str, Any], *, b
         notes.append(_update_baseline(args.update_baseline, results))
     print(_terminal.summary(results, paths, colour=_terminal.use_colour(sys.stdout), baseline=notes), end="")
     return exit_code
+
+
+def _mark_in_progress(config: Any, report_dir: Path) -> None:
+    """Until the run ends, results.json says "incomplete" and the previous run's reports are gone.
+
+    An interrupted or killed run then never leaves a stale passing report behind for CI to read.
+    """
+    import datetime as dt
+
+    from ._engine import RunResult, RunVerdict
+    from .checks import all_checks, select
+    from .report import write_results
+
+    planned = select(all_checks(), depth=config.depth, profile=config.profile, only=config.only, skip=config.skip)
+    placeholder = RunResult(config=config, results=[], planned=len(planned), started_at=dt.datetime.now(dt.UTC),
+                            duration_s=0.0, requests=0, tokens=0, verdict=RunVerdict.INCOMPLETE,
+                            reason="the run did not finish (still running, interrupted or killed)", status_counts={})
+    for name in ("report.html", "junit.xml", "diff.md", "diff.json"):
+        (report_dir / name).unlink(missing_ok=True)
+    write_results(placeholder.to_json(), report_dir)
 
 
 # -- baseline gate (issue 5) ------------------------------------------------------------------------------
@@ -318,13 +339,16 @@ def _add_selftest_parser(sub: Any) -> None:
     selftest = sub.add_parser("selftest", help="prove the suite: certify the reference server clean, with every "
                                                "legal variant and with every seeded fault")
     selftest.add_argument("--depth", choices=["auto", "quick", "full"], default="auto",
-                          help="auto (default): clean and variants at both depths, each fault quick first and "
-                               "full only if quick did not catch it")
+                          help="auto (default): clean at both depths, variants at full, each fault quick first "
+                               "and full only if quick did not catch it")
     selftest.add_argument("--only-fault", action="extend", nargs="+", default=None, metavar="NAME",
                           help="run only these faults (and no variants unless --only-variant)")
     selftest.add_argument("--only-variant", action="extend", nargs="+", default=None, metavar="NAME",
                           help="run only these variants (and no faults unless --only-fault)")
-    selftest.add_argument("--jobs", type=_positive_int, default=4, help="servers certified in parallel (default 4)")
+    selftest.add_argument("--only-check", action="append", default=[], metavar="ID_OR_GLOB",
+                          help="run only these checks, and only the faults that declare one of them")
+    selftest.add_argument("--jobs", type=_positive_int, default=2 * (os.cpu_count() or 1),
+                          help="servers certified in parallel, each in a worker process (default: 2 per CPU)")
     selftest.add_argument("--wide", action="store_true",
                           help="run the whole catalogue against every fault (shows collateral kills; slower)")
     selftest.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -336,12 +360,13 @@ def cmd_selftest(args: argparse.Namespace) -> int:
     from ._selftest import DepthMode, SelftestConfig, fault_table, kill_table, selftest, variant_table
 
     config = SelftestConfig(depth=DepthMode(args.depth), jobs=args.jobs, wide=args.wide,
+                            only_checks=tuple(args.only_check),
                             only_faults=tuple(args.only_fault) if args.only_fault is not None else None,
                             only_variants=tuple(args.only_variant) if args.only_variant is not None else None)
     progress = _SelftestProgress(enabled=not args.quiet and sys.stderr.isatty())
     try:
         report = selftest(config, on_event=progress)
-    except ValueError as exc:  # an unknown --only-fault/--only-variant name
+    except ValueError as exc:  # an unknown --only-fault/--only-variant name or --only-check pattern
         raise UsageError(str(exc)) from None
     if args.json:
         print(json.dumps(report.to_json(), indent=1))

@@ -6,9 +6,13 @@ from __future__ import annotations
 
 import html
 import json
+import os
 import re
 import shutil
+import signal
 import subprocess
+import sys
+import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
@@ -355,3 +359,29 @@ def test_cli_run_output_is_clean_when_not_a_tty(reference_server: ServerThread, 
     assert "\r" not in out + err
     assert "\x1b" not in out + err
     assert f"results.json  {tmp_path / 'results.json'}" in out
+
+
+def test_an_interrupted_run_leaves_no_stale_pass(tmp_path: Path) -> None:
+    """Ctrl-C mid-run: results.json says incomplete, and the previous run's passing reports are gone."""
+    (tmp_path / "report.html").write_text("a previous run's passing report")
+    (tmp_path / "junit.xml").write_text("<testsuites/>")
+    (tmp_path / "results.json").write_text(json.dumps({"verdict": "passed"}))
+    with ServerThread(ServerConfig(latency_ms=150)) as server:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "conformance", "run", "--base-url", server.base_url, "--report-dir",
+             str(tmp_path), "--only", "params.temperature.bounds"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"})
+        deadline = time.monotonic() + 30
+        while "did not finish" not in (tmp_path / "results.json").read_text():
+            assert time.monotonic() < deadline
+            assert process.poll() is None
+            time.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert (results["verdict"], results["run_complete"], results["exit_code"]) == ("incomplete", False, 2)
+    assert schema_problems(results) == []
+    assert not (tmp_path / "report.html").exists()
+    assert not (tmp_path / "junit.xml").exists()
