@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from ._context import SharedExchanges
-from ._engine import RunConfig, RunResult, _run_one, _run_verdict, _status_counts
+from ._engine import RunConfig, RunResult, _run_one, _run_verdict
 from ._http import Limits, Session, Target
 from ._model import CheckResult, Depth, Profile, Verdict
 from .checks import RegisteredCheck, all_checks, select
@@ -46,7 +46,8 @@ class CatalogueRun:
         self.depth, self.profile = depth, profile
         self.limits = limits or Limits()
         self.results: list[CheckResult] = []
-        self.planned = 0
+        # IDs of the items left after -k/-m/--deselect, in run order.
+        self.planned: list[str] = []
         self.started_at = dt.datetime.now(dt.UTC)
         self._started = time.monotonic()
         self._session: Session | None = None
@@ -90,14 +91,16 @@ class CatalogueRun:
         config = self._config or RunConfig(target=Target(self.base_url, self.model or "", self.api_key),
                                            limits=self.limits, depth=self.depth, profile=self.profile)
         session = self._session or Session(config.target, self.limits)
-        counts = _status_counts(self.results)
-        verdict, reason = _run_verdict(self.results, self.planned, session, counts)
+        counts = dict(session.status_counts)
+        verdict, reason = _run_verdict(self.results, len(self.planned), session, counts)
         if self._unreachable:
             verdict, reason = "incomplete", self._unreachable
-        return RunResult(config=config, results=list(self.results), planned=self.planned,
+        ran = {r.spec.id for r in self.results}
+        return RunResult(config=config, results=list(self.results), planned=len(self.planned),
                          started_at=self.started_at, duration_s=time.monotonic() - self._started,
                          requests=session.requests, tokens=session.tokens, verdict=verdict, reason=reason,
-                         status_counts=counts)
+                         status_counts=counts, not_executed=tuple(i for i in self.planned if i not in ran),
+                         tokens_estimated=session.tokens_estimated, retries=session.retries)
 
 
 class CatalogueCollector(pytest.Collector):
@@ -144,8 +147,9 @@ class CheckItem(pytest.Item):
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
         if isinstance(excinfo.value, (CheckFailure, HarnessError)):
             spec = self.registered.spec
-            kind = "FAILED" if isinstance(excinfo.value, CheckFailure) else "ERROR (not counted as non-conformance)"
-            return f"[{spec.level.value}] {spec.id} {kind}: {spec.description}\n{excinfo.value}"
+            kind = "failed" if isinstance(excinfo.value, CheckFailure) else "error, not counted as non-conformance"
+            # The verdict's own text first: pytest's short summary shows the first line.
+            return f"{excinfo.value}\n[{spec.level.value}] {spec.id} ({kind}): {spec.description}"
         return str(super().repr_failure(excinfo))
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
@@ -182,7 +186,7 @@ class ConformancePlugin:
         items.extend(session.genitems(parent))
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
-        self.catalogue.planned = sum(isinstance(item, CheckItem) for item in session.items)
+        self.catalogue.planned = [item.name for item in session.items if isinstance(item, CheckItem)]
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         self.catalogue.close()
