@@ -202,6 +202,9 @@ class _Server:
             raise ApiError(400, f"The request body must be a JSON object, not {type(payload).__name__}.",
                            code="invalid_type")
         self._validate(payload)
+        for name in ("n", "max_tokens", "seed"):  # JSON Schema counts 8.0 as an integer; range() does not
+            if isinstance(payload.get(name), float):
+                payload[name] = int(payload[name])
         if streaming.serves_sse(self, payload):  # stream faults decide (refserver/streaming.py)
             return StreamingResponse(self._stream(payload), media_type=streaming.media_type(self),
                                      headers={"Cache-Control": "no-cache"})

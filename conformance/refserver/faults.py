@@ -159,7 +159,7 @@ fault("error-status-200", "invalid parameters get the error envelope with HTTP 2
       ("params.temperature.bounds", "errors.envelope", "fuzz.schemathesis.negative", "sdk.error-classes"))
 fault("error-content-type-text", "error bodies are labelled `Content-Type: text/plain`", ("errors.content-type",))
 fault("500-on-malformed-body", "a body that is not a JSON object crashes the handler (plain-text 500)",
-      ("params.malformed-body",))
+      ("params.malformed-body", "fuzz.schemathesis.negative"))
 fault("500-on-wrong-type", "sampling parameters are coerced with float() before validation, so `\"hot\"` "
       "crashes the handler (plain-text 500)", ("params.wrong-type",))
 fault("500-on-null-sampling-param", "a sampling parameter sent as null (legal: nullable) crashes the handler",
