@@ -278,6 +278,8 @@ def _run_scheduled(registered: RegisteredCheck, rank: int, session: Session, sha
     """The check's result, or None when the run stopped (budget, deadline) before it sent anything."""
     if session.budget_exhausted:
         return None
+    if session.target_down:  # an error at once: no setup work (hypothesis, schemathesis) for a dead target
+        return CheckResult(registered.spec, Verdict.ERROR, f"not run: {session.target_down}", 0.0)
     result, started = _execute(registered, session, shared, config, priority=rank)
     return result if started else None
 
@@ -317,8 +319,8 @@ def _execute(registered: RegisteredCheck, session: Session, shared: SharedExchan
 
 
 # Which exception decides the verdict when a check raised several at once (hypothesis groups).
-_PRECEDENCE: tuple[type[BaseException], ...] = (BudgetExhausted, TargetDown, TransportError, CheckFailed,
-                                                 CheckUnsupported, CheckSkipped)
+_RUN_LEVEL: tuple[type[BaseException], ...] = (BudgetExhausted, TargetDown, TransportError)
+_PRECEDENCE: tuple[type[BaseException], ...] = (*_RUN_LEVEL, CheckFailed, CheckUnsupported, CheckSkipped)
 
 
 def _leaves(exc: BaseException) -> list[BaseException]:
@@ -327,15 +329,31 @@ def _leaves(exc: BaseException) -> list[BaseException]:
     return [exc]
 
 
+def _chain(exc: BaseException) -> list[BaseException]:
+    """`exc` and what it was raised from or during (a client library wraps our exceptions in its own)."""
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and all(current is not seen for seen in chain):
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
+
+
 def _leading(exc: BaseException | None) -> BaseException | None:
-    """The exception that decides the verdict: hypothesis may wrap several in an ExceptionGroup."""
+    """The exception that decides the verdict.
+
+    hypothesis may group several exceptions, and a check that drives a client library (the openai
+    SDK) sees our BudgetExhausted or TargetDown wrapped in the library's own error: a stopped run or
+    a transport failure anywhere in the chain decides, so it is never reported as a failure.
+    """
     if exc is None:
         return None
     leaves = _leaves(exc)
+    linked = [cause for leaf in leaves for cause in _chain(leaf)]
     for kind in _PRECEDENCE:
-        for leaf in leaves:
-            if isinstance(leaf, kind):
-                return leaf
+        for candidate in linked if kind in _RUN_LEVEL else leaves:
+            if isinstance(candidate, kind):
+                return candidate
     return leaves[0]
 
 
@@ -371,15 +389,16 @@ def _with_limit_failures(verdict: Verdict, message: str, failures: list[Failure]
                          ctx: CheckContext) -> tuple[Verdict, str, list[Failure]]:
     """A response cut by a bound (too big, too slow, endless) is a failure of every check that judged it.
 
-    Without this, a check that only looks at the status code could pass on a truncated body.
+    Without this, a check that only looks at the status code could pass on a truncated body, and a
+    check cut short afterwards (the breaker tripped, the budget ran out) would hide what the target did.
     """
-    if verdict is Verdict.ERROR:
+    limits = [limit_failure(e, i) for i, e in enumerate(ctx.http.exchanges) if e.limit_exceeded]
+    if not limits or message.startswith("harness error"):
         return verdict, message, failures
-    added = list(failures)
-    for index, exchange in enumerate(ctx.http.exchanges):
-        failure = limit_failure(exchange, index)
-        if exchange.limit_exceeded and not any(f.received == failure.received for f in added):
-            added.append(failure)
+    if verdict is Verdict.ERROR:  # what was collected may be an artefact of the stop: keep the bound only
+        return Verdict.FAILED, str(CheckFailed(*limits)), limits
+    seen = {f.received for f in failures}
+    added = failures + [f for f in limits if f.received not in seen]
     if len(added) == len(failures):
         return verdict, message, failures
     return Verdict.FAILED, str(CheckFailed(*added)), added

@@ -24,13 +24,16 @@ Outcome of one request, from the target's behaviour:
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import heapq
 import itertools
 import json
 import math
+import socket
 import threading
 import time
+import weakref
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -112,7 +115,7 @@ class Exchange:
     response_headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
     error: str | None = None
-    # connect | timeout | protocol | network | rate-limited: why there is no usable response.
+    # connect | timeout | protocol | network | rate-limited | not-sent: why there is no usable response.
     error_kind: str | None = None
     limit_exceeded: str | None = None
     elapsed_s: float = 0.0
@@ -256,35 +259,58 @@ class _DeadlineStream(httpcore.NetworkStream):
 
 
 class _DeadlineBackend(httpcore.NetworkBackend):
+    """Wraps every connection in a `_DeadlineStream`, and can cut them all when the target is down."""
+
     def __init__(self, inner: httpcore.NetworkBackend) -> None:
         self._inner = inner
+        self._streams: weakref.WeakSet[_DeadlineStream] = weakref.WeakSet()
+        self._lock = threading.Lock()
+
+    def _track(self, inner: httpcore.NetworkStream) -> httpcore.NetworkStream:
+        stream = _DeadlineStream(inner)
+        with self._lock:
+            self._streams.add(stream)
+        return stream
 
     def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
                     socket_options: Any = None) -> httpcore.NetworkStream:
         timeout = _bounded(timeout, httpcore.ConnectTimeout)
-        return _DeadlineStream(self._inner.connect_tcp(host, port, timeout, local_address, socket_options))
+        return self._track(self._inner.connect_tcp(host, port, timeout, local_address, socket_options))
 
     def connect_unix_socket(self, path: str, timeout: float | None = None,
                             socket_options: Any = None) -> httpcore.NetworkStream:
         timeout = _bounded(timeout, httpcore.ConnectTimeout)
-        return _DeadlineStream(self._inner.connect_unix_socket(path, timeout, socket_options))
+        return self._track(self._inner.connect_unix_socket(path, timeout, socket_options))
 
     def sleep(self, seconds: float) -> None:
         self._inner.sleep(seconds)
 
+    def cut_all(self) -> None:
+        """Shut down every connection: reads blocked in other threads return at once."""
+        with self._lock:
+            streams = list(self._streams)
+        for stream in streams:
+            sock = stream.get_extra_info("socket")
+            with contextlib.suppress(OSError, AttributeError):
+                sock.shutdown(socket.SHUT_RDWR)
 
-def _install_deadlines(client: httpx.Client) -> None:
+
+def _install_deadlines(client: httpx.Client) -> list[_DeadlineBackend]:
     """Route every connection of `client` (proxies included) through the deadline-aware backend.
 
     httpx has no total timeout; its pools keep their backend in `_network_backend`. A transport
     without one (a test's MockTransport) still gets the deadline checked between body chunks.
     """
+    backends = []
     transports = [client._transport, *(t for t in client._mounts.values() if t is not None)]
     for transport in transports:
         pool = getattr(transport, "_pool", None)
         backend = getattr(pool, "_network_backend", None)
         if backend is not None and not isinstance(backend, _DeadlineBackend):
-            pool._network_backend = _DeadlineBackend(backend)  # type: ignore[union-attr]
+            backend = _DeadlineBackend(backend)
+            pool._network_backend = backend  # type: ignore[union-attr]
+            backends.append(backend)
+    return backends
 
 
 # -- fair, prioritised parallelism ---------------------------------------------------------------------
@@ -364,7 +390,7 @@ class Session:
             limits=httpx.Limits(max_connections=max(concurrency, 1) + 4, max_keepalive_connections=max(concurrency, 1)),
             headers={"User-Agent": "openai-conformance-suite"},
         )
-        _install_deadlines(self.client)
+        self._backends = _install_deadlines(self.client)
 
     def close(self) -> None:
         self.client.close()
@@ -436,6 +462,7 @@ class Session:
 
     def _note(self, exchange: Exchange, *, usable: bool) -> None:
         """Count the answer; trip the breaker after too many requests in a row without a usable one."""
+        tripped = False
         with self._lock:
             self.status_counts[str(exchange.status) if exchange.status is not None else "no-response"] += 1
             if usable:
@@ -446,6 +473,10 @@ class Session:
                 last = exchange.error or exchange.limit_exceeded
                 self.target_down = (f"target stopped answering: {self._consecutive_bad} requests in a row "
                                     f"without a usable response (last: {last})")
+                tripped = True
+        if tripped:  # requests still waiting on a dead target would each wait out their own timeout
+            for backend in self._backends:
+                backend.cut_all()
 
 
 def _tokens_of(exchange: Exchange, request_body: Any) -> tuple[int, bool]:
@@ -543,7 +574,12 @@ class Recorder:
         for attempt in range(lim.retries + 1):
             session._wait_cooldown()
             with session._gate.slot(priority):
-                session._reserve()
+                try:
+                    session._reserve()
+                except (BudgetExhausted, TargetDown) as exc:
+                    if attempt == 0:  # the transcript says why this request never left
+                        exchange.error, exchange.error_kind = f"not sent: {exc}", "not-sent"
+                    raise
                 self.sent += 1
                 _send_once(session, exchange, headers, content, stream)
             if _timed_out(exchange) and session.run_deadline_passed():
@@ -591,6 +627,8 @@ def _send_once(session: Session, exchange: Exchange, headers: dict[str, str], co
             # ValueError: h11/httpx reject some garbage (bad Content-Length, header bytes) that way.
             exchange.error = f"{type(exc).__name__}: {_reason(exc)}"
             exchange.error_kind = _error_kind(exc)
+            if session.target_down:  # cut by the breaker while waiting
+                exchange.error = f"aborted, {session.target_down}"
     exchange.body = bytes(buffer)
     exchange.elapsed_s = time.monotonic() - started
 
