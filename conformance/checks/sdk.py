@@ -26,7 +26,7 @@ from ._registry import check
 
 T = TypeVar("T")
 INSTALL_HINT = "the openai package is not installed: install openai-conformance[sdk]"
-# A made-up key for the 401 part; not a secret, so the transcript shows it as sent.
+# A made-up key for the 401 part (transcripts show every key as $OPENAI_API_KEY, this one too).
 INVALID_KEY = "sk-conformance-invalid-key-0000000000"
 NO_KEY = "sk-conformance-no-key"
 # Headers the SDK fills from the environment (OPENAI_ORG_ID, OPENAI_PROJECT_ID...): never sent to a target.
@@ -73,8 +73,6 @@ class _RecordingTransport(httpx.BaseTransport):
         streamed = _is_stream(content)
         exchange = ctx.http.request(request.method, path, content=content or None, headers=headers,
                                     api_key=self.api_key, stream=streamed or None)
-        if self.api_key == INVALID_KEY:
-            exchange.request_headers["Authorization"] = f"Bearer {INVALID_KEY}"
         if exchange.error is not None or exchange.status is None:
             # The SDK raises APIConnectionError; the check turns it into the run's verdict error.
             raise httpx.ConnectError(exchange.error or "no response", request=request)
