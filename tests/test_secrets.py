@@ -53,12 +53,21 @@ def test_the_search_finds_a_hidden_canary() -> None:
     assert leaks(b"sk-canary-something-else") == []
 
 
-def conformance(*args: str, key: str | None, cwd: Path) -> subprocess.CompletedProcess[bytes]:
+def environment(key: str | None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "OPENAI_BASE_URL")}
     if key is not None:
         env["OPENAI_API_KEY"] = key
-    return subprocess.run([sys.executable, "-m", "conformance", *args], cwd=cwd, env=env, capture_output=True,
-                          timeout=120, check=False)
+    return env
+
+
+def conformance(*args: str, key: str | None, cwd: Path) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run([sys.executable, "-m", "conformance", *args], cwd=cwd, env=environment(key),
+                          capture_output=True, timeout=120, check=False)
+
+
+def start(*args: str, key: str | None, cwd: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "conformance", *args], cwd=cwd, env=environment(key),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +83,9 @@ def outputs(server: ServerThread, tmp_path_factory: pytest.TempPathFactory) -> d
     root = tmp_path_factory.mktemp("canary")
     only = [arg for check_id in ONLY for arg in ("--only", check_id)]
     run = ["run", "--base-url", server.base_url, *only]
+    # schemathesis keeps the real key in response.request.headers: its checks get their own run, in parallel.
+    fuzz = start("run", "--base-url", server.base_url, "--only", "fuzz.*", "--report-dir", "fuzz", key=CANARY,
+                 cwd=root)
     streams: dict[str, subprocess.CompletedProcess[bytes]] = {
         "certify": conformance(*run, "--report-dir", "first", "--update-baseline", "baseline.json", key=CANARY,
                                cwd=root),
@@ -84,6 +96,8 @@ def outputs(server: ServerThread, tmp_path_factory: pytest.TempPathFactory) -> d
         "diff-json": conformance("diff", "baseline.json", "second/results.json", "--json", key=CANARY, cwd=root),
         "no-key": conformance(*run, "--report-dir", "third", key=None, cwd=root),
     }
+    out, err = fuzz.communicate(timeout=180)
+    streams["fuzz"] = subprocess.CompletedProcess(fuzz.args, fuzz.returncode, out, err)
     return {"root": root, "streams": streams}
 
 
@@ -94,6 +108,9 @@ def test_the_run_used_the_key_and_wrote_every_artifact(outputs: dict[str, object
     assert streams["certify"].returncode == 1, streams["certify"].stderr  # two seeded faults
     assert streams["gate"].returncode == 0, streams["gate"].stdout  # the same failures, now known
     assert streams["matrix"].returncode == 0
+    fuzzed = json.loads((root / "fuzz" / "results.json").read_text())
+    assert fuzzed["executed"] >= 1
+    assert fuzzed["requests"] > 10  # schemathesis really sent its cases, with the key
     results = json.loads((root / "first" / "results.json").read_text())
     verdicts = {c["id"]: c["outcome"] for c in results["checks"]}
     # The key was really sent and accepted: the auth checks ran (not skipped) and passed.
@@ -102,7 +119,7 @@ def test_the_run_used_the_key_and_wrote_every_artifact(outputs: dict[str, object
     page = (root / "first" / "report.html").read_text()
     assert "Bearer $OPENAI_API_KEY" in html.unescape(page)  # the failure transcripts and curls are rendered
     for name in ("first/report.html", "first/junit.xml", "second/diff.md", "second/diff.json", "matrix.html",
-                 "baseline.json"):
+                 "baseline.json", "fuzz/report.html"):
         assert (root / name).stat().st_size > 0, name
 
 
