@@ -9,8 +9,10 @@ per seeded fault (see refserver/faults.py), and scores the outcome (the mutation
     catalogue  every declared ID exists, and every MUST and SHOULD check kills at least one fault
 
 A fault run is narrow: only the checks it declares, first at the quick depth and, only if none of
-them failed, again at full depth (a check may need its full probes to see the defect). `wide=True`
-runs the whole catalogue against every fault and shows collateral kills too.
+them failed, again at full depth (a check may need its full probes to see the defect). A proof pass
+then runs each MUST/SHOULD check that has not failed yet against one fault that declares it, until
+it fails: so a full-only check declared next to a cheaper one is still shown to be able to fail.
+`wide=True` runs the whole catalogue against every fault and shows collateral kills too.
 
 Every run uses an API key, so the auth checks are exercised. That includes the variant `no-auth`
 ("no auth at all", which documented-api 1.1 allows: "Required: No"): certified with a key, as a user
@@ -26,6 +28,9 @@ from __future__ import annotations
 import concurrent.futures
 import enum
 import fnmatch
+import logging
+import multiprocessing
+import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -52,6 +57,7 @@ __all__ = [
     "VariantResult",
     "fault_table",
     "kill_table",
+    "proof_obligations",
     "score",
     "selftest",
     "variant_table",
@@ -60,7 +66,12 @@ __all__ = [
 # Not a secret: the reference servers of the selftest live on loopback for a few seconds.
 SELFTEST_API_KEY = "sk-selftest-0000"
 # Checks (ID globs) a legal variant leaves with nothing to judge: there, and only there, a skip passes.
-VARIANT_SKIPS: dict[str, tuple[str, ...]] = {"no-auth": ("auth.*",)}
+VARIANT_SKIPS: dict[str, tuple[str, ...]] = {
+    "no-auth": ("auth.*",),
+    # openai-python cannot read a field-only `retry:` block (openai/openai-python#2722): its stream
+    # checks skip and say so, since the server is right and the SDK is wrong.
+    "sse-retry-field": ("sdk.stream-usage", "sdk.stream-tool-call"),
+}
 # Short bounds: a fault that hangs a response must cost seconds, not the default minute.
 SELFTEST_LIMITS = Limits(connect_timeout_s=5.0, read_timeout_s=8.0, request_deadline_s=20.0, run_deadline_s=300.0)
 CLEAN = "clean"
@@ -68,7 +79,7 @@ EventHandler = Callable[[str, dict[str, Any]], None]
 
 
 class DepthMode(enum.StrEnum):
-    """auto: clean and variants at both depths, faults quick first and full only if needed."""
+    """auto: clean at both depths, variants at full, faults quick first and full only if needed."""
 
     AUTO = "auto"
     QUICK = "quick"
@@ -139,7 +150,13 @@ class SelftestConfig:
     # None: all; a tuple: only these (when one of the two is given, the other defaults to none).
     only_faults: tuple[str, ...] | None = None
     only_variants: tuple[str, ...] | None = None
-    jobs: int = 4
+    # Check IDs or globs: run only these, and only the faults that declare one of them.
+    only_checks: tuple[str, ...] = ()
+    # Subjects certified at once. Each runs in its own worker process (spawned, so both cores of a
+    # CI runner work: one process is held to one core by the GIL), or in a thread of this process
+    # when `processes` is False or the catalogue is not the registered one (a child could not see it).
+    jobs: int = field(default_factory=lambda: 2 * (os.cpu_count() or 1))
+    processes: bool = True
     concurrency: int = 4
     wide: bool = False
     # The catalogues; None means the registered checks and the declared faults and variants.
@@ -149,15 +166,33 @@ class SelftestConfig:
 
 
 # -- planning -----------------------------------------------------------------------------------------
-def plan(config: SelftestConfig) -> list[Subject]:
-    """Clean first, then the chosen variants and faults."""
+def catalogue(config: SelftestConfig) -> tuple[list[RegisteredCheck], list[RegisteredCheck]]:
+    """(every check, the checks this selftest runs)."""
+    every = list(config.checks) if config.checks is not None else all_checks()
+    if not config.only_checks:
+        return every, every
+    unknown = [g for g in config.only_checks if not any(fnmatch.fnmatchcase(c.spec.id, g) for c in every)]
+    if unknown:
+        raise ValueError(f"no check matches {', '.join(map(repr, unknown))} (see `conformance checks`)")
+    return every, [c for c in every if any(fnmatch.fnmatchcase(c.spec.id, g) for g in config.only_checks)]
+
+
+def relevant_faults(config: SelftestConfig, chosen: Sequence[RegisteredCheck]) -> list[Fault]:
+    """The faults that declare one of the chosen checks: all of them must run to judge those checks."""
     faults = config.faults if config.faults is not None else FAULTS
+    ids = {c.spec.id for c in chosen}
+    return [f for f in faults.values() if not config.only_checks or ids & set(f.killed_by)]
+
+
+def plan(config: SelftestConfig, chosen: Sequence[RegisteredCheck]) -> list[Subject]:
+    """Clean first, then the chosen variants and faults."""
     variants = config.variants if config.variants is not None else VARIANTS
     only_f, only_v = config.only_faults, config.only_variants
     if only_f is not None and only_v is None:
         only_v = ()
     if only_v is not None and only_f is None:
         only_f = ()
+    faults = config.faults if config.faults is not None else FAULTS
     unknown = [n for n in only_f or () if n not in faults] + [n for n in only_v or () if n not in variants]
     if unknown:
         raise ValueError(f"unknown fault or variant: {', '.join(unknown)} (see `conformance serve --list-faults`)")
@@ -165,7 +200,7 @@ def plan(config: SelftestConfig) -> list[Subject]:
     subjects += [Subject(SubjectKind.VARIANT, v.name, v.description)
                  for v in variants.values() if only_v is None or v.name in only_v]
     subjects += [Subject(SubjectKind.FAULT, f.name, f.description, tuple(f.killed_by))
-                 for f in faults.values() if only_f is None or f.name in only_f]
+                 for f in relevant_faults(config, chosen) if only_f is None or f.name in only_f]
     return subjects
 
 
@@ -194,12 +229,16 @@ def _group(pairs: Iterable[tuple[Depth, Profile, RegisteredCheck]]) -> list[Stag
 def stages(subject: Subject, checks: Sequence[RegisteredCheck], mode: DepthMode, *, wide: bool) -> list[Stage]:
     """The engine runs one subject needs, cheapest first.
 
-    Clean and variants: every check at every depth of the mode, in its strictest profile. Faults:
-    each declared check at the quick depth first and at full only if that did not kill (the
-    caller stops at the first stage that kills), in every profile it supports.
+    Clean: every check at every depth of the mode, in its strictest profile. Variants: the same at
+    the mode's deepest depth only (a variant changes framing and shape, which every probe of a check
+    sees alike; full probes are a superset of quick ones). Faults: each declared check at the quick
+    depth first and at full only if that did not kill (the caller stops at the first stage that
+    kills), in every profile it supports.
     """
-    if subject.kind is not SubjectKind.FAULT:
+    if subject.kind is SubjectKind.CLEAN:
         return _group((d, _strictest_profile(c), c) for c in checks for d in _depths_for(c, mode))
+    if subject.kind is SubjectKind.VARIANT:
+        return _group((_depths_for(c, mode)[-1], _strictest_profile(c), c) for c in checks)
     chosen = checks if wide else [c for c in checks if c.spec.id in subject.declared]
     return _group((d, p, c) for c in chosen for d in _depths_for(c, mode) for p in c.spec.profiles)
 
@@ -227,23 +266,57 @@ def _first_line(message: str, limit: int = 240) -> str:
 
 
 def execute(subject: Subject, checks: Sequence[RegisteredCheck], mode: DepthMode, *, wide: bool = False,
-            concurrency: int = 4) -> SubjectOutcome:
-    """Start the subject's server, run its stages, stop it; never raises."""
+            concurrency: int = 4, prove: bool = False) -> SubjectOutcome:
+    """Start the subject's server, run its stages, stop it; never raises.
+
+    A fault run stops at the first stage that kills it. `prove=True` (the proof pass) instead runs
+    each of `checks` against the fault until that check fails, to show that it can.
+    """
     started = time.monotonic()
     verdicts: list[CheckVerdict] = []
     requests = 0
+    proven: set[str] = set()
     try:
         with ServerThread(subject.server_config()) as server:
-            for stage in stages(subject, checks, mode, wide=wide):
-                stage_verdicts, stage_requests = _run_stage(server.base_url, subject, stage, concurrency)
+            for depth, profile, stage_checks in stages(subject, checks, mode, wide=wide or prove):
+                todo = tuple(c for c in stage_checks if c.spec.id not in proven)
+                if not todo:
+                    continue
+                stage_verdicts, stage_requests = _run_stage(server.base_url, subject, (depth, profile, todo),
+                                                            concurrency)
                 verdicts += stage_verdicts
                 requests += stage_requests
-                if subject.kind is SubjectKind.FAULT and _kills(subject, stage_verdicts) and not wide:
+                if prove:
+                    proven |= {v.check_id for v in stage_verdicts if v.verdict is Verdict.FAILED}
+                elif subject.kind is SubjectKind.FAULT and _kills(subject, stage_verdicts) and not wide:
                     break
     except Exception as exc:  # noqa: BLE001 - one broken subject must not hide the others' results
         return SubjectOutcome(subject, tuple(verdicts), time.monotonic() - started, requests,
                               problem=f"{type(exc).__name__}: {exc}")
     return SubjectOutcome(subject, tuple(verdicts), time.monotonic() - started, requests)
+
+
+def proof_obligations(outcomes: Sequence[SubjectOutcome], checks: Sequence[RegisteredCheck],
+                      mode: DepthMode) -> dict[Subject, list[str]]:
+    """MUST/SHOULD checks that killed nothing yet, each with one declaring fault to prove it on.
+
+    A fault run stops at its first kill, so a check that needs full depth may not have run at all
+    against the faults that declare it. Each such check gets one more try on the first declaring
+    fault where it did not run at every depth and profile; a check no fault declares stays unproven.
+    """
+    faults = [o for o in outcomes if o.subject.kind is SubjectKind.FAULT and o.problem is None]
+    failed = {v.check_id for o in faults for v in o.verdicts if v.verdict is Verdict.FAILED}
+    obligations: dict[Subject, list[str]] = {}
+    for check in checks:
+        if check.spec.level is Level.INFO or check.spec.id in failed:
+            continue
+        runs_needed = len(_depths_for(check, mode)) * len(check.spec.profiles)
+        for outcome in faults:
+            runs = sum(v.check_id == check.spec.id for v in outcome.verdicts)
+            if check.spec.id in outcome.subject.declared and runs < runs_needed:
+                obligations.setdefault(outcome.subject, []).append(check.spec.id)
+                break
+    return obligations
 
 
 def _kills(subject: Subject, verdicts: Iterable[CheckVerdict]) -> bool:
@@ -421,9 +494,11 @@ def _judge_fault(outcome: SubjectOutcome, known: set[str]) -> FaultResult:
 
 
 def score(outcomes: Sequence[SubjectOutcome], checks: Sequence[RegisteredCheck], *, complete: bool,
-          duration_s: float = 0.0, depth: DepthMode = DepthMode.AUTO) -> SelftestReport:
-    """Judge the runs: a pure function, so the scoring itself can be tested without servers."""
-    known = {c.spec.id for c in checks}
+          duration_s: float = 0.0, depth: DepthMode = DepthMode.AUTO, known: set[str] | None = None
+          ) -> SelftestReport:
+    """Judge the runs of `checks` (`known`: every check ID, to tell a typo in `killed_by`); a pure
+    function, so the scoring itself can be tested without servers."""
+    known = known if known is not None else {c.spec.id for c in checks}
     clean_outcome = next(o for o in outcomes if o.subject.kind is SubjectKind.CLEAN)
     clean_skips = frozenset(v.check_id for v in clean_outcome.verdicts if v.verdict is Verdict.SKIPPED)
     clean = _judge_passing(clean_outcome, frozenset())
@@ -432,7 +507,8 @@ def score(outcomes: Sequence[SubjectOutcome], checks: Sequence[RegisteredCheck],
     kills: dict[str, list[str]] = {c.spec.id: [] for c in checks}
     for fault in faults:
         for check_id in (*fault.killed_by, *fault.collateral):
-            kills[check_id].append(fault.name)
+            if check_id in kills:
+                kills[check_id].append(fault.name)
     return SelftestReport(
         clean=clean,
         variants=variants,
@@ -451,21 +527,74 @@ def selftest(config: SelftestConfig | None = None, *, on_event: EventHandler | N
     """Certify the clean reference server, every variant and every fault, in parallel; score them."""
     config = config or SelftestConfig()
     emit = on_event or (lambda kind, payload: None)
-    checks = list(config.checks) if config.checks is not None else all_checks()
-    subjects = plan(config)
+    every, checks = catalogue(config)
+    subjects = plan(config, checks)
     started = time.monotonic()
     emit("selftest-started", {"subjects": len(subjects)})
     outcomes: list[SubjectOutcome] = []
-    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, config.jobs)) as pool:
-        futures = [pool.submit(execute, s, checks, config.depth, wide=config.wide, concurrency=config.concurrency)
-                   for s in subjects]
+    with _pool(config) as pool:
+        futures = [_submit(pool, config, s, checks) for s in subjects]
         for future in concurrent.futures.as_completed(futures):
             outcomes.append(future.result())
             emit("subject-finished", {"outcome": outcomes[-1], "done": len(outcomes), "planned": len(subjects)})
+        if not config.wide:
+            outcomes = _prove(pool, config, outcomes, checks, emit)
     position = {s: i for i, s in enumerate(subjects)}
     outcomes.sort(key=lambda o: position[o.subject])
-    complete = config.only_faults is None
-    return score(outcomes, checks, complete=complete, duration_s=time.monotonic() - started, depth=config.depth)
+    # Only a run of every fault that declares a check can show that the check kills none.
+    ran = {s.name for s in subjects if s.kind is SubjectKind.FAULT}
+    complete = all(f.name in ran for f in relevant_faults(config, checks))
+    return score(outcomes, checks, complete=complete, duration_s=time.monotonic() - started, depth=config.depth,
+                 known={c.spec.id for c in every})
+
+
+def _prove(pool: concurrent.futures.Executor, config: SelftestConfig, outcomes: list[SubjectOutcome],
+           checks: Sequence[RegisteredCheck], emit: EventHandler) -> list[SubjectOutcome]:
+    """The proof pass: run the not yet proven checks against a fault that declares them; merge."""
+    by_id = {c.spec.id: c for c in checks}
+    obligations = proof_obligations(outcomes, checks, config.depth)
+    futures = {_submit(pool, config, subject, [by_id[i] for i in ids], prove=True): subject
+               for subject, ids in obligations.items()}
+    merged = {o.subject: o for o in outcomes}
+    for future in concurrent.futures.as_completed(futures):
+        extra = future.result()
+        first = merged[extra.subject]
+        merged[extra.subject] = SubjectOutcome(first.subject, first.verdicts + extra.verdicts,
+                                               first.duration_s + extra.duration_s, first.requests + extra.requests,
+                                               first.problem or extra.problem)
+        emit("proof-finished", {"outcome": extra, "checks": obligations[extra.subject]})
+    return list(merged.values())
+
+
+def _in_processes(config: SelftestConfig) -> bool:
+    return config.processes and config.checks is None and config.jobs > 1
+
+
+def _pool(config: SelftestConfig) -> concurrent.futures.Executor:
+    jobs = max(1, config.jobs)
+    if _in_processes(config):
+        # spawn, not fork: forking a process that runs server threads can copy a held lock.
+        return concurrent.futures.ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"))
+    return concurrent.futures.ThreadPoolExecutor(max_workers=jobs)
+
+
+def _submit(pool: concurrent.futures.Executor, config: SelftestConfig, subject: Subject,
+            checks: Sequence[RegisteredCheck], *, prove: bool = False) -> concurrent.futures.Future[SubjectOutcome]:
+    if _in_processes(config):
+        ids = tuple(c.spec.id for c in checks)
+        return pool.submit(_execute_registered, subject, ids, config.depth, wide=config.wide,
+                           concurrency=config.concurrency, prove=prove)
+    return pool.submit(execute, subject, checks, config.depth, wide=config.wide, concurrency=config.concurrency,
+                       prove=prove)
+
+
+def _execute_registered(subject: Subject, check_ids: tuple[str, ...], mode: DepthMode, *, wide: bool,
+                        concurrency: int, prove: bool) -> SubjectOutcome:
+    """`execute` in a worker process, which finds the checks in its own registry by ID."""
+    # A fault that crashes the handler is expected here: its traceback is noise, the verdicts tell.
+    logging.getLogger("uvicorn.error").setLevel(logging.CRITICAL)
+    by_id = {c.spec.id: c for c in all_checks()}
+    return execute(subject, [by_id[i] for i in check_ids], mode, wide=wide, concurrency=concurrency, prove=prove)
 
 
 # -- text rendering (the CLI prints these) --------------------------------------------------------------

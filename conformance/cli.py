@@ -64,16 +64,24 @@ def build_parser() -> argparse.ArgumentParser:
                      help="openai (default): POST must work; documented: the GET /v1/models quirk must work too")
     run.add_argument("--only", action="append", default=[], metavar="ID_OR_GLOB", help="run only these checks")
     run.add_argument("--skip", action="append", default=[], metavar="ID_OR_GLOB", help="skip these checks")
-    run.add_argument("--concurrency", type=_positive_int, default=4, help="parallel checks (default 4)")
+    run.add_argument("--concurrency", type=_positive_int, default=4,
+                     help="requests in flight at once (default 4: far below paid APIs' lowest rate-limit tiers "
+                          "and the usual 4 slots of a self-hosted server)")
     run.add_argument("--max-requests", type=_positive_int, help="stop (INCOMPLETE) after this many requests")
-    run.add_argument("--max-tokens", type=_positive_int, help="stop (INCOMPLETE) after this many usage tokens")
+    run.add_argument("--max-tokens", type=_positive_int,
+                     help="stop (INCOMPLETE) after this many tokens (reported usage; an upper-bound estimate "
+                          "where a response reports none)")
     run.add_argument("--timeout", type=_positive_float, default=20.0, help="read timeout per chunk, s (default 20)")
     run.add_argument("--connect-timeout", type=_positive_float, default=5.0, help="connect timeout, s (default 5)")
     run.add_argument("--request-deadline", type=_positive_float, default=45.0,
                      help="total time per request incl. streams, s (default 45)")
     run.add_argument("--run-deadline", type=_positive_float, default=900.0, help="whole-run deadline, s (default 900)")
-    run.add_argument("--max-response-bytes", type=_positive_int, default=4_000_000)
-    run.add_argument("--max-sse-events", type=_positive_int, default=5_000)
+    run.add_argument("--max-response-bytes", type=_positive_int, default=4_000_000,
+                     help="a larger response is a failure of the checks judging it (default 4000000)")
+    run.add_argument("--max-sse-events", type=_positive_int, default=5_000,
+                     help="a longer stream is a failure of the checks judging it (default 5000)")
+    run.add_argument("--retries", type=int, choices=range(11), default=3, metavar="N",
+                     help="retries of a 429/503, honouring Retry-After, each wait <= 10 s (default 3)")
     run.add_argument("--no-html", action="store_true", help="write results.json and junit.xml only")
     run.add_argument("--quiet", "-q", action="store_true", help="no progress line")
     run.add_argument("--baseline", type=Path, metavar="FILE",
@@ -134,6 +142,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         max_tokens=args.max_tokens,
         max_response_bytes=args.max_response_bytes,
         max_sse_events=args.max_sse_events,
+        retries=args.retries,
     )
     common: dict[str, Any] = dict(limits=limits, depth=Depth(args.depth), profile=Profile(args.profile),
                                   only=tuple(args.only), skip=tuple(args.skip), concurrency=args.concurrency)

@@ -23,13 +23,14 @@ from conformance._selftest import (
     SubjectKind,
     SubjectOutcome,
     kill_table,
+    proof_obligations,
     score,
     selftest,
     stages,
 )
 from conformance.checks import RegisteredCheck, all_checks
 from conformance.cli import main
-from conformance.refserver import FAULTS
+from conformance.refserver import FAULTS, VARIANTS
 from conformance.refserver.faults import Fault
 
 SCORE_LINE = re.compile(r"^faults killed: (\d+)/(\d+) \((\d+)%\), variants passed: (\d+)/(\d+) \((\d+)%\), "
@@ -130,6 +131,19 @@ def test_a_fault_its_declared_check_misses_survives() -> None:
     assert any("fault created-as-string survived" in p for p in report.problems())
 
 
+def test_the_proof_pass_runs_a_full_only_check_a_cheaper_kill_skipped() -> None:
+    """The fault dies at quick depth to temperature bounds; top_p bounds (full only) must still be shown
+    to fail on it, by the proof pass."""
+    fault = Fault("error-status-200", "errors with HTTP 200", ("params.temperature.bounds", "params.top_p.bounds"))
+    checks = [registered("params.temperature.bounds"), registered("params.top_p.bounds")]
+    assert registered("params.top_p.bounds").spec.depths == (Depth.FULL,)
+    report = small_selftest(checks, {fault.name: fault})
+    assert report.faults[0].depth is Depth.QUICK
+    assert report.kills == {"params.temperature.bounds": ("error-status-200",),
+                            "params.top_p.bounds": ("error-status-200",)}
+    assert report.ok, report.problems()
+
+
 def test_a_partial_run_does_not_call_checks_unproven() -> None:
     report = selftest(SelftestConfig(checks=[registered("usage.total-is-sum"), registered("usage.present")],
                                      only_faults=("usage-missing",), jobs=2))
@@ -191,6 +205,17 @@ def test_a_fault_is_killed_only_by_a_declared_check() -> None:
     assert "errored" in score_of(clean, erred).faults[0].problems[0]
 
 
+def test_proof_obligations_pick_a_declaring_fault_where_the_check_has_not_run() -> None:
+    checks = [fake_check("a"), fake_check("b", depths=(Depth.FULL,)), fake_check("i", Level.INFO),
+              fake_check("orphan")]
+    killed_at_quick = outcome(SubjectKind.FAULT, "f1", ("a", Level.MUST, Verdict.FAILED), declared=("a", "b", "i"))
+    also_b = outcome(SubjectKind.FAULT, "f2", ("a", Level.MUST, Verdict.FAILED), declared=("a", "b"))
+    obligations = proof_obligations([killed_at_quick, also_b], checks, DepthMode.AUTO)
+    # b has not run anywhere: prove it on the first fault declaring it. INFO needs no proof, and a
+    # check no fault declares cannot be proven by running anything.
+    assert {s.name: ids for s, ids in obligations.items()} == {"f1": ["b"]}
+
+
 # -- planning ---------------------------------------------------------------------------------------------
 def test_a_fault_runs_its_declared_checks_quick_first_in_every_profile() -> None:
     checks = [fake_check("a"), fake_check("full-only", depths=(Depth.FULL,)),
@@ -219,6 +244,13 @@ def test_clean_runs_every_check_in_its_strictest_profile_at_both_depths() -> Non
     ]
 
 
+def test_a_variant_runs_every_check_once_at_the_deepest_depth() -> None:
+    checks = [fake_check("a"), fake_check("quick-only", depths=(Depth.QUICK,))]
+    variant = Subject(SubjectKind.VARIANT, "sse-crlf")
+    planned = [(d, p, [c.spec.id for c in cs]) for d, p, cs in stages(variant, checks, DepthMode.AUTO, wide=False)]
+    assert planned == [(Depth.QUICK, Profile.DOCUMENTED, ["quick-only"]), (Depth.FULL, Profile.DOCUMENTED, ["a"])]
+
+
 # -- the no-auth decision -----------------------------------------------------------------------------------
 def test_no_auth_passes_with_a_key_and_differs_from_a_wrong_key_accepted(start_server: ServerFactory) -> None:
     """`no-auth` is certified with a key like every subject: the auth checks see a target that serves
@@ -235,23 +267,36 @@ def test_no_auth_passes_with_a_key_and_differs_from_a_wrong_key_accepted(start_s
 
 
 # -- the command line ---------------------------------------------------------------------------------------
-def test_cli_selftest_json_for_one_fault(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["selftest", "--only-fault", "usage-total-off-by-one", "--json", "--jobs", "2"]) == 0
+def test_cli_selftest_json_for_one_check(capsys: pytest.CaptureFixture[str]) -> None:
+    """A contributor's loop: one check against clean, every variant and every fault declaring it."""
+    assert main(["selftest", "--only-check", "usage.total-is-sum", "--json", "--jobs", "2"]) == 0
     report = json.loads(capsys.readouterr().out)
+    declaring = sorted(f.name for f in FAULTS.values() if "usage.total-is-sum" in f.killed_by)
     assert report["ok"] is True
-    assert [f["killed_by"] for f in report["faults"]] == [["usage.total-is-sum"]]
-    assert report["score"].startswith("faults killed: 1/1 (100%), variants passed: 0/0 (n/a)")
+    assert report["complete"] is True
+    assert sorted(f["name"] for f in report["faults"]) == declaring
+    assert all("usage.total-is-sum" in f["killed_by"] for f in report["faults"])
+    assert list(report["checks"]) == ["usage.total-is-sum"]
+    assert report["score"].endswith("checks proven: 1/1")
+    assert len(report["variants"]) == len(VARIANTS)
 
 
 def test_cli_selftest_text_ends_with_the_score_line(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["selftest", "--only-variant", "sse-crlf", "--only-fault", "stream-no-done", "-q"]) == 0
+    argv = ["selftest", "--only-check", "stream.done-terminator", "--only-variant", "sse-crlf",
+            "--only-fault", "stream-no-done", "-q", "--jobs", "1"]
+    assert main(argv) == 0
     out = capsys.readouterr().out.strip().splitlines()
-    assert out[-1].startswith("faults killed: 1/1 (100%), variants passed: 1/1 (100%)")
+    assert out[-1] == "faults killed: 1/1 (100%), variants passed: 1/1 (100%), checks proven: 1/1 (partial run)"
     assert any(line.startswith("stream-no-done") and "stream.done-terminator" in line for line in out)
 
 
-def test_cli_selftest_unknown_fault_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["selftest", "--only-fault", "no-such-fault"]) == 2
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--only-fault", "no-such-fault"], "unknown fault or variant: no-such-fault"),
+    (["--only-check", "no.such.*"], "no check matches 'no.such.*'"),
+])
+def test_cli_selftest_unknown_names_are_usage_errors(argv: list[str], message: str,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["selftest", *argv]) == 2
     err = capsys.readouterr().err
-    assert "unknown fault or variant: no-such-fault" in err
+    assert message in err
     assert len(err.strip().splitlines()) == 1
