@@ -440,7 +440,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_diff(args: argparse.Namespace) -> int:
     """Markdown (or JSON) for a PR comment; exit 1 on a regression, 2 when the new run is incomplete."""
-    from ._diff import combine, compare, load_baseline, side_of_baseline, side_of_results
+    from ._diff import check_baseline_matches, combine, compare, load_baseline, side_of_baseline, side_of_results
     from .report import load_results
 
     news = [load_results(path) for path in args.new]
@@ -449,7 +449,9 @@ def cmd_diff(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     if _is_baseline(args.old):
-        old = side_of_baseline(load_baseline(args.old), str(args.old))
+        baseline = load_baseline(args.old)
+        check_baseline_matches(baseline, new["target"]["model"], new["profile"], args.old)
+        old = side_of_baseline(baseline, str(args.old))
     else:
         old = side_of_results(load_results(args.old), str(args.old))
     diff = compare(old, side_of_results(new, str(args.new[0])))

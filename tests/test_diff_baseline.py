@@ -249,11 +249,16 @@ def test_diff_cli_json_and_baseline_as_old(results: dict[str, Path], tmp_path: P
 def test_diff_cli_errors(results: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     garbage = tmp_path / "garbage.json"
     garbage.write_text("[1, 2")
+    other = tmp_path / "other-model-baseline.json"
+    other.write_text(json.dumps({"schema_version": BASELINE_SCHEMA_VERSION, "target": {"model": "gpt-other"},
+                                 "known_failures": {}}))
     assert main(["diff", str(garbage), str(results["A"])]) == 2
     assert main(["diff", str(results["A"]), str(tmp_path / "missing.json")]) == 2
+    assert main(["diff", str(other), str(results["A"])]) == 2
     err = capsys.readouterr().err
-    assert err.count("conformance: error:") == 2
-    assert err.count("\n") == 2
+    assert err.count("conformance: error:") == 3
+    assert err.count("\n") == 3
+    assert "recorded for model 'gpt-other'" in err
 
 
 def test_side_of_results_keeps_levels_and_reasons(results: dict[str, Path]) -> None:
