@@ -10,6 +10,7 @@ import pytest
 
 from conformance import Feature
 from conformance.checks import all_checks
+from conformance.cli import main
 from conformance.refserver import FAULTS, VARIANTS
 
 # kebab-case words; a word may be a number with a decimal part, and a negative bound reads `--2.5`.
@@ -68,3 +69,14 @@ def test_faults_and_variants_are_real_code_paths(server_source: str) -> None:
             f"fault {fault.name} is declared but no server code path tests for it")
     for variant in VARIANTS.values():
         assert f'"{variant.name}"' in server_source, f"variant {variant.name} changes nothing in the server"
+
+
+def test_serve_lists_every_fault_with_its_description_and_checks(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["serve", "--list-faults"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    for fault in FAULTS.values():
+        line = next(line for line in lines if line.split()[:1] == [fault.name])
+        assert fault.description in line
+        assert all(check_id in line for check_id in fault.killed_by), line
+    for variant in VARIANTS.values():
+        assert any(line.split()[:1] == [variant.name] and variant.description in line for line in lines)
