@@ -24,6 +24,7 @@ Outcome of one request, from the target's behaviour:
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import email.utils
 import heapq
@@ -381,6 +382,8 @@ class Session:
         self._cooldown_until = 0.0
         self._lock = threading.Lock()
         self._gate = _Gate(concurrency)
+        self._concurrency = max(1, concurrency)
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         timeout = httpx.Timeout(connect=limits.connect_timeout_s, read=limits.read_timeout_s,
                                 write=limits.read_timeout_s, pool=limits.request_deadline_s)
         self.client = httpx.Client(
@@ -393,7 +396,18 @@ class Session:
         self._backends = _install_deadlines(self.client)
 
     def close(self) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
         self.client.close()
+
+    def _fan_out(self) -> concurrent.futures.ThreadPoolExecutor:
+        """Threads for `Recorder.submit`: as many as requests may be in flight, created on first use."""
+        with self._lock:
+            if self._pool is None:
+                self._pool = concurrent.futures.ThreadPoolExecutor(self._concurrency, thread_name_prefix="send")
+            return self._pool
 
     @property
     def stopped(self) -> str | None:
@@ -504,6 +518,15 @@ def _tokens_of(exchange: Exchange, request_body: Any) -> tuple[int, bool]:
     return prompt + completion, True
 
 
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    exchange: Exchange
+    headers: dict[str, str]
+    content: bytes | None
+    stream: bool | None
+    json_body: Any
+
+
 class Recorder:
     """The per-check view of the session: makes requests and keeps their transcripts."""
 
@@ -515,6 +538,7 @@ class Recorder:
         # What this check itself sent (shared exchanges fetched by another check are not counted).
         self.sent = 0
         self.tokens = 0
+        self._lock = threading.Lock()  # `submit` sends from other threads
 
     @property
     def target(self) -> Target:
@@ -542,6 +566,35 @@ class Recorder:
         text/event-stream. Raises BudgetExhausted, TargetDown, or RateLimited (429/503 outlived
         the retries); every other outcome is in the returned Exchange.
         """
+        prepared = self._prepare(method, path, json_body=json_body, content=content, headers=headers,
+                                 api_key=api_key, stream=stream)
+        return self._perform(prepared, URGENT if _URGENCY.urgent else self.priority)
+
+    def submit(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        content: bytes | str | None = None,
+        headers: dict[str, str] | None = None,
+        api_key: str | EllipsisType | None = ...,
+        stream: bool | None = None,
+    ) -> concurrent.futures.Future[Exchange]:
+        """Like `request`, without waiting: `future.result()` gives the Exchange or raises what `request` would.
+
+        For probes whose requests do not depend on each other's answers (bounds, fuzz cases): sent in
+        parallel, within the run's concurrency and at this check's priority, so one long check no
+        longer holds the run's critical path. The transcript keeps the submission order.
+        """
+        prepared = self._prepare(method, path, json_body=json_body, content=content, headers=headers,
+                                 api_key=api_key, stream=stream)
+        priority = URGENT if _URGENCY.urgent else self.priority
+        return self.session._fan_out().submit(self._perform, prepared, priority)
+
+    def _prepare(self, method: str, path: str, *, json_body: Any, content: bytes | str | None,
+                 headers: dict[str, str] | None, api_key: str | EllipsisType | None,
+                 stream: bool | None) -> _Prepared:
         session = self.session
         if json_body is not None:
             content = json.dumps(json_body)
@@ -554,23 +607,27 @@ class Recorder:
             sent_headers["Accept"] = "text/event-stream"
         sent_headers.update(self.auth_headers(api_key))
         sent_headers.update(headers or {})
-        url = session.target.url(path)
         exchange = Exchange(
             method=method,
-            url=url,
+            url=session.target.url(path),
             request_headers=_redact_headers(sent_headers),
             request_body=session.redact(content.decode("utf-8", errors="replace")) if content else None,
         )
-        self.exchanges.append(exchange)
-        self._send_with_retries(exchange, sent_headers, content, stream)
-        session._charge(exchange, json_body)
-        self.tokens += exchange.tokens
+        with self._lock:
+            self.exchanges.append(exchange)
+        return _Prepared(exchange, sent_headers, content, stream, json_body)
+
+    def _perform(self, prepared: _Prepared, priority: int) -> Exchange:
+        exchange = prepared.exchange
+        self._send_with_retries(exchange, prepared.headers, prepared.content, prepared.stream, priority)
+        self.session._charge(exchange, prepared.json_body)
+        with self._lock:
+            self.tokens += exchange.tokens
         return exchange
 
     def _send_with_retries(self, exchange: Exchange, headers: dict[str, str], content: bytes | None,
-                           stream: bool | None) -> None:
+                           stream: bool | None, priority: int) -> None:
         session, lim = self.session, self.session.limits
-        priority = URGENT if _URGENCY.urgent else self.priority
         for attempt in range(lim.retries + 1):
             session._wait_cooldown()
             with session._gate.slot(priority):
@@ -580,7 +637,8 @@ class Recorder:
                     if attempt == 0:  # the transcript says why this request never left
                         exchange.error, exchange.error_kind = f"not sent: {exc}", "not-sent"
                     raise
-                self.sent += 1
+                with self._lock:
+                    self.sent += 1
                 _send_once(session, exchange, headers, content, stream)
             if _timed_out(exchange) and session.run_deadline_passed():
                 # Cut by the run's deadline, not by the target's slowness: not a verdict on the target.

@@ -6,7 +6,7 @@ itself meets the misbehaviour) unless `models_ok=False`, and hands every other r
 behaviour. Nothing large is ever materialised: huge bodies are generated on the fly and every
 behaviour stops as soon as the client goes away.
 
-`ASGIServer(app)` runs an ASGI app (the reference server wrapped in `RateLimited` or `InFlight`)
+`ASGIServer(app)` runs an ASGI app (the reference server wrapped in `RejectFirst` or `InFlight`)
 the same way.
 """
 
@@ -303,7 +303,7 @@ def free_port() -> int:
 ASGIApp = Callable[..., Awaitable[None]]
 
 
-class RateLimited:
+class RejectFirst:
     """Answers the first `first` requests of each kind (method, path, stream) with `status` and then
     lets the reference server answer; `first=None` never lets anything through."""
 
