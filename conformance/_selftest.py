@@ -31,6 +31,7 @@ import fnmatch
 import logging
 import multiprocessing
 import os
+import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -334,10 +335,13 @@ class VariantResult:
     problems: tuple[str, ...]
     counts: dict[str, int]
     duration_s: float
+    # Checks that skipped without it being a problem (VARIANT_SKIPS, or skipped on clean too).
+    allowed_skips: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "description": self.description, "passed": self.passed,
-                "problems": list(self.problems), "counts": self.counts, "duration_s": round(self.duration_s, 3)}
+                "problems": list(self.problems), "counts": self.counts, "allowed_skips": list(self.allowed_skips),
+                "duration_s": round(self.duration_s, 3)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -456,6 +460,7 @@ def _judge_passing(outcome: SubjectOutcome, allowed_skips: frozenset[str]) -> Va
     subject = outcome.subject
     problems = [f"the server did not run: {outcome.problem}"] if outcome.problem else []
     counts: dict[str, int] = {}
+    skipped: list[str] = []
     for v in outcome.verdicts:
         counts[v.verdict.value] = counts.get(v.verdict.value, 0) + 1
         at = f"{v.check_id} [{v.level.value}, {v.depth.value}]"
@@ -465,10 +470,13 @@ def _judge_passing(outcome: SubjectOutcome, allowed_skips: frozenset[str]) -> Va
             continue
         elif v.verdict in (Verdict.FAILED, Verdict.UNSUPPORTED):
             problems.append(f"{at} {v.verdict.value}: {v.message}")
-        elif v.verdict is Verdict.SKIPPED and v.check_id not in allowed_skips and not subject.may_skip(v.check_id):
-            problems.append(f"{at} skipped: {v.message}")
+        elif v.verdict is Verdict.SKIPPED:
+            if v.check_id in allowed_skips or subject.may_skip(v.check_id):
+                skipped.append(v.check_id)
+            else:
+                problems.append(f"{at} skipped: {v.message}")
     return VariantResult(subject.name, subject.description, not problems, tuple(problems), counts,
-                         outcome.duration_s)
+                         outcome.duration_s, tuple(dict.fromkeys(skipped)))
 
 
 def _judge_fault(outcome: SubjectOutcome, known: set[str]) -> FaultResult:
@@ -567,7 +575,13 @@ def _prove(pool: concurrent.futures.Executor, config: SelftestConfig, outcomes: 
 
 
 def _in_processes(config: SelftestConfig) -> bool:
-    return config.processes and config.checks is None and config.jobs > 1
+    return config.processes and config.checks is None and config.jobs > 1 and _spawn_works()
+
+
+def _spawn_works() -> bool:
+    """A spawned child re-imports the parent's main script; under `python -` there is none to import."""
+    main_file = getattr(sys.modules.get("__main__"), "__file__", None)
+    return main_file is None or os.path.exists(main_file)
 
 
 def _pool(config: SelftestConfig) -> concurrent.futures.Executor:
@@ -632,5 +646,6 @@ def variant_table(report: SelftestReport) -> str:
     lines = []
     for row in rows:
         counts = ", ".join(f"{n} {k}" for k, n in sorted(row.counts.items()))
-        lines.append(f"{row.name:<{width}}  {'passed' if row.passed else 'FAILED'}  {counts}")
+        allowed = f" (allowed skips: {', '.join(row.allowed_skips)})" if row.allowed_skips else ""
+        lines.append(f"{row.name:<{width}}  {'passed' if row.passed else 'FAILED'}  {counts}{allowed}")
     return "\n".join(lines)

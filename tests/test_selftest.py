@@ -190,6 +190,7 @@ def test_only_the_declared_variant_skips_pass() -> None:
                       ("a", Level.MUST, Verdict.SKIPPED))
     report = score((clean, no_auth), [fake_check("auth.wrong-key"), fake_check("a")], complete=True)
     assert report.variants[0].problems == ("a [MUST, quick] skipped: msg",)
+    assert report.variants[0].allowed_skips == ("auth.wrong-key",)
 
 
 def test_a_fault_is_killed_only_by_a_declared_check() -> None:
