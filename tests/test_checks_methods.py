@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from conftest import certify, verdicts
 
+from conformance._http import Exchange
+from conformance.checks.methods import shape_of
 from conformance.refserver import FAULTS
 
 OPENAI_CHECKS = ("methods.post-chat", "methods.no-server-error", "methods.answer-shapes", "methods.allow-header",
@@ -69,3 +73,18 @@ def test_server_errors_show_in_the_matrix(start_server):
     assert verdicts(result) == {"methods.answer-shapes": "failed"}
     rows = result.results[0].details["method_matrix"]
     assert [row["judgement"] for row in rows] == ["ok", "invalid", "invalid", "ok", "ok", "ok"]
+
+
+@pytest.mark.parametrize(("status", "body", "shape"), [
+    (200, {"object": "list", "data": [], "first_id": None, "last_id": None, "has_more": False}, "list"),
+    (200, {"object": "list", "data": [{"id": "m", "object": "model"}]}, "model list"),
+    (200, {"object": "list", "data": []}, "model list"),
+    (405, {"error": {"message": "Only POST", "type": "invalid_request_error", "param": None,
+                     "code": "method_not_supported"}}, "error envelope 405"),
+    (405, {"detail": "Method Not Allowed"}, "405 without the envelope ($: 'error' is a required property)"),
+    (502, {}, "server error 502"),
+])
+def test_shape_of_recognises_openai_answers(status, body, shape):
+    exchange = Exchange("GET", "http://x/v1/chat/completions", {}, None, status=status,
+                        body=json.dumps(body).encode())
+    assert shape_of(exchange) == shape

@@ -257,6 +257,7 @@ class FuzzRun:
         self.sent = 0
         self.dropped = 0  # generated "negative" bodies that the real spec allows
         self.failed_cases = 0
+        self.rate_limited = 0
 
     def body_to_send(self, case: Any) -> Any:
         from schemathesis.core import NOT_SET
@@ -291,6 +292,9 @@ class FuzzRun:
         exchange = self.ctx.http.request(case.method, path, content=content)
         self.sent += 1
         exchange.require_response()
+        if exchange.status == 429:  # still rate limited after the recorder's retries: says nothing about the case
+            self.rate_limited += 1
+            return
         # Edits make schemathesis re-label the case against its spec; it wrongly calls a missing optional
         # body invalid, so only what really changed is written back.
         if body is not case.body:
@@ -391,9 +395,10 @@ def fuzz_unlocked(ctx: CheckContext, mode: str) -> None:
         prop()
     run.report_the_rest()
     ctx.details["fuzz"] = {"mode": mode, "operations": [f"{op.method.upper()} {op.path}" for op in ops],
-                           "sent": run.sent, "dropped_as_legal": run.dropped, "failing_cases": run.failed_cases}
-    if run.sent == 0:
-        raise ctx.skip(f"schemathesis generated no {mode} case worth sending")
+                           "sent": run.sent, "dropped_as_legal": run.dropped, "failing_cases": run.failed_cases,
+                           "rate_limited": run.rate_limited}
+    if run.sent == run.rate_limited:
+        raise ctx.skip(f"no {mode} case could be judged: {run.sent} sent, {run.rate_limited} rate limited (429)")
 
 
 FUZZ_CLAUSE = documented("1.2 Body Parameters", "model string Yes; messages array Yes; temperature number "

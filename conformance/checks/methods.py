@@ -73,9 +73,11 @@ def success_shape(exchange: Exchange) -> str:
     if body.get("object") == CHAT_COMPLETION:
         problems = schema_errors("CreateChatCompletionResponse", body, limit=1)
         return CHAT_COMPLETION if not problems else f"invalid chat.completion ({problems[0]})"
-    if not schema_errors("ModelList", body):
+    paginated = any(key in body for key in ("has_more", "first_id", "last_id"))
+    if not schema_errors("ModelList", body) and (body["data"] or not paginated):
         return MODEL_LIST
     if body.get("object") == "list" and isinstance(body.get("data"), list):
+        # OpenAI's GET /chat/completions: {object: list, data: [stored completions], has_more, ...}
         return COMPLETION_LIST
     return f"unrecognised 2xx body: {excerpt(exchange.text, 80)}"
 

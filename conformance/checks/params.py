@@ -44,7 +44,8 @@ def temperature_bounds(ctx: CheckContext) -> None:
     "params.top_p.bounds",
     level=Level.MUST,
     feature=Feature.CORE,
-    clause=openai("CreateChatCompletionRequest.top_p", "number min 0 max 1 default 1"),
+    clause=documented("1.2 top_p", "Nucleus sampling. 0.1 means only the tokens comprising the top 10% probability "
+                      "mass are considered."),
     description="top_p 0 and 1 are accepted; 1.0000001 and -1e-9 are rejected with 4xx and the envelope.",
     accepts=("200 inside", "400/422 outside"),
     requests=8,
