@@ -145,7 +145,11 @@ def test_faults_that_break_the_sdk_fail_their_checks(fault: str, start_server: S
     for check_id, text in expected.items():
         check = _check(result, check_id)
         assert text in check["message"], check["message"]
-        assert check["failures"][0]["exchange"] is not None  # the report can show the transcript
+        failure = check["failures"][0]
+        assert failure["exchange"] is not None  # the report can show the transcript
+        if check_id.startswith("sdk.stream-"):  # ... and mark the event the SDK broke on
+            start, end = failure["byte_range"]
+            assert 0 <= start < end <= check["transcripts"][failure["exchange"]]["response"]["body_bytes"]
     assert {k: v for k, v in verdicts(result).items() if k not in failed} == dict.fromkeys(
         set(SDK_CHECKS) - failed, "passed")
 

@@ -21,7 +21,7 @@ import httpx
 from .._context import CheckContext, excerpt
 from .._http import Exchange, TransportError, fail_on_limit
 from .._model import Feature, Level, documented, openai
-from ..errors import BudgetExhausted, CheckUnsupported
+from ..errors import BudgetExhausted, CheckFailed, CheckUnsupported
 from ._registry import check
 
 T = TypeVar("T")
@@ -176,6 +176,35 @@ def _dataless_block(body: bytes) -> str | None:
     return None
 
 
+def _offending_event(exchange: Exchange) -> tuple[int, int] | None:
+    """Where in a stream the SDK most likely broke, for the report to mark: the whole body when no
+    event parses, else the first event whose data is not JSON or whose tool-call delta has no index."""
+    if exchange.sse is None:
+        return None
+    if not exchange.sse.events:
+        return (0, len(exchange.body)) if exchange.body else None
+    for event in exchange.sse.events:
+        if event.data.startswith("[DONE]"):
+            break
+        try:
+            payload = json.loads(event.data)
+        except ValueError:
+            return event.start, event.end
+        if _tool_delta_without_index(payload):
+            return event.start, event.end
+    return None
+
+
+def _tool_delta_without_index(payload: Any) -> bool:
+    choices = payload.get("choices") if isinstance(payload, dict) else None
+    for choice in choices if isinstance(choices, list) else []:
+        delta = choice.get("delta") if isinstance(choice, dict) else None
+        calls = delta.get("tool_calls") if isinstance(delta, dict) else None
+        if isinstance(calls, list) and any(isinstance(c, dict) and "index" not in c for c in calls):
+            return True
+    return False
+
+
 def _is_json(data: bytes) -> bool:
     try:
         json.loads(data)
@@ -203,7 +232,9 @@ def _call(ctx: CheckContext, sdk: ModuleType, call: str, expected: str, action: 
                            f"version break on it all the same") from None
         if declined and isinstance(exc, (sdk.BadRequestError, sdk.UnprocessableEntityError)):
             raise CheckUnsupported(f"the target rejected {declined}: {_sdk_error(ctx, exc)}") from None
-        raise ctx.stop(expected, _sdk_error(ctx, exc), _where(ctx, call), exchange=_last(ctx)) from None
+        ctx.fail(expected, _sdk_error(ctx, exc), _where(ctx, call), exchange=last,
+                 byte_range=_offending_event(last) if last is not None else None)
+        raise CheckFailed(*ctx.failures) from None
     _transport_or_limit(ctx)
     return result
 
@@ -289,9 +320,11 @@ def sdk_stream_usage(ctx: CheckContext) -> None:
         chunks = _call(ctx, sdk, call, "a stream of ChatCompletionChunk iterated to the end",
                        lambda: list(client.chat.completions.create(**body)),
                        declined="stream_options.include_usage")
+    last = _last(ctx)
     if not chunks:
-        raise ctx.stop("ChatCompletionChunk objects", "the SDK yielded no chunk at all", _where(ctx, call),
-                       exchange=_last(ctx))
+        ctx.fail("ChatCompletionChunk objects", "the SDK yielded no chunk at all", _where(ctx, call), exchange=last,
+                 byte_range=_offending_event(last) if last is not None else None)
+        raise CheckFailed(*ctx.failures)
     ctx.details["chunks"] = len(chunks)
     for i, chunk in enumerate(chunks):
         pieces = _attr(ctx, f"chunk {i}.choices[].delta.content", functools.partial(_delta_contents, chunk),
