@@ -22,6 +22,7 @@ from ._http import Exchange, Limits, Session, Target, TargetDown, TransportError
 from ._model import CheckResult, Depth, Failure, Feature, Level, Profile, Verdict
 from .checks import RegisteredCheck, all_checks, select
 from .errors import BudgetExhausted, CheckFailed, CheckSkipped, CheckUnsupported
+from .spec import load_spec
 
 SCHEMA_VERSION = "1.0"
 EventHandler = Callable[[str, dict[str, Any]], None]
@@ -205,6 +206,7 @@ def run(
     chosen = list(checks) if checks is not None else select(
         all_checks(), depth=config.depth, profile=config.profile, only=config.only, skip=config.skip
     )
+    load_spec()  # parsed once here, not by every thread that reaches the cold cache at the same time
     session = Session(config.target, config.limits, transport=transport, concurrency=config.concurrency)
     shared = _UrgentSharedExchanges()
     started_at = dt.datetime.now(dt.UTC)
