@@ -45,6 +45,12 @@ def test_clean_server_passes_every_sdk_check(clean_keyed: RunResult) -> None:
     assert verdicts(clean_keyed) == dict.fromkeys(SDK_CHECKS, "passed"), [r.message for r in clean_keyed.results]
 
 
+def test_quick_depth_keeps_two_sdk_checks_of_one_request_each(reference_server: ServerThread) -> None:
+    result = certify(reference_server.base_url, only=SDK, depth="quick")
+    assert verdicts(result) == {"sdk.create": "passed", "sdk.stream-usage": "passed"}
+    assert result.requests == 2
+
+
 def test_the_sdk_version_is_in_every_check(clean_keyed: RunResult) -> None:
     for check_id in SDK_CHECKS:
         assert _check(clean_keyed, check_id)["details"]["openai_sdk_version"] == openai.__version__

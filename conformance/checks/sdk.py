@@ -20,7 +20,7 @@ import httpx
 
 from .._context import CheckContext, excerpt
 from .._http import Exchange, TransportError, fail_on_limit
-from .._model import Feature, Level, documented, openai
+from .._model import Depth, Feature, Level, documented, openai
 from ..errors import BudgetExhausted, CheckFailed, CheckUnsupported
 from ._registry import check
 
@@ -38,6 +38,8 @@ TOOL_CHOICE = {"type": "function", "function": {"name": "get_weather"}}
 TOOL_ASK = "Use get_weather to look up the weather in Paris."
 # Tool arguments are JSON: a cut at 16 tokens would break them on a real model.
 TOOL_MAX_TOKENS = 64
+# The quick depth (PR CI on paid APIs, <= 40 requests) keeps the two SDK checks users hit first.
+FULL_ONLY = (Depth.FULL,)
 
 
 def _sdk(ctx: CheckContext) -> ModuleType:
@@ -346,6 +348,7 @@ def sdk_stream_usage(ctx: CheckContext) -> None:
     "sdk.tool-call",
     level=Level.SHOULD,
     feature=Feature.TOOLS,
+    depths=FULL_ONLY,
     clause=documented("1.2 tool_choice", "Controls which (if any) function is called by the model."),
     description="With a forced tool_choice, the SDK's create() parses choices[0].message.tool_calls whose id, "
                 "function.name and function.arguments are str.",
@@ -364,6 +367,7 @@ def sdk_tool_call(ctx: CheckContext) -> None:
     "sdk.stream-tool-call",
     level=Level.SHOULD,
     feature=Feature.TOOLS,
+    depths=FULL_ONLY,
     clause=openai("Tool-call streaming", "openai-python #2806 and PR #3246 (Gemini omits `tool_calls[].index`, "
                   "SDK raises TypeError)"),
     description="The SDK's chat.completions.stream() helper accumulates a streamed forced tool call; the final "
@@ -428,6 +432,7 @@ def _error_part(ctx: CheckContext, sdk: ModuleType, client: Any, body: dict[str,
     accepts=("400 BadRequestError", "422 UnprocessableEntityError", "401 AuthenticationError",
              "skipped when the target accepts both requests"),
     requests=2,
+    depths=FULL_ONLY,
 )
 def sdk_error_classes(ctx: CheckContext) -> None:
     sdk = _sdk(ctx)
