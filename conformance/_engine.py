@@ -219,14 +219,20 @@ def run(
                                                    thread_name_prefix="check") as pool:
             futures = {pool.submit(_run_scheduled, registered, rank, session, shared, config): registered
                        for rank, registered in enumerate(schedule(chosen))}
-            for future in concurrent.futures.as_completed(futures):
-                result = future.result()
-                if result is None:
-                    not_executed.append(futures[future].spec.id)
-                    emit("check-not-executed", {"spec": futures[future].spec, "reason": session.stopped})
-                    continue
-                results.append(result)
-                emit("check-finished", {"result": result, "done": len(results), "planned": len(chosen)})
+            try:
+                for future in concurrent.futures.as_completed(futures):
+                    result, spec = future.result(), futures[future].spec
+                    if result is None:
+                        not_executed.append(spec.id)
+                        emit("check-not-executed", {"spec": spec, "reason": session.stopped})
+                    else:
+                        results.append(result)
+                        emit("check-finished", {"result": result, "done": len(results), "planned": len(chosen)})
+            except KeyboardInterrupt:
+                # Threads cannot be killed: stop sending and cut what is in flight, so they end at once.
+                session.interrupt("interrupted")
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
     finally:
         session.close()
     order = {r.spec.id: i for i, r in enumerate(chosen)}

@@ -428,6 +428,13 @@ class Session:
         now = time.monotonic()
         return min(now + self.limits.request_deadline_s, self.started + self.limits.run_deadline_s)
 
+    def interrupt(self, why: str) -> None:
+        """Stop the run now (Ctrl-C): nothing new is sent and requests in flight are cut."""
+        with self._lock:
+            self.budget_exhausted = self.budget_exhausted or why
+        for backend in self._backends:
+            backend.cut_all()
+
     def run_deadline_passed(self) -> bool:
         return time.monotonic() - self.started >= self.limits.run_deadline_s - 0.05
 
@@ -500,7 +507,7 @@ def _tokens_of(exchange: Exchange, request_body: Any) -> tuple[int, bool]:
         if '"usage"' in event.data:
             try:
                 payloads.append(json.loads(event.data))
-            except ValueError:
+            except (ValueError, RecursionError):  # a nesting bomb is not JSON we count
                 continue
     reported = [p["usage"].get("total_tokens") for p in payloads
                 if isinstance(p, dict) and isinstance(p.get("usage"), dict)]

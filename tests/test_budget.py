@@ -73,6 +73,17 @@ def test_checks_the_budget_never_reached_are_not_executed_not_errors(reference_s
     assert all("not run to the end: --max-requests 3 reached" in r.message for r in cut)
 
 
+def test_the_run_deadline_stops_a_slow_run_incomplete() -> None:
+    with ServerThread(ServerConfig(latency_ms=300)) as slow:
+        started = time.monotonic()
+        result = certify(slow.base_url, run_deadline_s=1.0)
+        elapsed = time.monotonic() - started
+    assert elapsed < 4  # requests in flight are cut at the deadline too
+    assert result.verdict == "incomplete"
+    assert "run deadline of 1s reached" in (result.reason or "")
+    assert not [r for r in result.results if r.verdict.value == "failed"]  # the deadline is ours, not the target's
+
+
 def test_a_run_that_verified_nothing_is_never_a_pass(reference_server: ServerThread) -> None:
     result = certify(reference_server.base_url, only=("auth.missing-key",))  # skipped: no API key
     assert verdicts(result) == {"auth.missing-key": "skipped"}

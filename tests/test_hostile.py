@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import json
 import re
+import signal
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -199,6 +202,20 @@ def test_refused_during_the_run_is_an_error(tmp_path: Path, capsys: pytest.Captu
     assert "target stopped answering" in outcome.results["reason"]
     assert "ConnectError" in messages(outcome.checks("error"))
     assert not outcome.checks("failed")
+
+
+def test_ctrl_c_during_a_hanging_run_exits_at_once(tmp_path: Path) -> None:
+    with HostileServer(never_answers) as server:
+        child = subprocess.Popen([sys.executable, "-m", "conformance", "run", "--base-url", server.base_url,
+                                  "--no-html", "--quiet", "--report-dir", str(tmp_path)],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+        time.sleep(3)  # imports, preflight, and the first requests are in flight and hanging
+        child.send_signal(signal.SIGINT)
+        started = time.monotonic()
+        _, err = child.communicate(timeout=30)
+    assert time.monotonic() - started < 5
+    assert child.returncode == 130
+    assert "Traceback" not in err
 
 
 @pytest.mark.slow
