@@ -675,7 +675,7 @@ def _send_once(session: Session, exchange: Exchange, headers: dict[str, str], co
                stream: bool | None) -> None:
     """One attempt; fills `exchange`, never raises for anything the target does."""
     lim = session.limits
-    exchange.status, exchange.response_headers = None, {}
+    exchange.status, exchange.response_headers, exchange.ttfb_s = None, {}, None
     exchange.body, exchange.sse, exchange.limit_exceeded = b"", None, None
     exchange.error, exchange.error_kind = None, None
     exchange._json_parsed = False
