@@ -119,6 +119,60 @@ TRIAGE: dict[str, dict[str, tuple[str, str]]] = {
 }
 
 
+# The README's short version: per server, the causes with the checks they fail (level, verdict and
+# evidence are in the tables). An ID listed here that no longer fails is flagged as stale.
+SUMMARY: dict[str, list[tuple[str, tuple[str, ...]]]] = {
+    "litellm": [
+        ("a made-up key gets 400 \"No connected db.\" instead of 401 (master key, no database)",
+         ("auth.wrong-key", "sdk.error-classes")),
+        ("FastAPI's `{\"detail\": ...}` instead of the error envelope for 404 and 405",
+         ("errors.envelope", "methods.answer-shapes")),
+        ("500 for malformed bodies, a missing `messages`, `model: 5`, `n: 1.5`",
+         ("params.malformed-body", "params.required", "params.wrong-type", "fuzz.schemathesis.negative")),
+        ("no parameter validation in the proxy (bounds, types, roles, stream_options, unknown tool)",
+         ("params.temperature.bounds", "params.top_p.bounds", "params.frequency-penalty.bounds",
+          "params.presence-penalty.bounds", "params.max-tokens.bounds", "params.n.bounds", "params.logit-bias.keys",
+          "params.logit-bias.values", "params.stop.max-items", "params.unknown-role",
+          "stream.options-without-stream", "tools.unknown-named-function")),
+        ("the include_usage chunk has `choices: [{index 0, delta {}}]`, not `[]`", ("stream.usage-include",)),
+        ("an n=2 stream never finishes choice 1", ("stream.n-partition", "stream.finish-reason-once")),
+        ("mock model only: fixed text and usage whatever the request (no JSON mode, tools, max_tokens, stop)",
+         ("json-mode.object", "json-mode.schema", "tools.named-call", "tools.required-call", "sdk.tool-call",
+          "sdk.stream-tool-call", "stream.tool-call-deltas", "sampling.max-tokens-length", "sampling.stop",
+          "stream.max-tokens", "stream.stop", "usage.completion-bounded", "usage.prompt-grows",
+          "stream.equivalent-usage")),
+    ],
+    "llmock": [
+        ("no request validation at all (bounds, types, empty messages, roles, unknown model, stream_options, "
+         "unknown tool: it calls it)",
+         ("errors.envelope", "params.temperature.bounds", "params.top_p.bounds", "params.frequency-penalty.bounds",
+          "params.presence-penalty.bounds", "params.max-tokens.bounds", "params.n.bounds", "params.logit-bias.keys",
+          "params.logit-bias.values", "params.stop.max-items", "params.required", "params.unknown-role",
+          "params.wrong-type", "stream.options-without-stream", "tools.unknown-named-function",
+          "fuzz.schemathesis.negative")),
+        ("422 for invalid JSON (RFC 9110 wants 400)", ("params.malformed-body",)),
+        ("max_tokens and stop are ignored, in streams too",
+         ("sampling.max-tokens-length", "sampling.stop", "stream.max-tokens", "stream.stop",
+          "usage.completion-bounded")),
+        ("`n: null` (nullable) rejected with 422", ("fuzz.schemathesis.positive",)),
+        ("`message.tool_calls: null` on every text answer (level disputed: SDKs accept it)",
+         ("schema.chat-completion", "methods.post-chat", "methods.answer-shapes")),
+    ],
+}
+
+
+def summary_section(results_by_server: dict[str, dict[str, Any]]) -> list[str]:
+    lines = ["## Summary (for the README)", ""]
+    for name, results in results_by_server.items():
+        failing = {c["id"] for c in results["checks"] if c["outcome"] in ("failed", "error", "unsupported")}
+        lines.append(f"**{name}** ({results['verdict']}):")
+        for text, ids in SUMMARY.get(name, []):
+            shown = ", ".join(f"`{i}`" + ("" if i in failing else " (stale: passes now)") for i in ids)
+            lines.append(f"- {text}: {shown}")
+        lines.append("")
+    return lines
+
+
 def _evidence(check: dict[str, Any]) -> str:
     """The first cited exchange, as `METHOD path → status body-excerpt`."""
     for failure in check.get("failures") or []:
@@ -210,9 +264,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reports", type=Path, default=ROOT / "reports" / "interop")
     args = parser.parse_args(argv)
-    lines, untriaged = [HEADER], []
-    for path in sorted(args.reports.glob("*/results.json")):
-        section, missing = server_section(path.parent.name, json.loads(path.read_text(encoding="utf-8")))
+    runs = {path.parent.name: json.loads(path.read_text(encoding="utf-8"))
+            for path in sorted(args.reports.glob("*/results.json"))}
+    lines, untriaged = [HEADER, *summary_section(runs)], []
+    for name, results in runs.items():
+        section, missing = server_section(name, results)
         lines += section
         untriaged += missing
     lines.append(FOOTER)
