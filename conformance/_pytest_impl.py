@@ -166,6 +166,10 @@ class ConformancePlugin:
             base_url = _check_base_url(base_url)
         except ConformanceError as exc:
             raise pytest.UsageError(str(exc).replace("--base-url", "--conformance-base-url")) from None
+        if getattr(config.option, "numprocesses", None):
+            # pytest-xdist workers would each open a session and none could write the one results.json.
+            raise pytest.UsageError("--conformance-base-url runs the catalogue in one pytest process: drop -n "
+                                    "(use `conformance run --concurrency N` for parallel checks)")
         self.config = config
         report_dir = Path(config.getoption("conformance_report_dir"))
         self.report_dir = report_dir if report_dir.is_absolute() else config.invocation_params.dir / report_dir
