@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from ._context import SharedExchanges
-from ._engine import RunConfig, RunResult, _run_one, _run_verdict
+from ._engine import RunConfig, RunResult, RunVerdict, _run_one, _run_verdict
 from ._http import Limits, Session, Target
 from ._model import CheckResult, Depth, Profile, Verdict
 from .checks import RegisteredCheck, all_checks, select
@@ -90,17 +90,20 @@ class CatalogueRun:
         """The same RunResult `conformance.run()` returns, built from the results pytest collected."""
         config = self._config or RunConfig(target=Target(self.base_url, self.model or "", self.api_key),
                                            limits=self.limits, depth=self.depth, profile=self.profile)
-        session = self._session or Session(config.target, self.limits)
-        counts = dict(session.status_counts)
-        verdict, reason = _run_verdict(self.results, len(self.planned), session, counts)
-        if self._unreachable:
-            verdict, reason = "incomplete", self._unreachable
+        session = self._session
+        counts = dict(session.status_counts) if session else {}
+        if session is None:
+            verdict, reason = RunVerdict.INCOMPLETE, self._unreachable or "no check ran"
+        else:
+            verdict, reason = _run_verdict(self.results, len(self.planned), session, counts)
         ran = {r.spec.id for r in self.results}
         return RunResult(config=config, results=list(self.results), planned=len(self.planned),
                          started_at=self.started_at, duration_s=time.monotonic() - self._started,
-                         requests=session.requests, tokens=session.tokens, verdict=verdict, reason=reason,
-                         status_counts=counts, not_executed=tuple(i for i in self.planned if i not in ran),
-                         tokens_estimated=session.tokens_estimated, retries=session.retries)
+                         requests=session.requests if session else 0, tokens=session.tokens if session else 0,
+                         verdict=verdict, reason=reason, status_counts=counts,
+                         not_executed=tuple(i for i in self.planned if i not in ran),
+                         tokens_estimated=session.tokens_estimated if session else 0,
+                         retries=session.retries if session else 0)
 
 
 class CatalogueCollector(pytest.Collector):
