@@ -92,6 +92,7 @@ class CatalogueRun:
                                            limits=self.limits, depth=self.depth, profile=self.profile)
         session = self._session
         counts = dict(session.status_counts) if session else {}
+        reason: str | None
         if session is None:
             verdict, reason = RunVerdict.INCOMPLETE, self._unreachable or "no check ran"
         else:
