@@ -250,7 +250,7 @@ def _attr(ctx: CheckContext, path: str, read: Callable[[], T], expected: str, ca
                        exchange=_last(ctx)) from None
 
 
-def _no_choice_text(ctx: CheckContext, call: str, value: Any, expected: str) -> None:
+def _wrong_type(ctx: CheckContext, call: str, value: Any, expected: str) -> None:
     ctx.fail(expected, f"{type(value).__name__}: {excerpt(repr(value), 150)}", _where(ctx, call), exchange=_last(ctx))
 
 
@@ -279,7 +279,7 @@ def _judge_tool_calls(ctx: CheckContext, completion: Any, call: str) -> None:
     for name, read in fields.items():
         value = _attr(ctx, f"tool_calls[0].{name}", read, f"tool_calls[0].{name}", call)
         if not isinstance(value, str):
-            _no_choice_text(ctx, call, value, f"tool_calls[0].{name} is a str, as the SDK's type says")
+            _wrong_type(ctx, call, value, f"tool_calls[0].{name} is a str, as the SDK's type says")
 
 
 # -- checks ---------------------------------------------------------------------------------------
@@ -301,7 +301,7 @@ def sdk_create(ctx: CheckContext) -> None:
     content = _attr(ctx, "choices[0].message.content", lambda: completion.choices[0].message.content,
                     "a parsed choices[0].message.content", call)
     if not isinstance(content, str):
-        _no_choice_text(ctx, call, content, "choices[0].message.content is a str")
+        _wrong_type(ctx, call, content, "choices[0].message.content is a str")
 
 
 @check(
@@ -333,7 +333,7 @@ def sdk_stream_usage(ctx: CheckContext) -> None:
                        "chunk.choices[].delta.content", call)
         for piece in pieces:
             if piece is not None and not isinstance(piece, str):
-                _no_choice_text(ctx, call, piece, f"chunk {i}: delta.content is a str or None")
+                _wrong_type(ctx, call, piece, f"chunk {i}: delta.content is a str or None")
     usage = [chunk.usage for chunk in chunks if getattr(chunk, "usage", None) is not None]
     if not usage:
         ctx.fail("a chunk whose usage is set, since include_usage was requested",
@@ -341,7 +341,7 @@ def sdk_stream_usage(ctx: CheckContext) -> None:
         return
     total = _attr(ctx, "usage.total_tokens", lambda: usage[-1].total_tokens, "usage.total_tokens", call)
     if not isinstance(total, int):
-        _no_choice_text(ctx, call, total, "usage.total_tokens is an int")
+        _wrong_type(ctx, call, total, "usage.total_tokens is an int")
 
 
 @check(
