@@ -37,7 +37,8 @@ TRIAGE: dict[str, dict[str, tuple[str, str]]] = {
         "methods.answer-shapes": (SERVER, "GET/PUT/DELETE on /v1/chat/completions answer 405 "
                                           "`{\"detail\":\"Method Not Allowed\"}` (FastAPI), not the error envelope"),
         "params.malformed-body": (SERVER, "a JSON array or string body crashes the handler: plain-text "
-                                          "`500 Internal Server Error`"),
+                                          "`500 Internal Server Error` (the proxy's log: \"AttributeError: 'list' "
+                                          "object has no attribute 'get'\" in auth_utils.pre_db_read_auth_checks)"),
         "params.required": (SERVER, "no `messages` gives 500 \"Router.acompletion() missing 1 required positional "
                                     "argument: 'messages'\"; `messages: []` is answered 200"),
         "params.wrong-type": (SERVER, "`model: 5` and `n: 1.5` give 500 (Python errors leak into the message); "
@@ -210,7 +211,10 @@ def server_section(name: str, results: dict[str, Any]) -> tuple[list[str], list[
         if check["outcome"] not in ("failed", "error", "unsupported"):
             continue
         whose, why = triage.get(check["id"], ("UNTRIAGED", "not triaged yet"))
-        if whose == "UNTRIAGED":
+        if check["outcome"] == "error":
+            # No verdict on the server: the check could not be judged this run.
+            whose, why = "not judged", "error, not counted as non-conformance: " + check["message"][:200]
+        elif whose == "UNTRIAGED":
             untriaged.append(f"{name}: {check['id']}")
         rows.append(f"| `{check['id']}` | {check['level']} | {check['outcome']} | {whose} | {why} | "
                     f"{_evidence(check)} |")
