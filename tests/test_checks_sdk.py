@@ -115,6 +115,17 @@ def test_the_budget_counts_sdk_requests(keyed_server: ServerThread) -> None:
     assert result.requests == 1
 
 
+def test_the_run_bounds_hold_for_sdk_traffic() -> None:
+    import hostile_servers
+
+    with hostile_servers.HostileServer(hostile_servers.huge_body()) as server:  # a 5 GiB body, generated lazily
+        result = certify(server.base_url, only=("sdk.create", "sdk.stream-usage"), model=hostile_servers.MODEL,
+                         max_response_bytes=100_000)
+    for check in result.results:
+        assert check.verdict.value == "failed", check.message
+        assert "too large" in check.message
+
+
 def test_a_dead_target_is_an_error_not_a_failure() -> None:
     result = certify("http://127.0.0.1:9/v1", only=("sdk.create",), connect_timeout_s=1.0)
     assert verdicts(result) == {"sdk.create": "error"}
