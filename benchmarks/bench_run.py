@@ -11,7 +11,8 @@ subprocess, as a user runs it.
    time of a one-check run (interpreter, imports, preflight, reports). ratio = wall / ideal.
 3. The quick depth's cost (latency 0): requests, tokens, wall time.
 4. Harness overhead per request, against schemathesis's own CLI over the same spec and server
-   (latency 0, one worker each): total wall / requests received by the server.
+   (latency 0, one worker each): total wall / requests received by the server. And the transport
+   alone: one check sending 200 sequential requests through the engine vs a bare httpx loop.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -56,7 +58,7 @@ async def counting(scope, receive, send):
         count += 1
     await app(scope, receive, send)
 
-sock = socket.socket()
+sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # TCP_NODELAY per connection
 sock.bind(("127.0.0.1", 0))
 sock.listen(256)
 print("PORT", sock.getsockname()[1], flush=True)
@@ -130,6 +132,35 @@ def schemathesis(target: Server, examples: int) -> tuple[float, int, int]:
     return time.monotonic() - started, target.count() - before, done.returncode
 
 
+def transport_overhead(target: Server, requests: int = 200) -> tuple[float, float]:
+    """ms per request: one check sending `requests` sequential chat requests through the engine's
+    recorder (bounds, gate, breaker, transcript, token count), against the same loop on a bare
+    httpx.Client. In-process; the difference is what the harness adds to each request."""
+    from conformance import Depth, Profile, RunConfig, Target, run
+    from conformance._model import CheckSpec, Feature, Level, documented
+    from conformance.checks import RegisteredCheck
+
+    body = {"model": "conformance-ref-1", "messages": [{"role": "user", "content": "Say hi."}], "max_tokens": 1}
+
+    def probe(ctx: Any) -> None:
+        for _ in range(requests):
+            ctx.chat(body)
+
+    spec = CheckSpec("bench.sequential", Level.INFO, Feature.CORE, documented("bench", "bench"), "bench",
+                     requests=requests)
+    config = RunConfig(target=Target(target.base_url, "conformance-ref-1"), depth=Depth.FULL,
+                       profile=Profile.OPENAI, concurrency=1)
+    started = time.monotonic()
+    run(config, checks=[RegisteredCheck(spec, probe)])
+    ours = time.monotonic() - started
+    with httpx.Client() as client:
+        started = time.monotonic()
+        for _ in range(requests):
+            client.post(f"{target.base_url}/chat/completions", json=body).json()
+        bare = time.monotonic() - started
+    return 1000 * ours / requests, 1000 * bare / requests
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="only N=4 for the latency ratio (faster)")
@@ -155,6 +186,9 @@ def main() -> int:
              f"({ours.requests} requests in {ours.wall:.1f} s), schemathesis CLI "
              f"{1000 * sch_wall / max(sch_requests, 1):.1f} ms ({sch_requests} requests in {sch_wall:.1f} s, "
              f"--max-examples {SCHEMATHESIS_EXAMPLES})")
+        ours_ms, bare_ms = transport_overhead(instant)
+        show(f"transport per request, in-process, latency 0: engine {ours_ms:.2f} ms, bare httpx {bare_ms:.2f} ms "
+             f"(harness adds {ours_ms - bare_ms:.2f} ms)")
     with server(LATENCY_MS) as slow:
         for concurrency in (4,) if args.quick else (1, 4, 8):
             run = certify(slow, "--concurrency", str(concurrency))
