@@ -65,8 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--only", action="append", default=[], metavar="ID_OR_GLOB", help="run only these checks")
     run.add_argument("--skip", action="append", default=[], metavar="ID_OR_GLOB", help="skip these checks")
     run.add_argument("--concurrency", type=_positive_int, default=4,
-                     help="requests in flight at once (default 4: far below paid APIs' lowest rate-limit tiers "
-                          "and the usual 4 slots of a self-hosted server)")
+                     help="requests in flight at once (default 4: well within paid APIs' lowest rate-limit "
+                          "tiers and what a small self-hosted server serves in parallel; 429s are retried)")
     run.add_argument("--max-requests", type=_positive_int, help="stop (INCOMPLETE) after this many requests")
     run.add_argument("--max-tokens", type=_positive_int,
                      help="stop (INCOMPLETE) after this many tokens (reported usage; an upper-bound estimate "
@@ -360,6 +360,9 @@ def _add_selftest_parser(sub: Any) -> None:
                           help="servers certified in parallel, each in a worker process (default: 2 per CPU)")
     selftest.add_argument("--wide", action="store_true",
                           help="run the whole catalogue against every fault (shows collateral kills; slower)")
+    selftest.add_argument("--thorough", action="store_true",
+                          help="run the expensive checks (fuzz.*) against each variant too, not once against "
+                               "all variants combined (slower)")
     selftest.add_argument("--json", action="store_true", help="print the report as JSON")
     selftest.add_argument("--quiet", "-q", action="store_true", help="no progress line")
 
@@ -368,7 +371,7 @@ def cmd_selftest(args: argparse.Namespace) -> int:
     """Exit 0 when every fault is killed, every variant passes and every MUST/SHOULD check is proven."""
     from ._selftest import DepthMode, SelftestConfig, fault_table, kill_table, selftest, variant_table
 
-    config = SelftestConfig(depth=DepthMode(args.depth), jobs=args.jobs, wide=args.wide,
+    config = SelftestConfig(depth=DepthMode(args.depth), jobs=args.jobs, wide=args.wide, thorough=args.thorough,
                             only_checks=tuple(args.only_check),
                             only_faults=tuple(args.only_fault) if args.only_fault is not None else None,
                             only_variants=tuple(args.only_variant) if args.only_variant is not None else None)
