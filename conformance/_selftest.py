@@ -8,6 +8,11 @@ per seeded fault (see refserver/faults.py), and scores the outcome (the mutation
     fault      at least one of the checks the fault declares in `killed_by` fails
     catalogue  every declared ID exists, and every MUST and SHOULD check kills at least one fault
 
+Each variant runs the whole catalogue except the expensive checks (the schemathesis fuzzers, which
+declare more than EXPENSIVE_REQUESTS requests): those run once against a server with every variant
+switched on at once (the subject `all-variants`, which runs every check), so that the selftest fits
+in CI time. `thorough=True` (and any run restricted with `only_variants`) runs them per variant too.
+
 A fault run is narrow: only the checks it declares, first at the quick depth and, only if none of
 them failed, again at full depth (a check may need its full probes to see the defect). A proof pass
 then runs each MUST/SHOULD check that has not failed yet against one fault that declares it, until
@@ -45,6 +50,8 @@ from .refserver import DEFAULT_MODEL, FAULTS, VARIANTS, ServerConfig, ServerThre
 from .refserver.faults import Fault, Variant
 
 __all__ = [
+    "ALL_VARIANTS",
+    "EXPENSIVE_REQUESTS",
     "SELFTEST_API_KEY",
     "VARIANT_SKIPS",
     "CheckVerdict",
@@ -73,6 +80,10 @@ VARIANT_SKIPS: dict[str, tuple[str, ...]] = {
     # checks skip and say so, since the server is right and the SDK is wrong.
     "sse-retry-field": ("sdk.stream-usage", "sdk.stream-tool-call"),
 }
+# Checks that may send more requests than this are expensive (the schemathesis fuzzers: 30-40); a
+# variant leaves them to the combined subject unless the selftest is thorough.
+EXPENSIVE_REQUESTS = 20
+ALL_VARIANTS = "all-variants"
 # Short bounds: a fault that hangs a response must cost seconds, not the default minute.
 SELFTEST_LIMITS = Limits(connect_timeout_s=5.0, read_timeout_s=8.0, request_deadline_s=20.0, run_deadline_s=300.0)
 CLEAN = "clean"
@@ -94,6 +105,7 @@ class DepthMode(enum.StrEnum):
 class SubjectKind(enum.StrEnum):
     CLEAN = "clean"
     VARIANT = "variant"
+    COMBINED = "combined"  # every variant at once
     FAULT = "fault"
 
 
@@ -106,16 +118,20 @@ class Subject:
     description: str = ""
     # For faults: the check IDs that must catch it, as declared.
     declared: tuple[str, ...] = ()
+    # The variants switched on (one, or all for the combined subject).
+    variants: tuple[str, ...] = ()
+    # A variant that leaves the expensive checks to the combined subject.
+    skip_expensive: bool = False
 
     def may_skip(self, check_id: str) -> bool:
-        globs = VARIANT_SKIPS.get(self.name, ()) if self.kind is SubjectKind.VARIANT else ()
+        globs = [g for v in self.variants for g in VARIANT_SKIPS.get(v, ())]
         return any(fnmatch.fnmatchcase(check_id, g) for g in globs)
 
     def server_config(self) -> ServerConfig:
         return ServerConfig(
             api_key=SELFTEST_API_KEY,
             faults=frozenset({self.name}) if self.kind is SubjectKind.FAULT else frozenset(),
-            variants=frozenset({self.name}) if self.kind is SubjectKind.VARIANT else frozenset(),
+            variants=frozenset(self.variants),
         )
 
 
@@ -160,6 +176,8 @@ class SelftestConfig:
     processes: bool = True
     concurrency: int = 4
     wide: bool = False
+    # Run the expensive checks against every variant, not once against all variants combined.
+    thorough: bool = False
     # The catalogues; None means the registered checks and the declared faults and variants.
     checks: Sequence[RegisteredCheck] | None = None
     faults: Mapping[str, Fault] | None = None
@@ -198,8 +216,13 @@ def plan(config: SelftestConfig, chosen: Sequence[RegisteredCheck]) -> list[Subj
     if unknown:
         raise ValueError(f"unknown fault or variant: {', '.join(unknown)} (see `conformance serve --list-faults`)")
     subjects = [Subject(SubjectKind.CLEAN, CLEAN, "the reference server as shipped")]
-    subjects += [Subject(SubjectKind.VARIANT, v.name, v.description)
-                 for v in variants.values() if only_v is None or v.name in only_v]
+    chosen_variants = [v for v in variants.values() if only_v is None or v.name in only_v]
+    combine = only_v is None and not config.thorough and len(chosen_variants) > 1
+    if combine:
+        subjects.append(Subject(SubjectKind.COMBINED, ALL_VARIANTS, "every legal variant at once",
+                                variants=tuple(v.name for v in chosen_variants)))
+    subjects += [Subject(SubjectKind.VARIANT, v.name, v.description, variants=(v.name,), skip_expensive=combine)
+                 for v in chosen_variants]
     subjects += [Subject(SubjectKind.FAULT, f.name, f.description, tuple(f.killed_by))
                  for f in relevant_faults(config, chosen) if only_f is None or f.name in only_f]
     return subjects
@@ -232,14 +255,16 @@ def stages(subject: Subject, checks: Sequence[RegisteredCheck], mode: DepthMode,
 
     Clean: every check at every depth of the mode, in its strictest profile. Variants: the same at
     the mode's deepest depth only (a variant changes framing and shape, which every probe of a check
-    sees alike; full probes are a superset of quick ones). Faults: each declared check at the quick
-    depth first and at full only if that did not kill (the caller stops at the first stage that
-    kills), in every profile it supports.
+    sees alike; full probes are a superset of quick ones), without the expensive checks when the
+    combined subject runs those. Faults: each declared check at the quick depth first and at full
+    only if that did not kill (the caller stops at the first stage that kills), in every profile it
+    supports.
     """
     if subject.kind is SubjectKind.CLEAN:
         return _group((d, _strictest_profile(c), c) for c in checks for d in _depths_for(c, mode))
-    if subject.kind is SubjectKind.VARIANT:
-        return _group((_depths_for(c, mode)[-1], _strictest_profile(c), c) for c in checks)
+    if subject.kind in (SubjectKind.VARIANT, SubjectKind.COMBINED):
+        kept = [c for c in checks if not (subject.skip_expensive and c.spec.requests > EXPENSIVE_REQUESTS)]
+        return _group((_depths_for(c, mode)[-1], _strictest_profile(c), c) for c in kept)
     chosen = checks if wide else [c for c in checks if c.spec.id in subject.declared]
     return _group((d, p, c) for c in chosen for d in _depths_for(c, mode) for p in c.spec.profiles)
 
@@ -382,6 +407,8 @@ class SelftestReport:
     duration_s: float
     requests: int
     depth: DepthMode = DepthMode.AUTO
+    # Every variant at once (absent in thorough or variant-restricted runs).
+    combined: VariantResult | None = None
     outcomes: tuple[SubjectOutcome, ...] = field(default=(), repr=False)
 
     @property
@@ -404,6 +431,7 @@ class SelftestReport:
     @property
     def ok(self) -> bool:
         return (self.clean.passed and all(v.passed for v in self.variants) and not self.survivors
+                and (self.combined is None or self.combined.passed)
                 and not self.unknown_declarations and (not self.complete or not self.unproven))
 
     def score_line(self) -> str:
@@ -419,6 +447,8 @@ class SelftestReport:
     def problems(self) -> list[str]:
         """Every reason the selftest fails, one line each."""
         lines = [f"clean server: {p}" for p in self.clean.problems]
+        if self.combined is not None:
+            lines += [f"all variants at once: {p}" for p in self.combined.problems]
         lines += [f"variant {v.name}: {p}" for v in self.variants for p in v.problems]
         for fault in self.faults:
             if fault.unknown:
@@ -441,6 +471,7 @@ class SelftestReport:
             "duration_s": round(self.duration_s, 3),
             "requests": self.requests,
             "clean": self.clean.to_json(),
+            "combined": self.combined.to_json() if self.combined else None,
             "variants": [v.to_json() for v in self.variants],
             "faults": [f.to_json() for f in self.faults],
             "checks": {c: {"level": self.levels[c].value, "kills": list(k)} for c, k in self.kills.items()},
@@ -511,6 +542,8 @@ def score(outcomes: Sequence[SubjectOutcome], checks: Sequence[RegisteredCheck],
     clean_skips = frozenset(v.check_id for v in clean_outcome.verdicts if v.verdict is Verdict.SKIPPED)
     clean = _judge_passing(clean_outcome, frozenset())
     variants = tuple(_judge_passing(o, clean_skips) for o in outcomes if o.subject.kind is SubjectKind.VARIANT)
+    combined = next((_judge_passing(o, clean_skips) for o in outcomes if o.subject.kind is SubjectKind.COMBINED),
+                    None)
     faults = tuple(_judge_fault(o, known) for o in outcomes if o.subject.kind is SubjectKind.FAULT)
     kills: dict[str, list[str]] = {c.spec.id: [] for c in checks}
     for fault in faults:
@@ -527,6 +560,7 @@ def score(outcomes: Sequence[SubjectOutcome], checks: Sequence[RegisteredCheck],
         duration_s=duration_s,
         requests=sum(o.requests for o in outcomes),
         depth=depth,
+        combined=combined,
         outcomes=tuple(outcomes),
     )
 
@@ -641,7 +675,7 @@ def fault_table(report: SelftestReport) -> str:
 
 
 def variant_table(report: SelftestReport) -> str:
-    rows = [report.clean, *report.variants]
+    rows = [report.clean, *([report.combined] if report.combined else []), *report.variants]
     width = max(len(r.name) for r in rows)
     lines = []
     for row in rows:

@@ -14,6 +14,8 @@ from conftest import ServerFactory, certify, verdicts
 from conformance import CheckSpec, Depth, Feature, Level, Profile, Verdict
 from conformance._model import documented
 from conformance._selftest import (
+    ALL_VARIANTS,
+    EXPENSIVE_REQUESTS,
     SELFTEST_API_KEY,
     CheckVerdict,
     DepthMode,
@@ -23,6 +25,7 @@ from conformance._selftest import (
     SubjectKind,
     SubjectOutcome,
     kill_table,
+    plan,
     proof_obligations,
     score,
     selftest,
@@ -42,10 +45,11 @@ def registered(check_id: str) -> RegisteredCheck:
 
 
 def fake_check(check_id: str, level: Level = Level.MUST, *, depths: tuple[Depth, ...] = (Depth.QUICK, Depth.FULL),
-               profiles: tuple[Profile, ...] = (Profile.OPENAI, Profile.DOCUMENTED)) -> RegisteredCheck:
+               profiles: tuple[Profile, ...] = (Profile.OPENAI, Profile.DOCUMENTED), requests: int = 1
+               ) -> RegisteredCheck:
     """A check that accepts anything: exactly what the selftest exists to catch."""
     spec = CheckSpec(check_id, level, Feature.CORE, documented("test", "a check that cannot fail"),
-                     "never fails", depths=depths, profiles=profiles)
+                     "never fails", requests=requests, depths=depths, profiles=profiles)
     return RegisteredCheck(spec, lambda ctx: None)
 
 
@@ -72,7 +76,9 @@ def test_clean_server_and_every_variant_pass(full_report: SelftestReport) -> Non
     assert full_report.clean.counts.get("passed", 0) > 0
     failing = {v.name: v.problems for v in full_report.variants if not v.passed}
     assert failing == {}
-    assert len(full_report.variants) == len(full_report.outcomes) - 1 - len(full_report.faults)
+    assert [v.name for v in full_report.variants] == list(VARIANTS)
+    assert full_report.combined is not None
+    assert full_report.combined.problems == ()
 
 
 @pytest.mark.slow
@@ -156,7 +162,7 @@ def test_a_partial_run_does_not_call_checks_unproven() -> None:
 # -- scoring rules, without servers ---------------------------------------------------------------------
 def outcome(kind: SubjectKind, name: str, *verdicts_: tuple[str, Level, Verdict], declared: tuple[str, ...] = ()
             ) -> SubjectOutcome:
-    subject = Subject(kind, name, declared=declared)
+    subject = Subject(kind, name, declared=declared, variants=(name,) if kind is SubjectKind.VARIANT else ())
     return SubjectOutcome(subject, tuple(CheckVerdict(c, level, v, Depth.QUICK, Profile.OPENAI, "msg")
                                          for c, level, v in verdicts_), 0.1)
 
@@ -247,9 +253,26 @@ def test_clean_runs_every_check_in_its_strictest_profile_at_both_depths() -> Non
 
 def test_a_variant_runs_every_check_once_at_the_deepest_depth() -> None:
     checks = [fake_check("a"), fake_check("quick-only", depths=(Depth.QUICK,))]
-    variant = Subject(SubjectKind.VARIANT, "sse-crlf")
+    variant = Subject(SubjectKind.VARIANT, "sse-crlf", variants=("sse-crlf",))
     planned = [(d, p, [c.spec.id for c in cs]) for d, p, cs in stages(variant, checks, DepthMode.AUTO, wide=False)]
     assert planned == [(Depth.QUICK, Profile.DOCUMENTED, ["quick-only"]), (Depth.FULL, Profile.DOCUMENTED, ["a"])]
+
+
+def test_expensive_checks_run_on_the_combined_subject_instead_of_each_variant() -> None:
+    checks = [fake_check("a"), fake_check("fuzz", requests=EXPENSIVE_REQUESTS + 1)]
+    lean = Subject(SubjectKind.VARIANT, "sse-crlf", variants=("sse-crlf",), skip_expensive=True)
+    combined = Subject(SubjectKind.COMBINED, ALL_VARIANTS, variants=("sse-crlf", "no-auth"))
+    assert [c.spec.id for _, _, cs in stages(lean, checks, DepthMode.AUTO, wide=False) for c in cs] == ["a"]
+    assert [c.spec.id for _, _, cs in stages(combined, checks, DepthMode.AUTO, wide=False) for c in cs] == ["a", "fuzz"]
+    assert combined.may_skip("auth.wrong-key")
+    full = plan(SelftestConfig(), checks)
+    assert [s.name for s in full[:2]] == ["clean", ALL_VARIANTS]
+    assert all(s.skip_expensive for s in full if s.kind is SubjectKind.VARIANT)
+    thorough = plan(SelftestConfig(thorough=True), checks)
+    assert ALL_VARIANTS not in [s.name for s in thorough]
+    assert not any(s.skip_expensive for s in thorough)
+    one = plan(SelftestConfig(only_variants=("sse-crlf",)), checks)
+    assert [(s.name, s.skip_expensive) for s in one] == [("clean", False), ("sse-crlf", False)]
 
 
 # -- the no-auth decision -----------------------------------------------------------------------------------
@@ -257,8 +280,8 @@ def test_no_auth_passes_with_a_key_and_differs_from_a_wrong_key_accepted(start_s
     """`no-auth` is certified with a key like every subject: the auth checks see a target that serves
     keyless requests (documented-api 1.1 allows it) and skip; the fault wrong-key-accepted still
     refuses a missing key, so the made-up key it accepts is caught."""
-    assert Subject(SubjectKind.VARIANT, "no-auth").may_skip("auth.wrong-key")
-    assert not Subject(SubjectKind.VARIANT, "sse-crlf").may_skip("auth.wrong-key")
+    assert Subject(SubjectKind.VARIANT, "no-auth", variants=("no-auth",)).may_skip("auth.wrong-key")
+    assert not Subject(SubjectKind.VARIANT, "sse-crlf", variants=("sse-crlf",)).may_skip("auth.wrong-key")
     with start_server(variants=["no-auth"], api_key=SELFTEST_API_KEY) as server:
         keyless = verdicts(certify(server.base_url, only=("auth.*",), api_key=SELFTEST_API_KEY))
     with start_server(faults=["wrong-key-accepted"], api_key=SELFTEST_API_KEY) as server:
