@@ -122,6 +122,13 @@ TRIAGE: dict[str, dict[str, tuple[str, str]]] = {
 }
 
 
+# Why a check of this server may error (no verdict): shown next to the error, which changes run to run.
+ERROR_NOTES: dict[str, str] = {
+    "litellm": ("LiteLLM's unhandled exceptions (the 500s above) make uvicorn close the keep-alive connection "
+                "without `Connection: close`, so a request that reuses it at that instant is reset; on a raw "
+                "socket, a second request after the `[]` body's 500 reads EOF"),
+}
+
 # The README's short version: per server, the causes with the checks they fail (level, verdict and
 # evidence are in the tables). An ID listed here that no longer fails is flagged as stale.
 SUMMARY: dict[str, list[tuple[str, tuple[str, ...]]]] = {
@@ -214,6 +221,8 @@ def server_section(name: str, results: dict[str, Any]) -> tuple[list[str], list[
         if check["outcome"] == "error":
             # No verdict on the server: the check could not be judged this run.
             whose, why = "not judged", "error, not counted as non-conformance: " + check["message"][:200]
+            if name in ERROR_NOTES:
+                why += f". Why: {ERROR_NOTES[name]}"
         elif whose == "UNTRIAGED":
             untriaged.append(f"{name}: {check['id']}")
         rows.append(f"| `{check['id']}` | {check['level']} | {check['outcome']} | {whose} | {why} | "
