@@ -161,6 +161,11 @@ class SubjectOutcome:
     problem: str | None = None
 
 
+def default_jobs() -> int:
+    """Two per CPU (one subject alone keeps a core ~60% busy); at most 8, each worker costs ~100 MB."""
+    return min(8, 2 * (os.cpu_count() or 1))
+
+
 @dataclass(frozen=True, slots=True)
 class SelftestConfig:
     depth: DepthMode = DepthMode.AUTO
@@ -172,7 +177,7 @@ class SelftestConfig:
     # Subjects certified at once. Each runs in its own worker process (spawned, so both cores of a
     # CI runner work: one process is held to one core by the GIL), or in a thread of this process
     # when `processes` is False or the catalogue is not the registered one (a child could not see it).
-    jobs: int = field(default_factory=lambda: 2 * (os.cpu_count() or 1))
+    jobs: int = field(default_factory=default_jobs)
     processes: bool = True
     concurrency: int = 4
     wide: bool = False
@@ -574,7 +579,7 @@ def selftest(config: SelftestConfig | None = None, *, on_event: EventHandler | N
     started = time.monotonic()
     emit("selftest-started", {"subjects": len(subjects)})
     outcomes: list[SubjectOutcome] = []
-    with _pool(config) as pool:
+    with _pool(config, len(subjects)) as pool:
         futures = [_submit(pool, config, s, checks) for s in subjects]
         for future in concurrent.futures.as_completed(futures):
             outcomes.append(future.result())
@@ -618,8 +623,8 @@ def _spawn_works() -> bool:
     return main_file is None or os.path.exists(main_file)
 
 
-def _pool(config: SelftestConfig) -> concurrent.futures.Executor:
-    jobs = max(1, config.jobs)
+def _pool(config: SelftestConfig, subjects: int) -> concurrent.futures.Executor:
+    jobs = max(1, min(config.jobs, subjects))
     if _in_processes(config):
         # spawn, not fork: forking a process that runs server threads can copy a held lock.
         return concurrent.futures.ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"))

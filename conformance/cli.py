@@ -356,8 +356,9 @@ def _add_selftest_parser(sub: Any) -> None:
                           help="run only these variants (and no faults unless --only-fault)")
     selftest.add_argument("--only-check", action="append", default=[], metavar="ID_OR_GLOB",
                           help="run only these checks, and only the faults that declare one of them")
-    selftest.add_argument("--jobs", type=_positive_int, default=2 * (os.cpu_count() or 1),
-                          help="servers certified in parallel, each in a worker process (default: 2 per CPU)")
+    selftest.add_argument("--jobs", type=_positive_int, default=None,
+                          help="servers certified in parallel, each in a worker process (default: 2 per CPU, "
+                               "at most 8; 1 runs everything in this process)")
     selftest.add_argument("--wide", action="store_true",
                           help="run the whole catalogue against every fault (shows collateral kills; slower)")
     selftest.add_argument("--thorough", action="store_true",
@@ -369,10 +370,10 @@ def _add_selftest_parser(sub: Any) -> None:
 
 def cmd_selftest(args: argparse.Namespace) -> int:
     """Exit 0 when every fault is killed, every variant passes and every MUST/SHOULD check is proven."""
-    from ._selftest import DepthMode, SelftestConfig, fault_table, kill_table, selftest, variant_table
+    from ._selftest import DepthMode, SelftestConfig, default_jobs, fault_table, kill_table, selftest, variant_table
 
-    config = SelftestConfig(depth=DepthMode(args.depth), jobs=args.jobs, wide=args.wide, thorough=args.thorough,
-                            only_checks=tuple(args.only_check),
+    config = SelftestConfig(depth=DepthMode(args.depth), jobs=args.jobs or default_jobs(), wide=args.wide,
+                            thorough=args.thorough, only_checks=tuple(args.only_check),
                             only_faults=tuple(args.only_fault) if args.only_fault is not None else None,
                             only_variants=tuple(args.only_variant) if args.only_variant is not None else None)
     progress = _SelftestProgress(enabled=not args.quiet and sys.stderr.isatty())
