@@ -635,18 +635,25 @@ class Recorder:
     def _send_with_retries(self, exchange: Exchange, headers: dict[str, str], content: bytes | None,
                            stream: bool | None, priority: int) -> None:
         session, lim = self.session, self.session.limits
-        for attempt in range(lim.retries + 1):
+        attempt, stale_retry = 0, True
+        while True:
             session._wait_cooldown()
             with session._gate.slot(priority):
                 try:
                     session._reserve()
                 except (BudgetExhausted, TargetDown) as exc:
-                    if attempt == 0:  # the transcript says why this request never left
+                    if not exchange.attempts and exchange.status is None:  # the transcript says why it never left
                         exchange.error, exchange.error_kind = f"not sent: {exc}", "not-sent"
                     raise
                 with self._lock:
                     self.sent += 1
-                _send_once(session, exchange, headers, content, stream)
+                received = _send_once(session, exchange, headers, content, stream)
+            if stale_retry and _dropped_unanswered(exchange, received) and not session.target_down:
+                # A keep-alive connection the server had closed (or closes as we reuse it, as uvicorn does
+                # after an unhandled error): no byte came back, so send once more on a fresh connection.
+                stale_retry = False
+                exchange.attempts.append({"status": None, "error": exchange.error, "waited_s": 0.0})
+                continue
             if _timed_out(exchange) and session.run_deadline_passed():
                 # Cut by the run's deadline, not by the target's slowness: not a verdict on the target.
                 raise BudgetExhausted(session.stop_for_deadline())
@@ -665,6 +672,12 @@ class Recorder:
                 raise RateLimited(f"{exchange.method} {exchange.url}: still HTTP {exchange.status} after "
                                   f"{attempt + 1} attempts; lower --concurrency or retry later")
             session._cool_down(wait)
+            attempt += 1
+
+
+def _dropped_unanswered(exchange: Exchange, received: int) -> bool:
+    """The connection failed before the target sent a single byte (not refused, not a timeout)."""
+    return exchange.error_kind in ("network", "protocol") and received == 0 and exchange.status is None
 
 
 def _timed_out(exchange: Exchange) -> bool:
@@ -672,8 +685,9 @@ def _timed_out(exchange: Exchange) -> bool:
 
 
 def _send_once(session: Session, exchange: Exchange, headers: dict[str, str], content: bytes | None,
-               stream: bool | None) -> None:
-    """One attempt; fills `exchange`, never raises for anything the target does."""
+               stream: bool | None) -> int:
+    """One attempt; fills `exchange`, never raises for anything the target does. Returns the bytes the
+    target sent (as read from the socket, so also when no HTTP response could be parsed)."""
     lim = session.limits
     exchange.status, exchange.response_headers, exchange.ttfb_s = None, {}, None
     exchange.body, exchange.sse, exchange.limit_exceeded = b"", None, None
@@ -696,6 +710,7 @@ def _send_once(session: Session, exchange: Exchange, headers: dict[str, str], co
                 exchange.error = f"aborted, {session.target_down}"
     exchange.body = bytes(buffer)
     exchange.elapsed_s = time.monotonic() - started
+    return deadline.received
 
 
 def _read_response(session: Session, exchange: Exchange, headers: dict[str, str], content: bytes | None, *,

@@ -192,6 +192,26 @@ async def not_http(request: Request, conn: Connection) -> bool:
     return False
 
 
+def drops_reused_connections() -> Behaviour:
+    """Answers the first request of each connection (keep-alive), then drops the connection without a
+    word when the next request arrives on it, as uvicorn does after an unhandled error (LiteLLM)."""
+    answered: set[int] = set()
+
+    async def behaviour(request: Request, conn: Connection) -> bool:
+        if id(conn) in answered:
+            conn.reset()
+            return False
+        answered.add(id(conn))
+        payload = completion()
+        if request.wants_stream:
+            events = chunk_event("", role=True) + chunk_event("Hello there.") + b"data: [DONE]\n\n"
+            head = response_head(content_type="text/event-stream", length=len(events))
+            return await conn.send(head + events)
+        return await conn.send(json_response(payload))
+
+    return behaviour
+
+
 BAD_UTF8_CONTENT = b"caf\xc3 \xff\xfe broken \xed\xa0\x80 surrogate \\ud800 escape"
 
 
@@ -220,6 +240,7 @@ class HostileServer:
         self.refuse_after_models = refuse_after_models
         self.requests: Counter[str] = Counter()
         self._loop = asyncio.new_event_loop()
+        self._loop.set_exception_handler(_quiet_on_cancel)
         self._tasks: set[asyncio.Task[None]] = set()
         self._server: asyncio.Server | None = None
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True, name="hostile-server")
@@ -273,6 +294,12 @@ class HostileServer:
                 return False
             return ok
         return await self.behaviour(request, conn)
+
+
+def _quiet_on_cancel(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """Python 3.11's stream callback re-raises the CancelledError of handlers cancelled at shutdown."""
+    if not isinstance(context.get("exception"), asyncio.CancelledError):
+        loop.default_exception_handler(context)
 
 
 async def _read_request(reader: asyncio.StreamReader) -> Request | None:

@@ -23,9 +23,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import certify as certify_engine
 from hostile_servers import (
     HostileServer,
     drips,
+    drops_reused_connections,
     free_port,
     huge_body,
     invalid_utf8,
@@ -202,6 +204,16 @@ def test_refused_during_the_run_is_an_error(tmp_path: Path, capsys: pytest.Captu
     assert "target stopped answering" in outcome.results["reason"]
     assert "ConnectError" in messages(outcome.checks("error"))
     assert not outcome.checks("failed")
+
+
+def test_a_dropped_keep_alive_connection_is_retried_once_on_a_fresh_one() -> None:
+    with HostileServer(drops_reused_connections()) as server:
+        result = certify_engine(server.base_url, only=("schema.chat-completion", "stream.done-terminator",
+                                                        "usage.completion-bounded"), concurrency=1)
+    assert {r.verdict.value for r in result.results} == {"passed"}
+    retried = [a for r in result.results for t in r.exchanges for a in t["attempts"]]
+    assert retried
+    assert all(a["status"] is None and a["error"] for a in retried)  # the dropped attempt is in the transcript
 
 
 def test_ctrl_c_during_a_hanging_run_exits_at_once(tmp_path: Path) -> None:
