@@ -149,8 +149,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.base_url is None:
         from .refserver import ServerConfig, ServerThread
 
-        with ServerThread(ServerConfig()) as server:
-            target = Target(server.base_url, args.model or ServerConfig().models[0], None)
+        import secrets
+
+        # A throwaway key, so the built-in certification exercises the auth checks too.
+        builtin_key = "sk-builtin-" + secrets.token_urlsafe(16)
+        with ServerThread(ServerConfig(api_key=builtin_key)) as server:
+            target = Target(server.base_url, args.model or ServerConfig().models[0], builtin_key)
             return _certify(args, target, common, builtin=True)
     base_url = _check_base_url(args.base_url)
     model = _preflight(base_url, args.api_key, args.model, limits)
