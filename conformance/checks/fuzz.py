@@ -258,6 +258,7 @@ class FuzzRun:
         self.dropped = 0  # generated "negative" bodies that the real spec allows
         self.failed_cases = 0
         self.rate_limited = 0
+        self.pending: list[tuple[Any, Any, Any]] = []
 
     def body_to_send(self, case: Any) -> Any:
         from schemathesis.core import NOT_SET
@@ -289,8 +290,15 @@ class FuzzRun:
             return
         path = case.path.removeprefix("/v1")
         content = None if body is NOT_SET else body if isinstance(body, bytes) else json.dumps(body)
-        exchange = self.ctx.http.request(case.method, path, content=content)
+        # Sent without waiting (within the run's concurrency); judged in order once generation ends.
+        self.pending.append((case, body, self.ctx.http.submit(case.method, path, content=content)))
         self.sent += 1
+
+    def judge_all(self) -> None:
+        for case, body, future in self.pending:
+            self.judge_answer(case, body, future.result())
+
+    def judge_answer(self, case: Any, body: Any, exchange: Exchange) -> None:
         exchange.require_response()
         if exchange.status == 429:  # still rate limited after the recorder's retries: says nothing about the case
             self.rate_limited += 1
@@ -374,11 +382,12 @@ _FUZZ_LOCK = threading.Lock()
 
 
 def fuzz(ctx: CheckContext, mode: str) -> None:
-    with _FUZZ_LOCK:
-        fuzz_unlocked(ctx, mode)
+    with _FUZZ_LOCK:  # generation only: the answers are awaited and judged outside the lock
+        run, ops = generate_and_send(ctx, mode)
+    judge(ctx, mode, run, ops)
 
 
-def fuzz_unlocked(ctx: CheckContext, mode: str) -> None:
+def generate_and_send(ctx: CheckContext, mode: str) -> tuple[FuzzRun, list[Any]]:
     from schemathesis import GenerationMode
 
     generation = GenerationMode.POSITIVE if mode == "positive" else GenerationMode.NEGATIVE
@@ -393,6 +402,11 @@ def fuzz_unlocked(ctx: CheckContext, mode: str) -> None:
             run.one_case(case)
 
         prop()
+    return run, ops
+
+
+def judge(ctx: CheckContext, mode: str, run: FuzzRun, ops: list[Any]) -> None:
+    run.judge_all()
     run.report_the_rest()
     ctx.details["fuzz"] = {"mode": mode, "operations": [f"{op.method.upper()} {op.path}" for op in ops],
                            "sent": run.sent, "dropped_as_legal": run.dropped, "failing_cases": run.failed_cases,
