@@ -114,3 +114,11 @@ def test_error_envelope_requires_param_and_code_string_or_null() -> None:
     assert validator.is_valid({"error": {"message": "m", "type": "t", "param": None, "code": None}})
     assert not validator.is_valid({"error": {"message": "m", "type": "t", "param": None, "code": 400}})
     assert not validator.is_valid({"detail": "bad"})
+
+
+def test_response_tool_calls_may_be_null() -> None:
+    """Outside OpenAI's spec, but every SDK parses it; the level rule says it must not fail a certification."""
+    response = {"id": "c", "object": "chat.completion", "created": 1, "model": "m",
+                "choices": [{"index": 0, "finish_reason": "stop",
+                             "message": {"role": "assistant", "content": "hi", "tool_calls": None}}]}
+    assert schema_validator("CreateChatCompletionResponse").is_valid(response)

@@ -284,14 +284,16 @@ MALFORMED: tuple[tuple[str, str, bool], ...] = (
     clause=documented("1.1 Header Parameters", "Content-Type Yes String application/json Request body format."),
     description="Invalid JSON and a body that is not a JSON object (`[]`, `\"x\"`) get 400 with the envelope, "
                 "never 5xx.",
-    accepts=("400 with the envelope",),
+    accepts=("400 with the envelope (422 also for valid JSON that is not an object)",),
     requests=3,
 )
 def malformed_body(ctx: CheckContext) -> None:
     for what, raw, quick in MALFORMED:
         if quick or ctx.full:
+            # Syntactically valid JSON of the wrong type may also be 422 (RFC 9110 §15.5.21); broken JSON is 400.
+            statuses = (400,) if raw.startswith("{") else (400, 422)
             judge_client_error(ctx, what, ctx.http.request("POST", "/chat/completions", content=raw),
-                               statuses=(400,))
+                               statuses=statuses)
 
 
 @check(
