@@ -104,14 +104,7 @@ TRIAGE: dict[str, dict[str, tuple[str, str]]] = {
                                                  "answered with a call to that unknown function"),
         "fuzz.schemathesis.negative": (SERVER, "invalid bodies (e.g. `stop: true`) are answered 200"),
         "fuzz.schemathesis.positive": (SERVER, "`n: null` (nullable in the spec) is rejected with 422 \"Input should "
-                                              "be a valid integer\" (its request model declares `n: int = 1`): "
-                                              "real; the other failing cases are the `tool_calls: null` of "
-                                              "schema.chat-completion"),
-        "schema.chat-completion": (LEVEL, "every text answer carries `message.tool_calls: null`; the spec types "
-                                          "tool_calls as an array, but openai-python parses null (sdk.create "
-                                          "passes), so this is SHOULD at most by the suite's own level rule"),
-        "methods.post-chat": (LEVEL, "only because of `tool_calls: null` (see schema.chat-completion)"),
-        "methods.answer-shapes": (LEVEL, "only because of `tool_calls: null` (see schema.chat-completion)"),
+                                              "be a valid integer\" (its request model declares `n: int = 1`)"),
         "sampling.max-tokens-length": (SERVER, "max_tokens is ignored: finish_reason stop, completion_tokens 19 "
                                                "for max_tokens 3"),
         "sampling.stop": (SERVER, "stop sequences are ignored: the reply echoes the prompt through the stop word"),
@@ -168,8 +161,6 @@ SUMMARY: dict[str, list[tuple[str, tuple[str, ...]]]] = {
          ("sampling.max-tokens-length", "sampling.stop", "stream.max-tokens", "stream.stop",
           "usage.completion-bounded")),
         ("`n: null` (nullable) rejected with 422", ("fuzz.schemathesis.positive",)),
-        ("`message.tool_calls: null` on every text answer (level disputed: SDKs accept it)",
-         ("schema.chat-completion", "methods.post-chat", "methods.answer-shapes")),
     ],
 }
 
@@ -234,7 +225,8 @@ def server_section(name: str, results: dict[str, Any]) -> tuple[list[str], list[
     lines += rows
     if stale:
         lines += ["", f"Triaged before but passing now: {', '.join(f'`{s}`' for s in stale)}."]
-    skipped = [f"`{c['id']}` ({c['message'][:90]})" for c in results["checks"] if c["outcome"] == "skipped"]
+    skipped = [f"`{c['id']}` ({c['message'].split(';')[0].rstrip('.')})"
+               for c in results["checks"] if c["outcome"] == "skipped"]
     if skipped:
         lines += ["", "Skipped: " + "; ".join(skipped) + "."]
     return [*lines, ""], untriaged
@@ -261,14 +253,10 @@ The matrix of every check against both servers: `matrix.html`.
 
 FOOTER = """## Suite notes found by this triage
 
-- `params.malformed-body` asks for exactly 400 for the bodies `[]` and `"x"`. They are well-formed JSON
-  of the wrong type, for which RFC 9110 §15.5.21 allows 422: accepting 422 there would not change
-  llmock's verdict (its invalid-JSON answer is 422, which §15.5.1 does not allow) but would be right.
-- `tool_calls: null` fails four MUST checks on llmock (schema, methods ×2, fuzz positive) where the
-  project's level rule says SHOULD at most: openai-python parses it (sdk.create passes on llmock).
-  Making `message.tool_calls` `type: [array, "null"]` in the response schema turns schema.chat-completion,
-  methods.post-chat and methods.answer-shapes into passes on llmock (tried), and leaves fuzz positive
-  failing for its real cause (`n: null` rejected).
+- Fixed after this triage: `params.malformed-body` now accepts 422 for the well-formed JSON bodies
+  `[]` and `"x"` (RFC 9110 §15.5.21; llmock's 422 for broken JSON still fails, §15.5.1), and the response
+  schema accepts `message.tool_calls: null` (openai-python parses it), which llmock sends on every text
+  answer: by the project's level rule it must not fail a MUST check.
 - No check flags a stream chunk whose choice omits the `finish_reason` key (LiteLLM sends
   `{"index":0,"delta":{"content":"lo!"}}`; BerriAI/liteLLM-proxy#19 in openai-behaviour.md): a SHOULD
   candidate, not a false finding.
