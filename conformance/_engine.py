@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import datetime as dt
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -207,6 +208,7 @@ def run(
         all_checks(), depth=config.depth, profile=config.profile, only=config.only, skip=config.skip
     )
     load_spec()  # parsed once here, not by every thread that reaches the cold cache at the same time
+    _preload(chosen)
     session = Session(config.target, config.limits, transport=transport, concurrency=config.concurrency)
     shared = _UrgentSharedExchanges()
     started_at = dt.datetime.now(dt.UTC)
@@ -257,6 +259,22 @@ def run(
     )
     emit("run-finished", {"run": outcome})
     return outcome
+
+
+def _preload(checks: Sequence[RegisteredCheck]) -> None:
+    """Let each chosen check's module import here, before the check threads start, what it would
+    otherwise import lazily in one of them (its optional `preload()`).
+
+    CPython 3.11 keeps the AST constructor's recursion counter per interpreter, not per thread: a
+    module compiled from source in one check thread (under pytest, whose assertion rewriting compiles
+    every module of a pytest plugin's distribution, schemathesis and hypothesis included) while
+    hypothesis parses a function's source in another fails with "SystemError: AST constructor
+    recursion depth mismatch", a harness error of the check that was importing.
+    """
+    for name in dict.fromkeys(registered.run.__module__ for registered in checks):
+        preload = getattr(sys.modules.get(name), "preload", None)
+        if callable(preload):
+            preload()
 
 
 def schedule(checks: Sequence[RegisteredCheck]) -> list[RegisteredCheck]:

@@ -266,11 +266,15 @@ class _DeadlineBackend(httpcore.NetworkBackend):
         self._inner = inner
         self._streams: weakref.WeakSet[_DeadlineStream] = weakref.WeakSet()
         self._lock = threading.Lock()
+        self._cut = False
 
     def _track(self, inner: httpcore.NetworkStream) -> httpcore.NetworkStream:
         stream = _DeadlineStream(inner)
         with self._lock:
             self._streams.add(stream)
+            cut = self._cut
+        if cut:  # connected after the cut (it passed the breaker just before): it must not hang either
+            _shut_down(stream)
         return stream
 
     def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
@@ -287,13 +291,19 @@ class _DeadlineBackend(httpcore.NetworkBackend):
         self._inner.sleep(seconds)
 
     def cut_all(self) -> None:
-        """Shut down every connection: reads blocked in other threads return at once."""
+        """Shut down every connection, and any opened from now on: reads blocked in other threads return
+        at once (the session is over: the target is down or the run was interrupted)."""
         with self._lock:
+            self._cut = True
             streams = list(self._streams)
         for stream in streams:
-            sock = stream.get_extra_info("socket")
-            with contextlib.suppress(OSError, AttributeError):
-                sock.shutdown(socket.SHUT_RDWR)
+            _shut_down(stream)
+
+
+def _shut_down(stream: httpcore.NetworkStream) -> None:
+    sock = stream.get_extra_info("socket")
+    with contextlib.suppress(OSError, AttributeError):
+        sock.shutdown(socket.SHUT_RDWR)
 
 
 def _install_deadlines(client: httpx.Client) -> list[_DeadlineBackend]:
@@ -413,6 +423,15 @@ class Session:
     def stopped(self) -> str | None:
         """Why no further request will be sent, or None."""
         return self.target_down or self.budget_exhausted
+
+    def raise_if_stopped(self) -> None:
+        """Raise what the next request would (TargetDown, BudgetExhausted), without counting one: for
+        work that only leads to requests, like drawing test cases, so it ends when the run stops."""
+        with self._lock:
+            if self.target_down:
+                raise TargetDown(self.target_down)
+            if self.budget_exhausted:
+                raise BudgetExhausted(self.budget_exhausted)
 
     def redact(self, text: str | None) -> str | None:
         """Remove the API key from any text we are about to write anywhere."""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 from conftest import certify, verdicts
@@ -129,3 +131,31 @@ def test_repro_curl_keeps_max_tokens_and_filters_the_key():
     curl = case.as_curl_command()
     assert '"max_tokens": 5' in curl
     assert KEY not in curl
+
+
+# Runs in a fresh interpreter: in this session the modules are long imported, and nothing would show.
+IMPORTS_IN_CHECK_THREADS = """
+import sys, threading
+from conformance import _engine
+from conformance._http import Target
+from conformance.refserver import DEFAULT_MODEL
+from conformance.refserver._run import ServerThread
+
+seen = []
+class Spy:
+    def find_spec(self, name, path=None, target=None):
+        if threading.current_thread().name.startswith(("check", "send")):
+            seen.append(name)
+sys.meta_path.insert(0, Spy())
+with ServerThread() as server:
+    _engine.run(_engine.RunConfig(Target(server.base_url, DEFAULT_MODEL), only=("fuzz.*", "params.n.bounds")))
+print(sorted({name for name in seen if name.partition(".")[0] not in sys.stdlib_module_names}))
+"""
+
+
+def test_check_threads_import_nothing_the_engine_did_not_preload():
+    """CPython 3.11's AST recursion counter is per interpreter: a module compiled in a check thread (pytest
+    rewrites schemathesis and hypothesis) while hypothesis parses source in another is a SystemError."""
+    done = subprocess.run([sys.executable, "-c", IMPORTS_IN_CHECK_THREADS], capture_output=True, text=True,
+                          timeout=120, check=True)
+    assert done.stdout.strip() == "[]", f"add these to fuzz.LAZY_IMPORTS: {done.stdout}"

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpcore
 import pytest
 from conftest import certify as certify_engine
 from hostile_servers import (
@@ -37,6 +38,7 @@ from hostile_servers import (
     streams_forever,
 )
 
+from conformance._http import _DeadlineBackend
 from conformance.cli import main
 
 # Small bounds so each hostile run takes seconds; the defaults are proven separately.
@@ -232,6 +234,19 @@ def test_ctrl_c_during_a_hanging_run_exits_at_once(tmp_path: Path) -> None:
     assert time.monotonic() - started < 5
     assert child.returncode == 130
     assert "Traceback" not in err
+
+
+def test_a_connection_opened_after_the_cut_is_cut_too() -> None:
+    """Ctrl-C and the breaker cut every connection; a request that passed the breaker just before the cut
+    connects afterwards and must not wait out its read timeout (it made Ctrl-C take 20 s now and then)."""
+    backend = _DeadlineBackend(httpcore.SyncBackend())
+    with HostileServer(never_answers) as server:
+        backend.cut_all()
+        stream = backend.connect_tcp("127.0.0.1", server.port, timeout=5)
+        started = time.monotonic()
+        assert stream.read(1024, timeout=5) == b""
+        stream.close()
+    assert time.monotonic() - started < 1
 
 
 @pytest.mark.slow

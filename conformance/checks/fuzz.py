@@ -19,7 +19,9 @@ operation never start; BUDGET caps the requests of each mode.
 
 from __future__ import annotations
 
+import concurrent.futures
 import copy
+import importlib
 import json
 import threading
 from collections.abc import Callable
@@ -51,6 +53,23 @@ SCHEMATHESIS_CHECKS = ("not_a_server_error", "status_code_conformance", "content
 # Only the fields whose names carry real secrets are masked in schemathesis's curl; its default
 # markers include `token`, which would mask `max_tokens`.
 SENSITIVE_MARKERS = ["authorization", "api-key", "api_key", "secret", "password", "cookie"]
+
+
+# What loading the spec, drawing cases and judging them import lazily (found by logging the imports made
+# in the check threads): `preload` imports them before the threads start, see `_engine._preload`.
+LAZY_IMPORTS = (
+    "schemathesis", "schemathesis.specs.openapi.schemas", "schemathesis.generation._hooks",
+    "schemathesis.python._constants.orchestrator", "schemathesis.generation.dictionaries",
+    "schemathesis.generation.body_overrides", "schemathesis.transport.asgi", "schemathesis.transport.wsgi",
+    "hypothesis.strategies._internal.flatmapped", "hypothesis.strategies._internal.random",
+    "hypothesis.strategies._internal.regex", "requests",
+)
+
+
+def preload() -> None:
+    """Called by the engine before the check threads start."""
+    for name in LAZY_IMPORTS:
+        importlib.import_module(name)
 
 
 # --- the spec schemathesis generates from -----------------------------------------------------------
@@ -282,6 +301,7 @@ class FuzzRun:
     def one_case(self, case: Any) -> None:
         from schemathesis.core import NOT_SET
 
+        self.ctx.session.raise_if_stopped()  # drawing the remaining cases would only delay the stop (Ctrl-C)
         if self.sent >= BUDGET[self.mode]:
             return
         body = self.body_to_send(case)
@@ -293,6 +313,10 @@ class FuzzRun:
         # Sent without waiting (within the run's concurrency); judged in order once generation ends.
         self.pending.append((case, body, self.ctx.http.submit(case.method, path, content=content)))
         self.sent += 1
+
+    def settle(self) -> None:
+        """Wait for every case already sent: a check must not end while its transcripts are being written."""
+        concurrent.futures.wait([future for _, _, future in self.pending])
 
     def judge_all(self) -> None:
         for case, body, future in self.pending:
@@ -383,6 +407,7 @@ _FUZZ_LOCK = threading.Lock()
 
 def fuzz(ctx: CheckContext, mode: str) -> None:
     with _FUZZ_LOCK:  # generation only: the answers are awaited and judged outside the lock
+        ctx.session.raise_if_stopped()  # the run stopped while this check waited for the lock
         run, ops = generate_and_send(ctx, mode)
     judge(ctx, mode, run, ops)
 
@@ -394,14 +419,18 @@ def generate_and_send(ctx: CheckContext, mode: str) -> tuple[FuzzRun, list[Any]]
     spec = generation_spec(ctx.model, ctx.session.target.base_url, mode)
     ops = operations(load_schema(spec), ctx.profile)
     run = FuzzRun(ctx, mode, spec)
-    for op in ops:
-        @settings(max_examples=DRAWS[mode] // len(ops), derandomize=True, database=None, deadline=None,
-                  phases=[Phase.generate], suppress_health_check=list(HealthCheck))
-        @given(case=op.as_strategy(generation_mode=generation))
-        def prop(case: Any) -> None:
-            run.one_case(case)
+    try:
+        for op in ops:
+            @settings(max_examples=DRAWS[mode] // len(ops), derandomize=True, database=None, deadline=None,
+                      phases=[Phase.generate], suppress_health_check=list(HealthCheck))
+            @given(case=op.as_strategy(generation_mode=generation))
+            def prop(case: Any) -> None:
+                run.one_case(case)
 
-        prop()
+            prop()
+    except Exception:
+        run.settle()  # the run stopped (or generation broke): the cases already sent still finish their transcripts
+        raise
     return run, ops
 
 
