@@ -30,7 +30,10 @@ _EXPORTS = {
     "Verdict": "._model",
 }
 
-__all__ = sorted([*_EXPORTS, "__version__"])
+__all__ = [
+    "CheckResult", "CheckSpec", "Clause", "Depth", "Failure", "Feature", "Level", "Limits", "Profile",
+    "RunConfig", "RunResult", "RunVerdict", "Target", "Verdict", "__version__", "run",
+]
 
 
 def __getattr__(name: str) -> Any:

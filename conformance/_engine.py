@@ -94,7 +94,7 @@ class RunResult:
         counts = Counter(r.verdict.value for r in self.results)
         by_level: dict[str, dict[str, int]] = {}
         for r in self.results:
-            by_level.setdefault(r.spec.level.value, Counter())[r.verdict.value] += 1  # type: ignore[index]
+            by_level.setdefault(r.spec.level.value, Counter())[r.verdict.value] += 1
         document = {
             "schema_version": SCHEMA_VERSION,
             "suite": {"name": "openai-conformance", "version": __version__},

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
-class Level(str, enum.Enum):
+class Level(enum.StrEnum):
     """RFC 2119 strength of a check: MUST failures fail a certification."""
 
     MUST = "MUST"
@@ -18,7 +18,7 @@ class Level(str, enum.Enum):
     INFO = "INFO"
 
 
-class Feature(str, enum.Enum):
+class Feature(enum.StrEnum):
     CORE = "core"
     STREAMING = "streaming"
     TOOLS = "tools"
@@ -26,7 +26,7 @@ class Feature(str, enum.Enum):
     METHODS = "methods"
 
 
-class Verdict(str, enum.Enum):
+class Verdict(enum.StrEnum):
     PASSED = "passed"
     FAILED = "failed"
     SKIPPED = "skipped"
@@ -35,12 +35,12 @@ class Verdict(str, enum.Enum):
     ERROR = "error"
 
 
-class Depth(str, enum.Enum):
+class Depth(enum.StrEnum):
     QUICK = "quick"
     FULL = "full"
 
 
-class Profile(str, enum.Enum):
+class Profile(enum.StrEnum):
     """Which behaviour is required: OpenAI's POST route, or also the documented GET quirk."""
 
     OPENAI = "openai"

@@ -144,12 +144,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         max_sse_events=args.max_sse_events,
         retries=args.retries,
     )
-    common: dict[str, Any] = dict(limits=limits, depth=Depth(args.depth), profile=Profile(args.profile),
-                                  only=tuple(args.only), skip=tuple(args.skip), concurrency=args.concurrency)
+    common: dict[str, Any] = {"limits": limits, "depth": Depth(args.depth), "profile": Profile(args.profile),
+                              "only": tuple(args.only), "skip": tuple(args.skip), "concurrency": args.concurrency}
     if args.base_url is None:
-        from .refserver import ServerConfig, ServerThread
-
         import secrets
+
+        from .refserver import ServerConfig, ServerThread
 
         # A throwaway key, so the built-in certification exercises the auth checks too.
         builtin_key = "sk-builtin-" + secrets.token_urlsafe(16)

@@ -106,7 +106,8 @@ def test_json_schema_mode_follows_the_schema(client: httpx.Client) -> None:
     body = completion(client, response_format={"type": "json_schema", "json_schema": {"name": "x",
                                                                                        "schema": schema}})
     content = json.loads(body["choices"][0]["message"]["content"])
-    assert isinstance(content["city"], str) and isinstance(content["n"], int)
+    assert isinstance(content["city"], str)
+    assert isinstance(content["n"], int)
 
 
 @pytest.mark.parametrize("tool_choice", ["required", {"type": "function", "function": {"name": "get_weather"}}])
@@ -114,13 +115,16 @@ def test_forced_tool_calls(client: httpx.Client, tool_choice: Any) -> None:
     choice = completion(client, tools=[WEATHER_TOOL], tool_choice=tool_choice)["choices"][0]
     call = choice["message"]["tool_calls"][0]
     assert choice["finish_reason"] == "tool_calls"
-    assert call["type"] == "function" and call["id"] and call["function"]["name"] == "get_weather"
+    assert call["type"] == "function"
+    assert call["id"]
+    assert call["function"]["name"] == "get_weather"
     assert isinstance(json.loads(call["function"]["arguments"]), dict)
 
 
 def test_tool_choice_none_gives_text(client: httpx.Client) -> None:
     choice = completion(client, tools=[WEATHER_TOOL], tool_choice="none")["choices"][0]
-    assert "tool_calls" not in choice["message"] and choice["message"]["content"]
+    assert "tool_calls" not in choice["message"]
+    assert choice["message"]["content"]
 
 
 def test_stream_matches_non_stream(client: httpx.Client) -> None:
@@ -131,8 +135,10 @@ def test_stream_matches_non_stream(client: httpx.Client) -> None:
     assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
     assert len({c["id"] for c in chunks}) == 1
     finishes = [c["choices"][0]["finish_reason"] for c in chunks if c["choices"]]
-    assert finishes[:-1] == [None] * (len(finishes) - 1) and finishes[-1] == "length"
-    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"] == plain["usage"]
+    assert finishes[:-1] == [None] * (len(finishes) - 1)
+    assert finishes[-1] == "length"
+    assert chunks[-1]["choices"] == []
+    assert chunks[-1]["usage"] == plain["usage"]
     assert all(c["usage"] is None for c in chunks[:-1])
 
 
@@ -143,7 +149,8 @@ def test_stream_without_include_usage_has_no_usage(client: httpx.Client) -> None
 def test_stream_tool_call_deltas(client: httpx.Client) -> None:
     chunks = stream_chunks(client, tools=[WEATHER_TOOL], tool_choice="required")
     deltas = [d for c in chunks for d in c["choices"][0]["delta"].get("tool_calls", [])]
-    assert deltas[0]["id"] and deltas[0]["function"]["name"] == "get_weather"
+    assert deltas[0]["id"]
+    assert deltas[0]["function"]["name"] == "get_weather"
     assert all(isinstance(d["index"], int) for d in deltas)
     assert isinstance(json.loads("".join(d["function"]["arguments"] for d in deltas)), dict)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 import pkgutil
 
@@ -9,14 +10,9 @@ from ._registry import RegisteredCheck, all_checks, check, select
 
 __all__ = ["RegisteredCheck", "all_checks", "check", "load_all", "select"]
 
-_loaded = False
 
-
+@functools.cache  # once per process
 def load_all() -> None:
-    global _loaded
-    if _loaded:
-        return
-    _loaded = True
     for module in pkgutil.iter_modules(__path__):
         if not module.name.startswith("_"):
             importlib.import_module(f"{__name__}.{module.name}")

@@ -262,7 +262,8 @@ class _Server:
             return next((t["function"] for t in tools if t["function"]["name"] == choice["function"]["name"]),
                         None)
         if choice == "required":
-            return tools[0]["function"]
+            first: dict[str, Any] = tools[0]["function"]
+            return first
         last_user = next((generate.message_text(m) for m in reversed(payload["messages"])
                           if m.get("role") == "user"), "")
         return next((t["function"] for t in tools if t["function"]["name"] in last_user), None)

@@ -13,7 +13,7 @@ import random
 import re
 from typing import Any
 
-VOCABULARY = (
+VOCABULARY = (  # noqa: SIM905 - one sentence reads better than a list of 45 quoted words
     "hello there friend the quick answer is simple and clear we can help you today with this question "
     "about models tokens streams data events choices usage sampling temperature nucleus penalty bias "
     "function tools format json object reply message content assistant user system kind words short"
@@ -68,11 +68,11 @@ def sentence_text(request: dict[str, Any], index: int) -> str:
     return " ".join(words) + "."
 
 
-def value_for(schema: Any, rng: random.Random) -> Any:
+def value_for(schema: Any, rng: random.Random) -> Any:  # noqa: PLR0911 - one return per JSON Schema type
     """A value that satisfies a simple JSON Schema (the shapes tools and json_schema use)."""
     if not isinstance(schema, dict):
         return rng.choice(VOCABULARY)
-    if "enum" in schema and schema["enum"]:
+    if schema.get("enum"):
         return schema["enum"][0]
     kind = schema.get("type")
     if isinstance(kind, list):
