@@ -216,25 +216,28 @@ def run(
     emit("run-started", {"planned": len(chosen)})
     results: list[CheckResult] = []
     not_executed: list[str] = []
+    # Not a `with` block: its exit joins the workers, and on Ctrl-C one of them may sit in a request
+    # that connected just after the cut (a read timeout).
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=_workers(config.concurrency, len(chosen)),
+                                                 thread_name_prefix="check")
     try:
-        with concurrent.futures.ThreadPoolExecutor(max_workers=_workers(config.concurrency, len(chosen)),
-                                                   thread_name_prefix="check") as pool:
-            futures = {pool.submit(_run_scheduled, registered, rank, session, shared, config): registered
-                       for rank, registered in enumerate(schedule(chosen))}
-            try:
-                for future in concurrent.futures.as_completed(futures):
-                    result, spec = future.result(), futures[future].spec
-                    if result is None:
-                        not_executed.append(spec.id)
-                        emit("check-not-executed", {"spec": spec, "reason": session.stopped})
-                    else:
-                        results.append(result)
-                        emit("check-finished", {"result": result, "done": len(results), "planned": len(chosen)})
-            except KeyboardInterrupt:
-                # Threads cannot be killed: stop sending and cut what is in flight, so they end at once.
-                session.interrupt("interrupted")
-                pool.shutdown(wait=True, cancel_futures=True)
-                raise
+        futures = {pool.submit(_run_scheduled, registered, rank, session, shared, config): registered
+                   for rank, registered in enumerate(schedule(chosen))}
+        try:
+            for future in concurrent.futures.as_completed(futures):
+                result, spec = future.result(), futures[future].spec
+                if result is None:
+                    not_executed.append(spec.id)
+                    emit("check-not-executed", {"spec": spec, "reason": session.stopped})
+                else:
+                    results.append(result)
+                    emit("check-finished", {"result": result, "done": len(results), "planned": len(chosen)})
+        except KeyboardInterrupt:
+            # Threads cannot be killed: stop sending and cut what is in flight, so they end at once.
+            session.interrupt("interrupted")
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
     finally:
         session.close()
     order = {r.spec.id: i for i, r in enumerate(chosen)}

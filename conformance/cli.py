@@ -479,5 +479,19 @@ def _is_baseline(path: Path) -> bool:
     return isinstance(data, dict) and "known_failures" in data
 
 
+def entry() -> None:
+    """The console script: like `sys.exit(main())`, but Ctrl-C leaves at once.
+
+    Worker threads may still sit in a request that connected just after the cut; a normal exit would
+    join them (a read timeout). results.json already says "incomplete" (written when the run started).
+    """
+    code = main()
+    if code == 130:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -227,7 +227,14 @@ def test_ctrl_c_during_a_hanging_run_exits_at_once(tmp_path: Path) -> None:
         child = subprocess.Popen([sys.executable, "-m", "conformance", "run", "--base-url", server.base_url,
                                   "--no-html", "--quiet", "--report-dir", str(tmp_path)],
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
-        time.sleep(3)  # imports, preflight, and the first requests are in flight and hanging
+        # Signal once the run has really started (results.json marks it), whatever the machine's load.
+        deadline = time.monotonic() + 30
+        results = tmp_path / "results.json"
+        while not (results.exists() and "did not finish" in results.read_text()):
+            assert time.monotonic() < deadline
+            assert child.poll() is None
+            time.sleep(0.05)
+        time.sleep(1)  # the first requests are in flight and hanging
         child.send_signal(signal.SIGINT)
         started = time.monotonic()
         _, err = child.communicate(timeout=30)

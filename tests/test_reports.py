@@ -366,10 +366,11 @@ def test_an_interrupted_run_leaves_no_stale_pass(tmp_path: Path) -> None:
     (tmp_path / "report.html").write_text("a previous run's passing report")
     (tmp_path / "junit.xml").write_text("<testsuites/>")
     (tmp_path / "results.json").write_text(json.dumps({"verdict": "passed"}))
-    with ServerThread(ServerConfig(latency_ms=150)) as server:
+    # Slow and sequential (>= 2.4 s of requests), so the signal surely lands mid-run even on a loaded machine.
+    with ServerThread(ServerConfig(latency_ms=400)) as server:
         process = subprocess.Popen(
             [sys.executable, "-m", "conformance", "run", "--base-url", server.base_url, "--report-dir",
-             str(tmp_path), "--only", "params.temperature.bounds"],
+             str(tmp_path), "--only", "params.temperature.bounds", "--concurrency", "1"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             env={k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"})
         deadline = time.monotonic() + 30
@@ -377,6 +378,7 @@ def test_an_interrupted_run_leaves_no_stale_pass(tmp_path: Path) -> None:
             assert time.monotonic() < deadline
             assert process.poll() is None
             time.sleep(0.05)
+        time.sleep(0.5)  # past the start-up, into the requests
         process.send_signal(signal.SIGINT)
         _, err = process.communicate(timeout=60)
     assert process.returncode == 130, err
