@@ -222,11 +222,18 @@ def test_a_dropped_keep_alive_connection_is_retried_once_on_a_fresh_one() -> Non
     assert all(a["status"] is None and a["error"] for a in retried)  # the dropped attempt is in the transcript
 
 
+def default_sigint() -> None:
+    """A shell that starts the tests in the background ignores SIGINT, and the child would inherit
+    that (Python then installs no KeyboardInterrupt handler): give it the terminal's default back."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_during_a_hanging_run_exits_at_once(tmp_path: Path) -> None:
     with HostileServer(never_answers) as server:
         child = subprocess.Popen([sys.executable, "-m", "conformance", "run", "--base-url", server.base_url,
                                   "--no-html", "--quiet", "--report-dir", str(tmp_path)],
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+                                 preexec_fn=default_sigint)  # noqa: PLW1509 - only resets a signal
         # Signal once the run has really started (results.json marks it), whatever the machine's load.
         deadline = time.monotonic() + 30
         results = tmp_path / "results.json"

@@ -361,6 +361,11 @@ def test_cli_run_output_is_clean_when_not_a_tty(reference_server: ServerThread, 
     assert f"results.json  {tmp_path / 'results.json'}" in out
 
 
+def default_sigint() -> None:
+    """Background shells start the tests with SIGINT ignored; the child must get the default back."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_an_interrupted_run_leaves_no_stale_pass(tmp_path: Path) -> None:
     """Ctrl-C mid-run: results.json says incomplete, and the previous run's passing reports are gone."""
     (tmp_path / "report.html").write_text("a previous run's passing report")
@@ -371,7 +376,7 @@ def test_an_interrupted_run_leaves_no_stale_pass(tmp_path: Path) -> None:
         process = subprocess.Popen(
             [sys.executable, "-m", "conformance", "run", "--base-url", server.base_url, "--report-dir",
              str(tmp_path), "--only", "params.temperature.bounds", "--concurrency", "1"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint,  # noqa: PLW1509 - only resets a signal
             env={k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"})
         deadline = time.monotonic() + 30
         while "did not finish" not in (tmp_path / "results.json").read_text():
