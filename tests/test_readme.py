@@ -24,5 +24,5 @@ def test_fault_and_variant_counts_are_current() -> None:
 
 
 def test_the_two_commands_are_there() -> None:
-    assert "pip install -e . && conformance run" in README
+    assert "pip install -e '.[sdk]' && conformance run" in README
     assert "pip install -e '.[test]' && pytest" in README
