@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from .._context import CheckContext, excerpt
@@ -84,3 +85,16 @@ def content_text(message: dict[str, Any]) -> str:
     """message.content when it is a string, else "" (null content is legal, e.g. beside tool_calls)."""
     content = message.get("content")
     return content if isinstance(content, str) else ""
+
+
+_WORD = re.compile(r"[A-Za-z]{3,}")
+
+
+def stop_word(text: str, *, min_words: int) -> str | None:
+    """A word from the middle of an unconstrained reply: as a stop sequence it cuts the reply there.
+
+    Taken from the target's own reply so the stop property bites on any model; None when the reply
+    has fewer than `min_words` words.
+    """
+    words = _WORD.findall(text)
+    return words[len(words) // 2] if len(words) >= min_words else None

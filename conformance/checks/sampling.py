@@ -8,12 +8,18 @@ the target's own unconstrained reply, so the property bites on any model.
 
 from __future__ import annotations
 
-import re
-
 from .._context import CheckContext, excerpt
 from .._http import Exchange
 from .._model import Depth, Feature, Level, documented, openai
-from ._judge import FINISH_REASONS, choices_or_stop, completion_or_stop, completion_tokens, content_text, first_message
+from ._judge import (
+    FINISH_REASONS,
+    choices_or_stop,
+    completion_or_stop,
+    completion_tokens,
+    content_text,
+    first_message,
+    stop_word,
+)
 from ._registry import check
 
 # A prompt whose answer needs far more than 16 tokens, so small max_tokens truncate on any model.
@@ -22,9 +28,6 @@ TRUNCATE_AT = 3
 # Room for a short reply to end on its own, so the enum check also sees a natural finish.
 NATURAL_END_MAX_TOKENS = 64
 SEED = 1234
-_WORD = re.compile(r"[A-Za-z]{3,}")
-
-
 def long_answer(ctx: CheckContext, **overrides: object) -> dict[str, object]:
     return ctx.chat_request(messages=[{"role": "user", "content": LONG_ANSWER}], **overrides)
 
@@ -72,10 +75,9 @@ def stop(ctx: CheckContext) -> None:
     reference = ctx.chat(body)
     message, _ = first_message(ctx, reference, completion_or_stop(ctx, reference))
     text = content_text(message)
-    words = _WORD.findall(text)
-    if len(words) < 3:
+    word = stop_word(text, min_words=3)
+    if word is None:
         raise ctx.skip(f"the unconstrained reply is too short to take a stop word from: {excerpt(text, 120)!r}")
-    word = words[len(words) // 2]
     ctx.details["stop"] = [word]
     constrained = ctx.chat({**body, "stop": [word]})
     message, finish = first_message(ctx, constrained, completion_or_stop(ctx, constrained))

@@ -7,7 +7,6 @@ requests. Every failure marks the offending event's bytes in the report.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,7 +14,7 @@ from .._context import CheckContext, excerpt
 from .._http import Exchange, fail_on_limit
 from .._model import Depth, Feature, Level, documented, openai
 from ..errors import CheckUnsupported
-from ._judge import schema_errors, usage_problems
+from ._judge import schema_errors, stop_word, usage_problems
 from ._registry import check
 from ._stream_judge import (
     INCLUDE_USAGE,
@@ -535,12 +534,6 @@ def max_tokens(ctx: CheckContext) -> None:
                 at="→ choices[0].finish_reason")
 
 
-def _stop_word(text: str) -> str | None:
-    """A word from the middle of an unconstrained reply: its stop sequence would cut the reply there."""
-    words = re.findall(r"[A-Za-z]{3,}", text)
-    return words[len(words) // 2] if len(words) >= 2 else None
-
-
 @check(
     "stream.stop",
     level=Level.MUST,
@@ -555,7 +548,7 @@ def stop_sequence(ctx: CheckContext) -> None:
     if source.error is not None or source.status != 200:
         source, request = basic_stream(ctx), ctx.chat_request(stream=True)
     reply = open_stream(ctx, source).content(0)
-    word = _stop_word(reply)
+    word = stop_word(reply, min_words=2)
     if word is None:
         raise ctx.skip(f"the unconstrained reply {short(reply)} is too short to take a stop sequence from")
     ctx.details["stop"] = word
