@@ -8,8 +8,8 @@ from collections.abc import Callable
 from typing import Any
 
 from ._http import Exchange, Recorder, Session, fail_on_limit
-from ._model import Depth, Failure, Profile
-from .errors import CheckFailed, CheckSkipped
+from ._model import Depth, Failure, Feature, Profile
+from .errors import CheckFailed, CheckInconclusive, CheckNotApplicable, CheckSkipped, CheckUnsupported
 
 CHAT_PATH = "/chat/completions"
 MODELS_PATH = "/models"
@@ -78,11 +78,27 @@ class CheckContext:
                 body[key] = copy.deepcopy(value)
         return body
 
-    def chat(self, body: dict[str, Any] | None = None, *, method: str = "POST", path: str = CHAT_PATH,
+    @property
+    def chat_route(self) -> tuple[str, str]:
+        """(method, path) where the target serves chat: found at the start of the run, or --chat-path."""
+        target = self.session.target
+        return target.chat_method, target.chat_path
+
+    @property
+    def on_openai_route(self) -> bool:
+        return self.chat_route == ("POST", CHAT_PATH)
+
+    def chat(self, body: dict[str, Any] | None = None, *, method: str | None = None, path: str | None = None,
              **kwargs: Any) -> Exchange:
-        """Send a chat request; the transcript is kept for the report."""
-        return self.http.request(method, path, json_body=body if body is not None else self.chat_request(),
-                                 **kwargs)
+        """Send a chat request on the run's chat route; the transcript is kept for the report."""
+        route_method, route_path = self.chat_route
+        return self.http.request(method or route_method, path or route_path,
+                                 json_body=body if body is not None else self.chat_request(), **kwargs)
+
+    def chat_raw(self, content: str | bytes, **kwargs: Any) -> Exchange:
+        """Send a raw body (not JSON, or JSON of the wrong type) on the run's chat route."""
+        method, path = self.chat_route
+        return self.http.request(method, path, content=content, **kwargs)
 
     def shared(self, key: str, fetch: Callable[[CheckContext], Exchange]) -> Exchange:
         """An exchange fetched once per run under `key`; it still appears in this check's transcript."""
@@ -137,6 +153,29 @@ class CheckContext:
 
     def skip(self, reason: str) -> CheckSkipped:
         return CheckSkipped(reason)
+
+    def not_applicable(self, reason: str) -> CheckNotApplicable:
+        """The check's premise does not hold for this target: `raise ctx.not_applicable(...)`."""
+        return CheckNotApplicable(reason)
+
+    def inconclusive(self, reason: str) -> CheckInconclusive:
+        """The model's output allowed no judgement (never the server's fault, never a pass)."""
+        return CheckInconclusive(reason)
+
+    def declined(self, exchange: Exchange, feature: Feature | None, *names: str) -> CheckUnsupported | None:
+        """A 4xx whose body names one of `names`: the target declared `feature` (an optional feature as a
+        whole) or, with None, this one request (a limit, e.g. n=2 streams) unsupported.
+
+        Anything else (a 5xx, a 2xx that ignores the request, a 4xx that names nothing) is no
+        declaration; the caller judges it as a failure.
+        """
+        status = exchange.status or 0
+        text = exchange.text.lower()
+        if 400 <= status < 500 and any(name.lower() in text for name in names):
+            what = f"{feature.value}" if feature else "this request"
+            return CheckUnsupported(f"the target declared {what} unsupported: HTTP {status}: "
+                                    f"{_excerpt(exchange.text, 200)}", feature)
+        return None
 
 
 def _excerpt(text: str, limit: int = 300) -> str:

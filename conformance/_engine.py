@@ -7,6 +7,7 @@ talks to the target.
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import datetime as dt
 import sys
 import time
@@ -19,24 +20,41 @@ import httpx
 
 from . import __version__
 from ._context import CheckContext, SharedExchanges
-from ._http import Exchange, Limits, Session, Target, TargetDown, TransportError, limit_failure, urgent
-from ._model import CheckResult, Depth, Failure, Feature, Level, Profile, Verdict
+from ._http import Exchange, Limits, Recorder, Session, Target, TargetDown, TransportError, limit_failure, urgent
+from ._model import (
+    OPTIONAL_FEATURES,
+    CheckResult,
+    Depth,
+    Failure,
+    Feature,
+    FeatureVerdict,
+    Level,
+    Profile,
+    RunVerdict,
+    Verdict,
+)
 from .checks import RegisteredCheck, all_checks, select
-from .errors import BudgetExhausted, CheckFailed, CheckSkipped, CheckUnsupported
+from .errors import (
+    BudgetExhausted,
+    CheckFailed,
+    CheckInconclusive,
+    CheckNotApplicable,
+    CheckSkipped,
+    CheckUnsupported,
+)
 from .spec import load_spec
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 EventHandler = Callable[[str, dict[str, Any]], None]
 
 
-class RunVerdict:
-    PASSED = "passed"
-    FAILED = "failed"
-    INCOMPLETE = "incomplete"
-    INVALID = "invalid"
-
-
-EXIT_CODES = {RunVerdict.PASSED: 0, RunVerdict.FAILED: 1, RunVerdict.INCOMPLETE: 2, RunVerdict.INVALID: 2}
+EXIT_CODES = {RunVerdict.PASSED: 0, RunVerdict.FAILED: 1, RunVerdict.PARTIAL: 0, RunVerdict.INCOMPLETE: 2,
+              RunVerdict.INVALID: 2}
+HEADLINE_LABEL = {RunVerdict.PASSED: "CERTIFIED", RunVerdict.FAILED: "NOT CERTIFIED", RunVerdict.PARTIAL: "PARTIAL RUN",
+                  RunVerdict.INCOMPLETE: "INCOMPLETE", RunVerdict.INVALID: "INVALID RUN"}
+# Where a chat completion may be served, in the order the run tries them: OpenAI's route, then the
+# documented URL with POST (the FAQ's fallback) and with GET (the document's own call).
+CHAT_ROUTES: tuple[tuple[str, str], ...] = (("POST", "/chat/completions"), ("POST", "/models"), ("GET", "/models"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +67,17 @@ class RunConfig:
     skip: tuple[str, ...] = ()
     concurrency: int = 4
     builtin_target: bool = False
+    # Every SHOULD counts as MUST: exact OpenAI parity (h2spec's strict mode).
+    strict: bool = False
+    # --chat-path METHOD PATH; None: found at the start of the run.
+    chat_route: tuple[str, str] | None = None
+    # A selection made outside --only/--skip (pytest's -k): recorded, and never a certification.
+    selection: tuple[str, ...] = ()
+
+    @property
+    def selected(self) -> tuple[str, ...]:
+        """How the catalogue was narrowed, as given (empty: the whole catalogue at this depth and profile)."""
+        return (*(f"--only {p}" for p in self.only), *(f"--skip {p}" for p in self.skip), *self.selection)
 
     def to_json(self) -> dict[str, Any]:
         """The run's settings with every secret replaced (the key itself never leaves the process)."""
@@ -61,6 +90,9 @@ class RunConfig:
             "profile": self.profile.value,
             "only": list(self.only),
             "skip": list(self.skip),
+            "selection": list(self.selected),
+            "strict": self.strict,
+            "chat_path": list(self.chat_route) if self.chat_route else None,
             "concurrency": self.concurrency,
             "api_key": "***REDACTED***" if self.target.api_key else None,
             "limits": {name: getattr(lim, name) for name in lim.__dataclass_fields__},
@@ -76,9 +108,13 @@ class RunResult:
     duration_s: float
     requests: int
     tokens: int
-    verdict: str
+    verdict: RunVerdict
     reason: str | None
     status_counts: dict[str, int]
+    # Where chat was served: {method, path, source: discovered|forced|none, probes: [...]}.
+    chat_route: dict[str, Any] = field(default_factory=dict)
+    # Checks in the whole catalogue at this depth and profile (a selection runs fewer).
+    catalogue: int = 0
     # IDs of planned checks that never sent a request because the budget or the run deadline ran out.
     not_executed: tuple[str, ...] = ()
     # Part of `tokens` estimated for responses that reported no usage (an upper bound, for --max-tokens).
@@ -90,6 +126,16 @@ class RunResult:
     def exit_code(self) -> int:
         return EXIT_CODES[self.verdict]
 
+    @property
+    def features(self) -> dict[str, FeatureVerdict]:
+        return feature_certification(self.results, strict=self.config.strict)
+
+    @property
+    def headline(self) -> str:
+        """`CERTIFIED core, streaming, methods; tools unsupported` or the run's verdict and why."""
+        return headline(self.verdict, self.features, self.catalogue or self.planned, len(self.results),
+                        selection=bool(self.config.selected))
+
     def to_json(self) -> dict[str, Any]:
         counts = Counter(r.verdict.value for r in self.results)
         by_level: dict[str, dict[str, int]] = {}
@@ -99,9 +145,13 @@ class RunResult:
             "schema_version": SCHEMA_VERSION,
             "suite": {"name": "openai-conformance", "version": __version__},
             # Only a run that judged every planned check can certify; anything else reads as incomplete.
-            "run_complete": self.verdict in (RunVerdict.PASSED, RunVerdict.FAILED)
+            "run_complete": self.verdict in (RunVerdict.PASSED, RunVerdict.FAILED, RunVerdict.PARTIAL)
             and len(self.results) == self.planned,
-            "verdict": self.verdict,
+            "verdict": self.verdict.value,
+            "headline": self.headline,
+            "strict": self.config.strict,
+            "selection": list(self.config.selected),
+            "chat_route": self.chat_route,
             "exit_code": self.exit_code,
             "reason": self.reason,
             "started_at": self.started_at.isoformat(timespec="seconds"),
@@ -116,6 +166,7 @@ class RunResult:
             "depth": self.config.depth.value,
             "config": self.config.to_json(),
             "planned": self.planned,
+            "catalogue": self.catalogue or self.planned,
             "executed": len(self.results),
             "not_executed": list(self.not_executed),
             "requests": self.requests,
@@ -127,7 +178,7 @@ class RunResult:
                 "total": len(self.results),
                 **{v.value: counts.get(v.value, 0) for v in Verdict},
                 "by_level": {k: dict(v) for k, v in by_level.items()},
-                "features": feature_certification(self.results),
+                "features": {k: v.value for k, v in self.features.items()},
             },
             "checks": [r.to_json() for r in self.results],
         }
@@ -173,20 +224,86 @@ def _scrub(value: Any, secrets: tuple[str, ...]) -> Any:
     return value
 
 
-def feature_certification(results: Sequence[CheckResult]) -> dict[str, str]:
-    """Per feature: certified, partial (a MUST check skipped/unsupported/errored) or failed."""
-    verdicts: dict[str, str] = {}
+def feature_certification(results: Sequence[CheckResult], *, strict: bool = False) -> dict[str, FeatureVerdict]:
+    """Per feature, from its MUST checks (SHOULD too under --strict): the one place this is decided.
+
+    failed: a MUST failed. unsupported: an optional feature the target declared unsupported (a 4xx
+    naming it), the rest of its MUST checks passed or not applicable. certified: every MUST passed
+    or did not apply. partial: a MUST could not be judged (inconclusive, error, skipped, a limit).
+    """
+    declared = {r.declared_unsupported for r in results
+                if r.verdict is Verdict.UNSUPPORTED and r.declared_unsupported in OPTIONAL_FEATURES}
+    verdicts: dict[str, FeatureVerdict] = {}
     for feature in Feature:
-        musts = [r for r in results if r.spec.feature is feature and r.spec.level is Level.MUST]
+        musts = [r for r in results if r.spec.feature is feature and r.spec.effective_level(strict) is Level.MUST]
         if not musts:
-            verdicts[feature.value] = "not-tested"
+            verdicts[feature.value] = FeatureVerdict.NOT_TESTED
         elif any(r.verdict is Verdict.FAILED for r in musts):
-            verdicts[feature.value] = "failed"
-        elif all(r.verdict is Verdict.PASSED for r in musts):
-            verdicts[feature.value] = "certified"
+            verdicts[feature.value] = FeatureVerdict.FAILED
+        elif not all(_judged(r, declared) for r in musts):
+            verdicts[feature.value] = FeatureVerdict.PARTIAL
+        elif feature in declared:
+            verdicts[feature.value] = FeatureVerdict.UNSUPPORTED
         else:
-            verdicts[feature.value] = "partial"
+            verdicts[feature.value] = FeatureVerdict.CERTIFIED
     return verdicts
+
+
+def _judged(result: CheckResult, declared: set[Feature | None]) -> bool:
+    """Passed, not applicable, or unsupported because the target declared a whole optional feature."""
+    if result.verdict in (Verdict.PASSED, Verdict.NOT_APPLICABLE):
+        return True
+    return result.verdict is Verdict.UNSUPPORTED and result.declared_unsupported in declared
+
+
+def unjudged_musts(results: Sequence[CheckResult], *, strict: bool = False) -> list[CheckResult]:
+    declared = {r.declared_unsupported for r in results
+                if r.verdict is Verdict.UNSUPPORTED and r.declared_unsupported in OPTIONAL_FEATURES}
+    return [r for r in results if r.spec.effective_level(strict) is Level.MUST and r.verdict is not Verdict.FAILED
+            and not _judged(r, declared)]
+
+
+def headline(verdict: RunVerdict, features: dict[str, FeatureVerdict], catalogue: int, executed: int, *,
+             selection: bool) -> str:
+    label = HEADLINE_LABEL[verdict]
+    if verdict is RunVerdict.PARTIAL:
+        return f"{label}: {executed} of {catalogue} checks"
+    if selection:
+        label = f"{label} (partial run: {executed} of {catalogue} checks)"
+    groups: dict[FeatureVerdict, list[str]] = {}
+    for name, feature_verdict in features.items():
+        groups.setdefault(feature_verdict, []).append(name)
+    parts = []
+    if verdict is RunVerdict.PASSED:
+        parts.append(", ".join(groups.get(FeatureVerdict.CERTIFIED, [])))
+    else:
+        parts += [f"{', '.join(groups[v])} {v.value}" for v in (FeatureVerdict.FAILED, FeatureVerdict.PARTIAL,
+                                                                    FeatureVerdict.CERTIFIED) if v in groups]
+    if FeatureVerdict.UNSUPPORTED in groups:
+        parts.append(f"{', '.join(groups[FeatureVerdict.UNSUPPORTED])} unsupported")
+    return f"{label} " + "; ".join(p for p in parts if p) if parts else label
+
+
+def discover_chat_route(session: Session, model: str, forced: tuple[str, str] | None) -> dict[str, Any]:
+    """Where the target serves chat: the first route of CHAT_ROUTES answering a chat.completion.
+
+    One cheap request (max_tokens 1) on a server with OpenAI's route; never more than three.
+    """
+    if forced is not None:
+        return {"method": forced[0], "path": forced[1], "source": "forced", "probes": []}
+    recorder = Recorder(session)
+    body = {"model": model, "messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 1}
+    probes = []
+    for method, path in CHAT_ROUTES:
+        exchange = recorder.request(method, path, json_body=body)
+        payload = exchange.json() if exchange.error is None and not exchange.limit_exceeded else None
+        serves = (exchange.status is not None and 200 <= exchange.status < 300 and isinstance(payload, dict)
+                  and isinstance(payload.get("choices"), list))
+        probes.append({"method": method, "path": path, "status": exchange.status, "chat": serves})
+        if serves:
+            return {"method": method, "path": path, "source": "discovered", "probes": probes}
+    # Nowhere: the checks run on OpenAI's route and report what it answers.
+    return {"method": "POST", "path": "/chat/completions", "source": "none", "probes": probes}
 
 
 def run(
@@ -210,6 +327,9 @@ def run(
     load_spec()  # parsed once here, not by every thread that reaches the cold cache at the same time
     _preload(chosen)
     session = Session(config.target, config.limits, transport=transport, concurrency=config.concurrency)
+    route = discover_chat_route(session, config.target.model, config.chat_route)
+    session.target = dataclasses.replace(session.target, chat_method=route["method"], chat_path=route["path"])
+    emit("chat-route", {"route": route})
     shared = _UrgentSharedExchanges()
     started_at = dt.datetime.now(dt.UTC)
     started = time.monotonic()
@@ -244,7 +364,7 @@ def run(
     results.sort(key=lambda r: order[r.spec.id])
     not_executed.sort(key=order.__getitem__)
     status_counts = dict(session.status_counts)
-    verdict, reason = _run_verdict(results, len(chosen), session, status_counts)
+    verdict, reason = _run_verdict(results, len(chosen), session, status_counts, config)
     outcome = RunResult(
         config=config,
         results=results,
@@ -259,6 +379,8 @@ def run(
         not_executed=tuple(not_executed),
         tokens_estimated=session.tokens_estimated,
         retries=session.retries,
+        chat_route=route,
+        catalogue=len(select(all_checks(), depth=config.depth, profile=config.profile)),
     )
     emit("run-finished", {"run": outcome})
     return outcome
@@ -330,6 +452,8 @@ def _execute(registered: RegisteredCheck, session: Session, shared: SharedExchan
     except Exception as exc:  # noqa: BLE001 - whatever a check raises becomes its verdict, never a crash
         outcome = exc
     verdict, message, failures = _verdict(outcome, ctx.failures)
+    leading = _leading(outcome)
+    declared = leading.feature if verdict is Verdict.UNSUPPORTED and isinstance(leading, CheckUnsupported) else None
     verdict, message, failures = _with_limit_failures(verdict, message, failures, ctx)
     cut_before_start = isinstance(_leading(outcome), BudgetExhausted) and ctx.http.sent == 0
     redact = session.redact
@@ -343,13 +467,15 @@ def _execute(registered: RegisteredCheck, session: Session, shared: SharedExchan
         requests=ctx.http.sent,
         tokens=ctx.http.tokens,
         details=_clean(ctx.details),
+        declared_unsupported=declared,
     )
     return result, not cut_before_start
 
 
 # Which exception decides the verdict when a check raised several at once (hypothesis groups).
 _RUN_LEVEL: tuple[type[BaseException], ...] = (BudgetExhausted, TargetDown, TransportError)
-_PRECEDENCE: tuple[type[BaseException], ...] = (*_RUN_LEVEL, CheckFailed, CheckUnsupported, CheckSkipped)
+_PRECEDENCE: tuple[type[BaseException], ...] = (*_RUN_LEVEL, CheckFailed, CheckUnsupported, CheckInconclusive,
+                                                CheckSkipped, CheckNotApplicable)
 
 
 def _leaves(exc: BaseException) -> list[BaseException]:
@@ -394,7 +520,8 @@ _ERRORS: tuple[tuple[type[BaseException], str], ...] = (
 )
 
 
-def _verdict(outcome: BaseException | None, collected: Sequence[Failure]) -> tuple[Verdict, str, list[Failure]]:
+def _verdict(outcome: BaseException | None,  # noqa: PLR0911 - one return per verdict
+             collected: Sequence[Failure]) -> tuple[Verdict, str, list[Failure]]:
     failures = list(collected)
     if outcome is not None:
         for leaf in _leaves(outcome):  # failures raised (fail_on_limit, stop) and not collected with ctx.fail
@@ -405,6 +532,10 @@ def _verdict(outcome: BaseException | None, collected: Sequence[Failure]) -> tup
             return Verdict.ERROR, f"{prefix}: {exc}", failures
     if failures:
         return Verdict.FAILED, str(CheckFailed(*failures)), failures
+    if isinstance(exc, CheckNotApplicable):
+        return Verdict.NOT_APPLICABLE, str(exc), failures
+    if isinstance(exc, CheckInconclusive):
+        return Verdict.INCONCLUSIVE, str(exc), failures
     if isinstance(exc, CheckSkipped):
         return Verdict.SKIPPED, str(exc), failures
     if isinstance(exc, CheckUnsupported):
@@ -451,20 +582,14 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def _status_counts(results: Sequence[CheckResult]) -> dict[str, int]:
-    """Final status of every exchange in the results (a shared exchange counts once per check)."""
-    counts: Counter[str] = Counter()
-    for result in results:
-        for exchange in result.exchanges:
-            status = exchange["response"]["status"]
-            counts[str(status) if status is not None else "no-response"] += 1
-    return dict(counts)
+def _run_verdict(results: Sequence[CheckResult], planned: int, session: Session,  # noqa: PLR0911 - one per verdict
+                 status_counts: dict[str, int], config: RunConfig) -> tuple[RunVerdict, str | None]:
+    """The run's verdict, decided here only: every report reads it.
 
-
-def _run_verdict(
-    results: Sequence[CheckResult], planned: int, session: Session, status_counts: dict[str, int]
-) -> tuple[str, str | None]:
-    """PASSED only for a complete run that verified something and broke no MUST; never a vacuous pass."""
+    CERTIFIED (passed) needs a complete run of the whole catalogue (at its depth and profile) where
+    every MUST (every SHOULD too under --strict) passed or did not apply, or belongs to an optional
+    feature the target declared unsupported. A selection is never a certification; a vacuous run never passes.
+    """
     total = sum(status_counts.values())
     refused = sum(status_counts.get(code, 0) for code in ("401", "403", "404"))
     # A run where the target mostly said "unauthorised"/"not found" proved nothing: never a pass.
@@ -476,11 +601,18 @@ def _run_verdict(
     stopped = _stopped_reason(results, planned, session)
     if stopped:
         return RunVerdict.INCOMPLETE, stopped
-    if any(r.verdict is Verdict.FAILED and r.spec.level is Level.MUST for r in results):
-        return RunVerdict.FAILED, None
-    errored = [r.spec.id for r in results if r.verdict is Verdict.ERROR and r.spec.level is Level.MUST]
-    if errored:
-        return RunVerdict.INCOMPLETE, f"{len(errored)} MUST check(s) could not be judged: {', '.join(errored[:5])}"
+    failed = [r.spec.id for r in results
+              if r.verdict is Verdict.FAILED and r.spec.effective_level(config.strict) is Level.MUST]
+    if failed:
+        return RunVerdict.FAILED, f"{len(failed)} MUST check(s) failed" + (" (--strict: SHOULD counts as MUST)"
+                                                                           if config.strict else "")
+    if config.selected:
+        return RunVerdict.PARTIAL, (f"only {len(results)} selected check(s) ran ({'; '.join(config.selected)}): "
+                                    f"a partial run is never a certification")
+    unjudged = unjudged_musts(results, strict=config.strict)
+    if unjudged:
+        shown = ", ".join(f"{r.spec.id} ({r.verdict.value})" for r in unjudged[:5])
+        return RunVerdict.INCOMPLETE, f"{len(unjudged)} MUST check(s) could not be judged: {shown}"
     if not any(r.verdict is Verdict.PASSED for r in results):
         return RunVerdict.INCOMPLETE, "no check passed: nothing was verified (all skipped, unsupported or errored)"
     return RunVerdict.PASSED, None

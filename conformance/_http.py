@@ -87,6 +87,9 @@ class Target:
     base_url: str  # includes /v1, like the openai SDK's base_url
     model: str
     api_key: str | None = None
+    # Where the target serves chat: OpenAI's route, or the documented URL (GET or POST /models).
+    chat_method: str = "POST"
+    chat_path: str = "/chat/completions"
 
     def url(self, path: str) -> str:
         return self.base_url.rstrip("/") + path

@@ -26,13 +26,50 @@ class Feature(enum.StrEnum):
     METHODS = "methods"
 
 
+# Features a target may declare unsupported and still be certified (for the rest).
+OPTIONAL_FEATURES = (Feature.STREAMING, Feature.TOOLS, Feature.JSON_MODE)
+
+
 class Verdict(enum.StrEnum):
     PASSED = "passed"
     FAILED = "failed"
+    # The check's premise does not hold for this target (e.g. it enforces no API key): nothing to judge.
+    NOT_APPLICABLE = "not_applicable"
+    # Not judged for another reason (e.g. the SDK is not installed): a MUST skipped leaves proof missing.
     SKIPPED = "skipped"
+    # The target declared the feature or parameter unsupported (a 4xx naming it).
     UNSUPPORTED = "unsupported"
+    # The model's output did not allow a judgement (e.g. a JSON reply cut by max_tokens twice).
+    INCONCLUSIVE = "inconclusive"
     # The harness's or the network's fault: never counted as non-conformance.
     ERROR = "error"
+
+
+class Basis(enum.StrEnum):
+    """Why a check exists, which bounds its level: only `document` and `client-break` may be MUST."""
+
+    DOCUMENT = "document"
+    CLIENT_BREAK = "client-break"
+    OPENAI = "openai"
+
+
+class RunVerdict(enum.StrEnum):
+    PASSED = "passed"  # CERTIFIED
+    FAILED = "failed"
+    # A selection (--only/--skip/-k) ran: never a certification, whatever passed.
+    PARTIAL = "partial"
+    INCOMPLETE = "incomplete"
+    INVALID = "invalid"
+
+
+class FeatureVerdict(enum.StrEnum):
+    CERTIFIED = "certified"
+    FAILED = "failed"
+    # The target declared the optional feature unsupported: legal, and named in the headline.
+    UNSUPPORTED = "unsupported"
+    # A MUST check of the feature could not be judged: no certification.
+    PARTIAL = "partial"
+    NOT_TESTED = "not-tested"
 
 
 class Depth(enum.StrEnum):
@@ -85,12 +122,22 @@ class CheckSpec:
     requests: int = 1
     depths: tuple[Depth, ...] = (Depth.QUICK, Depth.FULL)
     profiles: tuple[Profile, ...] = (Profile.OPENAI, Profile.DOCUMENTED)
+    basis: Basis = Basis.DOCUMENT
+    # The document's words (basis document), the client and its evidence link (client-break), or the
+    # OpenAI reference (openai).
+    evidence: str = ""
+
+    def effective_level(self, strict: bool) -> Level:
+        """Under --strict every SHOULD counts as MUST (exact OpenAI parity)."""
+        return Level.MUST if strict and self.level is Level.SHOULD else self.level
 
     def to_json(self) -> dict[str, Any]:
         return {
             "id": self.id,
             "level": self.level.value,
             "feature": self.feature.value,
+            "basis": self.basis.value,
+            "evidence": self.evidence,
             "clause": self.clause.to_json(),
             "description": self.description,
             "accepts": list(self.accepts),
@@ -136,11 +183,14 @@ class CheckResult:
     requests: int = 0
     tokens: int = 0
     details: dict[str, Any] = field(default_factory=dict)
+    # For an unsupported verdict: the optional feature the target declared unsupported.
+    declared_unsupported: Feature | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
             **self.spec.to_json(),
             "outcome": self.verdict.value,
+            "declared_unsupported": self.declared_unsupported.value if self.declared_unsupported else None,
             "message": self.message,
             "duration_s": round(self.duration_s, 4),
             "failures": [f.to_json() for f in self.failures],

@@ -62,7 +62,13 @@ def build_parser() -> argparse.ArgumentParser:
                      help="quick: <= 40 requests, for PR CI on paid APIs; full (default)")
     run.add_argument("--profile", choices=["openai", "documented"], default="openai",
                      help="openai (default): POST must work; documented: the GET /v1/models quirk must work too")
-    run.add_argument("--only", action="append", default=[], metavar="ID_OR_GLOB", help="run only these checks")
+    run.add_argument("--strict", action="store_true",
+                     help="every SHOULD counts as MUST: exact OpenAI parity (default: the document and real clients)")
+    run.add_argument("--chat-path", nargs=2, metavar=("METHOD", "PATH"), type=str, default=None,
+                     help="where the target serves chat, e.g. `POST /chat/completions` or `GET /models` (relative to "
+                          "the base URL); default: found at the start of the run")
+    run.add_argument("--only", action="append", default=[], metavar="ID_OR_GLOB",
+                     help="run only these checks (a partial run: never CERTIFIED)")
     run.add_argument("--skip", action="append", default=[], metavar="ID_OR_GLOB", help="skip these checks")
     run.add_argument("--concurrency", type=_positive_int, default=4,
                      help="requests in flight at once (default 4: well within paid APIs' lowest rate-limit "
@@ -145,7 +151,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         retries=args.retries,
     )
     common: dict[str, Any] = {"limits": limits, "depth": Depth(args.depth), "profile": Profile(args.profile),
-                              "only": tuple(args.only), "skip": tuple(args.skip), "concurrency": args.concurrency}
+                              "only": tuple(args.only), "skip": tuple(args.skip), "concurrency": args.concurrency,
+                              "strict": args.strict, "chat_route": _chat_route(args.chat_path)}
     if args.base_url is None:
         import secrets
 
@@ -159,6 +166,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     base_url = _check_base_url(args.base_url)
     model = _preflight(base_url, args.api_key, args.model, limits)
     return _certify(args, Target(base_url, model, args.api_key or None), common, builtin=False)
+
+
+def _chat_route(given: list[str] | None) -> tuple[str, str] | None:
+    if given is None:
+        return None
+    method, path = given[0].upper(), given[1]
+    if method not in ("GET", "POST"):
+        raise UsageError(f"--chat-path {given[0]} {given[1]}: the method must be GET or POST")
+    if not path.startswith("/") or "://" in path:
+        raise UsageError(f"--chat-path {given[0]} {given[1]}: the path is relative to --base-url and starts with /, "
+                         f"e.g. /chat/completions or /models")
+    return method, path
 
 
 def _check_base_url(url: str) -> str:

@@ -8,13 +8,15 @@
 
     CheckOutcome                raised inside a check to end it with a verdict
     ├── CheckFailed             the target violated the clause
-    ├── CheckSkipped            the check does not apply (e.g. no API key given)
-    └── CheckUnsupported        the target declines an optional feature
+    ├── CheckSkipped            not judged (e.g. the SDK is not installed)
+    ├── CheckNotApplicable      the check's premise does not hold (e.g. no authentication to test)
+    ├── CheckInconclusive       the model's output allowed no judgement
+    └── CheckUnsupported        the target declared a feature unsupported (a 4xx naming it)
 """
 
 from __future__ import annotations
 
-from ._model import Failure
+from ._model import Failure, Feature
 
 
 class ConformanceError(Exception):
@@ -51,5 +53,16 @@ class CheckSkipped(CheckOutcome):
     pass
 
 
-class CheckUnsupported(CheckOutcome):
+class CheckNotApplicable(CheckOutcome):
     pass
+
+
+class CheckInconclusive(CheckOutcome):
+    pass
+
+
+class CheckUnsupported(CheckOutcome):
+    def __init__(self, message: str, feature: Feature | None = None) -> None:
+        super().__init__(message)
+        # The optional feature the target declared unsupported (None: the check's own feature).
+        self.feature = feature

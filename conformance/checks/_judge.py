@@ -7,22 +7,26 @@ from typing import Any
 
 from .._context import CheckContext, excerpt
 from .._http import Exchange
-from ..spec import schema_validator
+from ..spec import View, schema_validator
 
 
-def schema_errors(name: str, instance: Any, limit: int = 5) -> list[str]:
-    """Human-readable violations of `components/schemas/<name>`, each with its JSON path."""
-    validator = schema_validator(name)
+def schema_errors(name: str, instance: Any, limit: int = 5, *, view: View = "document") -> list[str]:
+    """Human-readable violations of `components/schemas/<name>`, each with its JSON path.
+
+    The document's view by default (what a MUST check may demand); `view="openai"` adds OpenAI's extras.
+    """
+    validator = schema_validator(name, view)
     errors = sorted(validator.iter_errors(instance), key=lambda e: list(map(str, e.absolute_path)))
     return [f"{e.json_path}: {excerpt(e.message, 200)}" for e in errors[:limit]]
 
 
-def envelope_problems(exchange: Exchange) -> list[str]:
-    """Why the body is not the OpenAI error envelope {"error": {message, type, param, code}}."""
+def envelope_problems(exchange: Exchange, *, view: View = "document") -> list[str]:
+    """Why the body is not the error envelope: {"error": {"message": ...}} in the document's view (what
+    openai-python reads), {"error": {message, type, param, code}} in OpenAI's."""
     body = exchange.json()
     if not isinstance(body, dict):
         return [f"body is not a JSON object: {excerpt(exchange.text, 200)}"]
-    return schema_errors("ErrorResponse", body)
+    return schema_errors("ErrorResponse", body, view=view)
 
 
 def usage_problems(usage: Any) -> list[str]:

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .._model import CheckSpec, Clause, Depth, Feature, Level, Profile
+from .._model import Basis, CheckSpec, Clause, Depth, Feature, Level, Profile
 
 if TYPE_CHECKING:
     from .._context import CheckContext
@@ -35,17 +35,35 @@ def check(
     requests: int = 1,
     depths: tuple[Depth, ...] = (Depth.QUICK, Depth.FULL),
     profiles: tuple[Profile, ...] = (Profile.OPENAI, Profile.DOCUMENTED),
+    client_break: str | None = None,
 ) -> Callable[[CheckFunction], CheckFunction]:
-    """Register a check; IDs are stable and never reused."""
+    """Register a check; IDs are stable and never reused.
+
+    The basis follows from the clause: documented-api is `document`; otherwise `client_break` (the
+    client that breaks and the evidence link) makes it `client-break`, else it is `openai`, which may
+    be SHOULD at most.
+    """
+    basis, evidence = basis_of(clause, client_break)
+    if level is Level.MUST and basis is Basis.OPENAI:
+        raise ValueError(f"check {id!r}: MUST needs the document or a client that breaks, not only {clause}")
 
     def register(func: CheckFunction) -> CheckFunction:
         if id in _REGISTRY and _REGISTRY[id].run is not func:
             raise ValueError(f"check ID {id!r} is registered twice")
-        spec = CheckSpec(id, level, feature, clause, description, accepts, requests, depths, profiles)
+        spec = CheckSpec(id, level, feature, clause, description, accepts, requests, depths, profiles, basis,
+                         evidence)
         _REGISTRY[id] = RegisteredCheck(spec, func)
         return func
 
     return register
+
+
+def basis_of(clause: Clause, client_break: str | None) -> tuple[Basis, str]:
+    if clause.source == "documented-api":
+        return Basis.DOCUMENT, clause.quote
+    if client_break:
+        return Basis.CLIENT_BREAK, client_break
+    return Basis.OPENAI, f"{clause.source} § {clause.section}"
 
 
 def all_checks() -> list[RegisteredCheck]:

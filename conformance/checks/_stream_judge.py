@@ -13,6 +13,7 @@ from typing import Any
 
 from .._context import CheckContext, excerpt
 from .._http import Exchange, fail_on_limit
+from .._model import Feature
 from ..sse import SSEEvent
 
 DONE = "[DONE]"
@@ -103,6 +104,9 @@ def open_stream(ctx: CheckContext, exchange: Exchange, *, need_chunks: bool = Tr
     """The decoded stream of a 200 response, or a failure that ends the check."""
     exchange.require_response()
     fail_on_limit(ctx.http, exchange)
+    declared = ctx.declined(exchange, Feature.STREAMING, "stream")
+    if declared is not None:  # streaming is optional: a 4xx naming `stream` declares it unsupported
+        raise declared
     if exchange.status != 200:
         raise ctx.stop("HTTP 200 with a text/event-stream body", f"HTTP {exchange.status}: "
                        f"{excerpt(exchange.text)}", ctx.where(exchange), exchange=exchange)

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from .._context import CheckContext, excerpt
 from .._http import Exchange
 from .._model import Feature, Level, documented, openai
+from ..spec import View
 from ._bounds import rejection_for
 from ._judge import envelope_problems, media_type
 from ._registry import check
@@ -37,32 +38,68 @@ def unknown_model(ctx: CheckContext) -> Exchange:
 ERROR_PROBES: tuple[tuple[str, Callable[[CheckContext], Exchange], tuple[int, ...]], ...] = (
     ("temperature 2.0000001", bad_temperature, (400, 422)),
     (f"GET {UNKNOWN_ROUTE}", unknown_route, (400, 404, 405)),
-    (f"model {UNKNOWN_MODEL!r}", unknown_model, (400, 404, 422)),
 )
+# openai-python's APIStatusError takes its message from error.message; without it the user sees a raw body.
+SDK_READS_MESSAGE = ("openai-python: APIStatusError's message comes from the body's error.message "
+                     "(openai/_client.py _make_status_error); without it the raw body is shown. "
+                     "https://github.com/openai/openai-python/blob/main/src/openai/_client.py")
+
+
+@check(
+    "errors.message",
+    level=Level.MUST,
+    feature=Feature.CORE,
+    clause=openai("ErrorResponse", "{error: Error} with Error requiring message"),
+    client_break=SDK_READS_MESSAGE,
+    description="An out-of-range temperature gets 400/422 with a JSON body {\"error\": {\"message\": string}}.",
+    accepts=("400/422 with error.message",),
+    requests=1,
+)
+def message(ctx: CheckContext) -> None:
+    what, fetch, statuses = ERROR_PROBES[0]
+    judge_error(ctx, what, fetch(ctx), statuses, view="document")
 
 
 @check(
     "errors.envelope",
-    level=Level.MUST,
+    level=Level.SHOULD,
     feature=Feature.CORE,
     clause=openai("ErrorResponse", "{error: Error} with Error requiring type, message, param, code; param and "
                   "code are string or null"),
-    description="A bad parameter, an unknown route and an unknown model each get a 4xx whose body is the error "
-                "envelope.",
-    accepts=("400/422 bad parameter", "400/404/405 unknown route", "400/404/422 unknown model"),
-    requests=3,
+    description="A bad parameter and an unknown route each get a 4xx whose body is OpenAI's full error envelope "
+                "(message, type, param, code).",
+    accepts=("400/422 bad parameter", "400/404/405 unknown route"),
+    requests=2,
 )
 def envelope(ctx: CheckContext) -> None:
     for what, fetch, statuses in ERROR_PROBES:
-        exchange = fetch(ctx)
-        exchange.require_response()
-        if exchange.status not in statuses:
-            ctx.fail(f"{what}: HTTP {' or '.join(map(str, statuses))} with the error envelope",
-                     f"HTTP {exchange.status}: {excerpt(exchange.text, 200)}", ctx.where(exchange), exchange=exchange)
-            continue
-        for problem in envelope_problems(exchange):
-            ctx.fail(f"{what}: the body is {{error: {{message: string, type: string, param: string|null, "
-                     f"code: string|null}}}}", problem, ctx.where(exchange), exchange=exchange)
+        judge_error(ctx, what, fetch(ctx), statuses, view="openai")
+
+
+@check(
+    "errors.unknown-model",
+    level=Level.SHOULD,
+    feature=Feature.CORE,
+    # The document says nothing of unknown models; single-model servers (llama.cpp) serve any name.
+    clause=openai("model_not_found", "an unknown model is answered 404 with code model_not_found"),
+    description="A request for a model the target does not have gets 400/404/422 with the error envelope.",
+    accepts=("400/404/422 with the envelope",),
+    requests=1,
+)
+def unknown_model_refused(ctx: CheckContext) -> None:
+    judge_error(ctx, f"model {UNKNOWN_MODEL!r}", unknown_model(ctx), (400, 404, 422), view="openai")
+
+
+def judge_error(ctx: CheckContext, what: str, exchange: Exchange, statuses: tuple[int, ...], *, view: View) -> None:
+    exchange.require_response()
+    shape = "{error: {message: string}}" if view == "document" else ("{error: {message: string, type: string, "
+                                                                       "param: string|null, code: string|null}}")
+    if exchange.status not in statuses:
+        ctx.fail(f"{what}: HTTP {' or '.join(map(str, statuses))} with the body {shape}",
+                 f"HTTP {exchange.status}: {excerpt(exchange.text, 200)}", ctx.where(exchange), exchange=exchange)
+        return
+    for problem in envelope_problems(exchange, view=view):
+        ctx.fail(f"{what}: the body is {shape}", problem, ctx.where(exchange), exchange=exchange)
 
 
 @check(
@@ -75,7 +112,7 @@ def envelope(ctx: CheckContext) -> None:
     requests=4,
 )
 def content_type(ctx: CheckContext) -> None:
-    for exchange in [ctx.shared_completion()] + [fetch(ctx) for _, fetch, _ in ERROR_PROBES]:
+    for exchange in [ctx.shared_completion(), unknown_model(ctx)] + [fetch(ctx) for _, fetch, _ in ERROR_PROBES]:
         exchange.require_response()
         if media_type(exchange) != "application/json":
             ctx.fail("Content-Type: application/json", f"HTTP {exchange.status}, Content-Type "
@@ -87,26 +124,44 @@ AUTH_CLAUSE = documented("1.1 Authorization", "Bearer {{YOUR_API_KEY}} API key u
 
 
 def without_key(ctx: CheckContext) -> Exchange:
-    """The cheapest chat request, sent with no Authorization header; shared by both auth checks."""
+    """The cheapest chat request, sent with no Authorization header; shared by the auth checks."""
     if not ctx.has_api_key:
-        raise ctx.skip("no API key was given (--api-key), so there is no authentication to test")
+        raise ctx.not_applicable("no API key was given (--api-key), so there is no authentication to test")
     exchange = ctx.shared("auth:no-key", lambda c: c.chat(c.chat_request(max_tokens=1), api_key=None))
     exchange.require_response()
-    if exchange.status is not None and 200 <= exchange.status < 300:
-        # Documented as optional: a target that serves everyone is allowed; it has nothing to reject.
-        raise ctx.skip(f"the target answered HTTP {exchange.status} without any key: it does not enforce "
-                       f"authentication, which documented-api 1.1 allows (Authorization Required: No)")
     return exchange
 
 
-def judge_401(ctx: CheckContext, what: str, exchange: Exchange) -> None:
+def with_wrong_key(ctx: CheckContext) -> Exchange:
+    # Random, never derived from the real key, so nothing about the real key can leak through it.
+    made_up = "sk-wrong-" + secrets.token_hex(16)
+    exchange = ctx.shared("auth:wrong-key", lambda c: c.chat(c.chat_request(max_tokens=1), api_key=made_up))
     exchange.require_response()
-    if exchange.status != 401:
-        ctx.fail(f"{what}: HTTP 401 with the error envelope", f"HTTP {exchange.status}: "
-                 f"{excerpt(exchange.text, 200)}", ctx.where(exchange), exchange=exchange)
+    return exchange
+
+
+def served(exchange: Exchange) -> bool:
+    return exchange.status is not None and 200 <= exchange.status < 300
+
+
+def keyless_target(ctx: CheckContext) -> None:
+    """Not applicable when the target serves both a missing and a made-up key: it enforces no keys."""
+    if served(without_key(ctx)) and served(with_wrong_key(ctx)):
+        # Documented as optional: a target that serves everyone is allowed; it has nothing to reject.
+        raise ctx.not_applicable("the target answers requests without a key and with a made-up key: it does not "
+                                 "enforce authentication, which documented-api 1.1 allows (Authorization Required: "
+                                 "No)")
+
+
+def judge_refused(ctx: CheckContext, what: str, exchange: Exchange) -> None:
+    """Refused with 401/403 and error.message: what makes openai-python raise its auth errors."""
+    if exchange.status not in (401, 403):
+        ctx.fail(f"{what}: refused with HTTP 401 (or 403)", f"HTTP {exchange.status}: {excerpt(exchange.text, 200)}",
+                 ctx.where(exchange), exchange=exchange)
         return
     for problem in envelope_problems(exchange):
-        ctx.fail(f"{what}: the 401 body is the error envelope", problem, ctx.where(exchange), exchange=exchange)
+        ctx.fail(f"{what}: the refusal carries {{error: {{message}}}}", problem, ctx.where(exchange),
+                 exchange=exchange)
 
 
 @check(
@@ -114,12 +169,14 @@ def judge_401(ctx: CheckContext, what: str, exchange: Exchange) -> None:
     level=Level.MUST,
     feature=Feature.CORE,
     clause=AUTH_CLAUSE,
-    description="With an API key given, a request without any key gets 401 with the error envelope.",
-    accepts=("401 with the envelope", "skipped without --api-key or when the target serves keyless requests"),
-    requests=1,
+    description="A target that enforces keys refuses a request without any Authorization header (401/403 with "
+                "error.message): a missing key never gets through where a wrong one does not.",
+    accepts=("401/403 with error.message", "not applicable without --api-key or when the target enforces no keys"),
+    requests=2,
 )
 def missing_key(ctx: CheckContext) -> None:
-    judge_401(ctx, "a request without an Authorization header", without_key(ctx))
+    keyless_target(ctx)
+    judge_refused(ctx, "a request without an Authorization header", without_key(ctx))
 
 
 @check(
@@ -127,13 +184,28 @@ def missing_key(ctx: CheckContext) -> None:
     level=Level.MUST,
     feature=Feature.CORE,
     clause=AUTH_CLAUSE,
-    description="With an API key given, a request with a made-up key gets 401 with the error envelope.",
-    accepts=("401 with the envelope", "skipped without --api-key or when the target serves keyless requests"),
+    description="A target that enforces keys refuses a made-up key (401/403 with error.message).",
+    accepts=("401/403 with error.message", "not applicable without --api-key or when the target enforces no keys"),
     requests=2,
 )
 def wrong_key(ctx: CheckContext) -> None:
-    without_key(ctx)
-    # Random, never derived from the real key, so nothing about the real key can leak through it.
-    made_up = "sk-wrong-" + secrets.token_hex(16)
-    exchange = ctx.chat(ctx.chat_request(max_tokens=1), api_key=made_up)
-    judge_401(ctx, "a request with a made-up key (sk-wrong-…)", exchange)
+    keyless_target(ctx)
+    judge_refused(ctx, "a request with a made-up key (sk-wrong-…)", with_wrong_key(ctx))
+
+
+@check(
+    "auth.status-401",
+    level=Level.SHOULD,
+    feature=Feature.CORE,
+    clause=openai("Authentication", "Incorrect API key provided: 401 invalid_api_key"),
+    description="A missing and a made-up key both get 401 (not 403) with OpenAI's full error envelope.",
+    accepts=("401 with the envelope", "not applicable without --api-key or when the target enforces no keys"),
+    requests=2,
+)
+def status_401(ctx: CheckContext) -> None:
+    keyless_target(ctx)
+    for what, exchange in (("a request without a key", without_key(ctx)),
+                           ("a request with a made-up key", with_wrong_key(ctx))):
+        if served(exchange):
+            continue  # a bypass: auth.missing-key / auth.wrong-key report it at MUST
+        judge_error(ctx, what, exchange, (401,), view="openai")

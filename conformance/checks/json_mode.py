@@ -16,7 +16,6 @@ import jsonschema
 from .._context import CheckContext, excerpt
 from .._http import Exchange
 from .._model import Depth, Feature, Level, documented, openai
-from ..errors import CheckUnsupported
 from ._judge import completion_or_stop, content_text, first_message
 from ._registry import check
 
@@ -45,14 +44,16 @@ def json_reply(ctx: CheckContext, response_format: dict[str, Any], ask: str, *,
     for max_tokens in (JSON_MAX_TOKENS, 2 * JSON_MAX_TOKENS):
         exchange = ctx.chat(json_request(ctx, response_format, ask, max_tokens))
         exchange.require_response()
-        if unsupported_on_4xx and exchange.status is not None and 400 <= exchange.status < 500:
-            raise CheckUnsupported(f"the target rejects response_format {response_format['type']!r} with HTTP "
-                                   f"{exchange.status}: {excerpt(exchange.text, 200)}")
+        if unsupported_on_4xx:
+            declared = ctx.declined(exchange, Feature.JSON_MODE, "response_format", "json_object", "json_schema",
+                                    "json mode")
+            if declared is not None:
+                raise declared
         message, finish = first_message(ctx, exchange, completion_or_stop(ctx, exchange))
         if finish != "length":
             return exchange, content_text(message)
-    raise CheckUnsupported(f"inconclusive: the JSON reply was cut by max_tokens twice (last at {max_tokens}); "
-                           f"truncated JSON cannot be judged")
+    raise ctx.inconclusive(f"the JSON reply was cut by max_tokens twice (last at {max_tokens}); truncated JSON "
+                           f"cannot be judged")
 
 
 def parsed_object(ctx: CheckContext, exchange: Exchange, content: str) -> dict[str, Any] | None:

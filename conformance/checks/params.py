@@ -16,7 +16,7 @@ from .._context import CheckContext, excerpt
 from .._http import Exchange
 from .._model import Depth, Feature, Level, documented, openai
 from ._bounds import probe_range, probe_values, rejection_for
-from ._judge import envelope_problems, schema_errors
+from ._judge import completion_tokens, content_text, envelope_problems, schema_errors
 from ._registry import check
 
 FULL_ONLY = (Depth.FULL,)
@@ -42,10 +42,10 @@ def temperature_bounds(ctx: CheckContext) -> None:
 
 @check(
     "params.top_p.bounds",
-    level=Level.MUST,
+    level=Level.SHOULD,
     feature=Feature.CORE,
-    clause=documented("1.2 top_p", "Nucleus sampling. 0.1 means only the tokens comprising the top 10% probability "
-                      "mass are considered."),
+    # The document gives an example (0.1), not a range: the bounds are OpenAI's.
+    clause=openai("CreateChatCompletionRequest.top_p", "number min 0 max 1, default 1"),
     description="top_p 0 and 1 are accepted; 1.0000001 and -1e-9 are rejected with 4xx and the envelope.",
     accepts=("200 inside", "400/422 outside"),
     requests=8,
@@ -85,7 +85,7 @@ def frequency_penalty_bounds(ctx: CheckContext) -> None:
 
 @check(
     "params.n.bounds",
-    level=Level.MUST,
+    level=Level.SHOULD,
     feature=Feature.CORE,
     clause=openai("CreateChatCompletionRequest.n", "integer min 1 max 128, default 1"),
     description="n 1 and 128 are accepted (with max_tokens 1); 0 and 129 are rejected with 4xx and the envelope.",
@@ -99,9 +99,10 @@ def n_bounds(ctx: CheckContext) -> None:
 
 @check(
     "params.max-tokens.bounds",
-    level=Level.MUST,
+    level=Level.SHOULD,
     feature=Feature.CORE,
-    clause=documented("1.2 max_tokens", "The maximum number of tokens to generate in the chat completion."),
+    # The document states no minimum; params.max-tokens.zero judges what a server that accepts 0 does.
+    clause=openai("CreateChatCompletionRequest.max_tokens", "OpenAI rejects max_tokens 0 and below"),
     description="max_tokens 1 is accepted; 0 and -1 are rejected with 4xx and the envelope.",
     accepts=("200 for >= 1", "400/422 for <= 0"),
     requests=7,
@@ -112,8 +113,33 @@ def max_tokens_bounds(ctx: CheckContext) -> None:
 
 
 @check(
-    "params.logit-bias.values",
+    "params.max-tokens.zero",
     level=Level.MUST,
+    feature=Feature.CORE,
+    clause=documented("1.2 max_tokens", "The maximum number of tokens to generate in the chat completion."),
+    description="max_tokens 0 is either rejected with 4xx, or honoured: no completion tokens and no content.",
+    accepts=("4xx", "200 with completion_tokens 0 and empty content"),
+    requests=1,
+)
+def max_tokens_zero(ctx: CheckContext) -> None:
+    # The same request params.max-tokens.bounds sends: shared, so free at full depth.
+    exchange = rejection_for(ctx, "max_tokens", 0)
+    exchange.require_response()
+    status = exchange.status or 0
+    if 400 <= status < 500:
+        return  # refused: OpenAI's own behaviour
+    body = ctx.ok_json(exchange, "a 4xx, or a 200 chat.completion that generated nothing")
+    tokens = completion_tokens(body)
+    texts = [content_text(c.get("message") or {}) for c in body.get("choices") or [] if isinstance(c, dict)]
+    ctx.expect(tokens in (0, None), "usage.completion_tokens 0 (max_tokens 0 allows no token)",
+               f"completion_tokens {tokens}", ctx.where(exchange, "usage.completion_tokens"), exchange=exchange)
+    ctx.expect(not any(texts), "no generated content", repr(excerpt(" | ".join(texts), 120)),
+               ctx.where(exchange, "choices[].message.content"), exchange=exchange)
+
+
+@check(
+    "params.logit-bias.values",
+    level=Level.SHOULD,
     feature=Feature.CORE,
     clause=openai("CreateChatCompletionRequest.logit_bias", "values from -100 to 100 (the range is in the "
                   "description)"),
@@ -130,7 +156,7 @@ def logit_bias_values(ctx: CheckContext) -> None:
 
 @check(
     "params.logit-bias.keys",
-    level=Level.MUST,
+    level=Level.SHOULD,
     feature=Feature.CORE,
     clause=openai("CreateChatCompletionRequest.logit_bias", "Maps tokens (specified by their token ID in the "
                   "tokenizer) to an associated bias value"),
@@ -147,7 +173,7 @@ def logit_bias_keys(ctx: CheckContext) -> None:
 
 @check(
     "params.stop.max-items",
-    level=Level.MUST,
+    level=Level.SHOULD,
     feature=Feature.CORE,
     clause=openai("StopConfiguration", "Up to 4 sequences where the API will stop generating further tokens"),
     description="stop with 4 sequences is accepted; 5 sequences and [] are rejected with 4xx and the envelope.",
@@ -195,14 +221,15 @@ def error_names_param(ctx: CheckContext) -> None:
         exchange = rejection_for(ctx, field, value)
         exchange.require_response()
         body = exchange.json()
-        if exchange.status not in (400, 422) or envelope_problems(exchange):
-            continue  # not an enveloped rejection: the bounds check reports that
+        if exchange.status not in (400, 422) or envelope_problems(exchange, view="openai"):
+            continue  # not a rejection with OpenAI's envelope: the bounds and errors checks report that
         judged += 1
         param = body["error"]["param"]
         ctx.expect(names_field(param, field), f"error.param names {field!r}", f"error.param = {param!r}",
                    ctx.where(exchange, "error.param"), exchange=exchange)
     if not judged:
-        raise ctx.skip("no out-of-range value was rejected with the envelope (see the params.*.bounds checks)")
+        raise ctx.not_applicable("no out-of-range value was rejected with OpenAI's envelope (see the params.*.bounds "
+                                 "and errors.* checks)")
 
 
 # --- types, required fields, malformed bodies ------------------------------------------------------
@@ -221,10 +248,10 @@ def judge_client_error(ctx: CheckContext, what: str, exchange: Exchange, statuse
 
 def send_invalid(ctx: CheckContext, what: str, body: Any) -> None:
     """Send a JSON body the spec forbids (re-validated first) and demand a 4xx with the envelope."""
-    errors = schema_errors("CreateChatCompletionRequest", body)
+    errors = schema_errors("CreateChatCompletionRequest", body, view="openai")
     if not errors:
         raise RuntimeError(f"harness bug: {what} is valid against the spec")
-    judge_client_error(ctx, what, ctx.http.request("POST", "/chat/completions", content=json.dumps(body)))
+    judge_client_error(ctx, what, ctx.chat_raw(json.dumps(body)))
 
 
 WRONG_TYPES: tuple[tuple[str, Any, bool], ...] = (
@@ -259,15 +286,28 @@ def wrong_type(ctx: CheckContext) -> None:
     level=Level.MUST,
     feature=Feature.CORE,
     clause=documented("1.2 Body Parameters", "model string Yes; messages array Yes"),
-    description="A request without model, without messages, or with empty messages gets 4xx with the envelope.",
-    accepts=("any 4xx with the envelope",),
-    requests=3,
+    description="A request without model or without messages gets 4xx with error.message.",
+    accepts=("any 4xx with error.message",),
+    requests=2,
 )
 def required(ctx: CheckContext) -> None:
     send_invalid(ctx, "a request without `messages`", ctx.chat_request(messages=None, max_tokens=1))
     if ctx.full:
         send_invalid(ctx, "a request without `model`", ctx.chat_request(model=None, max_tokens=1))
-        send_invalid(ctx, "`messages: []`", ctx.chat_request(messages=[], max_tokens=1))
+
+
+@check(
+    "params.empty-messages",
+    level=Level.SHOULD,
+    feature=Feature.CORE,
+    clause=openai("CreateChatCompletionRequest.messages", "array, minItems 1"),
+    description="`messages: []` gets 4xx with the error envelope.",
+    accepts=("any 4xx with the envelope",),
+    requests=1,
+    depths=FULL_ONLY,
+)
+def empty_messages(ctx: CheckContext) -> None:
+    send_invalid(ctx, "`messages: []`", ctx.chat_request(messages=[], max_tokens=1))
 
 
 MALFORMED: tuple[tuple[str, str, bool], ...] = (
@@ -282,18 +322,36 @@ MALFORMED: tuple[tuple[str, str, bool], ...] = (
     level=Level.MUST,
     feature=Feature.CORE,
     clause=documented("1.1 Header Parameters", "Content-Type Yes String application/json Request body format."),
-    description="Invalid JSON and a body that is not a JSON object (`[]`, `\"x\"`) get 400 with the envelope, "
+    client_break="openai-python retries a 5xx and then raises InternalServerError (openai/_base_client.py "
+                 "_should_retry); https://github.com/openai/openai-python#retries",
+    description="Invalid JSON and a body that is not a JSON object (`[]`, `\"x\"`) get a 4xx with error.message, "
                 "never 5xx.",
-    accepts=("400 with the envelope (422 also for valid JSON that is not an object)",),
+    accepts=("any 4xx with error.message (no client tells 400 from 422)",),
     requests=3,
 )
 def malformed_body(ctx: CheckContext) -> None:
     for what, raw, quick in MALFORMED:
         if quick or ctx.full:
-            # Syntactically valid JSON of the wrong type may also be 422 (RFC 9110 §15.5.21); broken JSON is 400.
-            statuses = (400,) if raw.startswith("{") else (400, 422)
-            judge_client_error(ctx, what, ctx.http.request("POST", "/chat/completions", content=raw),
-                               statuses=statuses)
+            judge_client_error(ctx, what, malformed(ctx, raw))
+
+
+def malformed(ctx: CheckContext, raw: str) -> Exchange:
+    return ctx.shared(f"malformed:{raw}", lambda c: c.chat_raw(raw))
+
+
+@check(
+    "params.malformed-body-400",
+    level=Level.SHOULD,
+    feature=Feature.CORE,
+    clause=openai("invalid_request_error", "a body that is not valid JSON is answered 400 (422 is for valid JSON "
+                  "of the wrong type, RFC 9110 §15.5.21)"),
+    description="A body that is not valid JSON gets 400, not 422.",
+    accepts=("400",),
+    requests=1,
+)
+def malformed_body_400(ctx: CheckContext) -> None:
+    what, raw, _ = MALFORMED[0]
+    judge_client_error(ctx, what, malformed(ctx, raw), statuses=(400,))
 
 
 @check(

@@ -77,7 +77,7 @@ def stop(ctx: CheckContext) -> None:
     text = content_text(message)
     word = stop_word(text, min_words=3)
     if word is None:
-        raise ctx.skip(f"the unconstrained reply is too short to take a stop word from: {excerpt(text, 120)!r}")
+        raise ctx.inconclusive(f"the unconstrained reply is too short to take a stop word from: {excerpt(text, 120)!r}")
     ctx.details["stop"] = [word]
     constrained = ctx.chat({**body, "stop": [word]})
     message, finish = first_message(ctx, constrained, completion_or_stop(ctx, constrained))
@@ -109,7 +109,7 @@ def max_tokens_length(ctx: CheckContext) -> None:
     tokens = completion_tokens(body)
     ctx.details["completion_tokens"] = tokens
     if finish == "stop" and tokens is not None and tokens < TRUNCATE_AT:
-        raise ctx.skip(f"the reply ended on its own after {tokens} token(s), before max_tokens={TRUNCATE_AT}")
+        raise ctx.inconclusive(f"the reply ended on its own after {tokens} token(s), before max_tokens={TRUNCATE_AT}")
     ctx.expect(finish == "length", f'finish_reason "length" when max_tokens={TRUNCATE_AT} cuts the reply',
                repr(finish), ctx.where(exchange, "choices[0].finish_reason"), exchange=exchange)
     if tokens is not None:
@@ -120,7 +120,7 @@ def max_tokens_length(ctx: CheckContext) -> None:
 
 @check(
     "sampling.finish-reason-enum",
-    level=Level.MUST,
+    level=Level.SHOULD,
     feature=Feature.CORE,
     clause=openai("CreateChatCompletionResponse.choices[].finish_reason",
                   "enum: stop, length, tool_calls, content_filter, function_call"),

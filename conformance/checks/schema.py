@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .._context import CheckContext, excerpt
-from .._model import Feature, Level, documented
+from .._model import Feature, Level, documented, openai
 from ._judge import choices_or_stop, completion_or_stop, media_type, schema_errors
 from ._registry import check
 from .sampling import three_choices
@@ -15,14 +15,34 @@ from .sampling import three_choices
     feature=Feature.CORE,
     clause=documented("2 Response Parameters", "id, object, created, choices[index, message{role, content}, "
                       "finish_reason], usage"),
-    description="A non-stream completion matches the spec's CreateChatCompletionResponse schema.",
+    description="A non-stream completion matches the documented response table (the spec's "
+                "CreateChatCompletionResponse without OpenAI's extras: no `model` needed).",
 )
 def chat_completion_schema(ctx: CheckContext) -> None:
     exchange = ctx.shared_completion()
     body = completion_or_stop(ctx, exchange)
     for problem in schema_errors("CreateChatCompletionResponse", body):
-        ctx.fail("a body valid against CreateChatCompletionResponse", problem, ctx.where(exchange),
+        ctx.fail("a body valid against the documented CreateChatCompletionResponse", problem, ctx.where(exchange),
                  exchange=exchange)
+
+
+@check(
+    "schema.openai-fields",
+    level=Level.SHOULD,
+    feature=Feature.CORE,
+    clause=openai("CreateChatCompletionResponse", "required: choices, created, id, model, object; object enum "
+                  "[chat.completion]; finish_reason enum"),
+    description="A non-stream completion also has what OpenAI's spec adds: `model`, object exactly "
+                "\"chat.completion\", finish_reason from OpenAI's enum.",
+)
+def openai_fields(ctx: CheckContext) -> None:
+    exchange = ctx.shared_completion()
+    body = completion_or_stop(ctx, exchange)
+    documented_problems = set(schema_errors("CreateChatCompletionResponse", body, limit=50))
+    for problem in schema_errors("CreateChatCompletionResponse", body, limit=50, view="openai"):
+        if problem not in documented_problems:  # those are schema.chat-completion's, at MUST
+            ctx.fail("a body valid against OpenAI's CreateChatCompletionResponse", problem, ctx.where(exchange),
+                     exchange=exchange)
 
 
 @check(

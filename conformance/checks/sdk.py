@@ -43,6 +43,10 @@ FULL_ONLY = (Depth.FULL,)
 
 
 def _sdk(ctx: CheckContext) -> ModuleType:
+    if not ctx.on_openai_route:
+        method, path = ctx.chat_route
+        raise ctx.not_applicable(f"the target serves chat on {method} {path}; the SDK only posts to "
+                                 f"/chat/completions")
     try:
         import openai as sdk
     except ImportError:

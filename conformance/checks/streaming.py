@@ -13,7 +13,6 @@ from typing import Any
 from .._context import CheckContext, excerpt
 from .._http import Exchange, fail_on_limit
 from .._model import Depth, Feature, Level, documented, openai
-from ..errors import CheckUnsupported
 from ._judge import schema_errors, stop_word, usage_problems
 from ._registry import check
 from ._stream_judge import (
@@ -188,7 +187,7 @@ def not_sse_when_false(ctx: CheckContext) -> None:
 # -- chunk identity ------------------------------------------------------------------------------
 @check(
     "stream.chunk-object",
-    level=Level.MUST,
+    level=Level.SHOULD,
     feature=STREAMING,
     clause=openai("CreateChatCompletionStreamResponse", 'object enum ["chat.completion.chunk"]'),
     description='Every chunk has object "chat.completion.chunk".',
@@ -205,7 +204,7 @@ def chunk_object(ctx: CheckContext) -> None:
 
 @check(
     "stream.consistent-identity",
-    level=Level.MUST,
+    level=Level.SHOULD,
     feature=STREAMING,
     clause=openai("CreateChatCompletionStreamResponse.id", "A unique identifier for the chat completion. Each "
                   "chunk has the same ID."),
@@ -225,9 +224,10 @@ def consistent_identity(ctx: CheckContext) -> None:
     "stream.chunk-schema",
     level=Level.MUST,
     feature=STREAMING,
-    clause=openai("CreateChatCompletionStreamResponse", "required: choices, created, id, model, object. "
-                  'object enum ["chat.completion.chunk"]'),
-    description="Every chunk (the usage chunk included) is valid against CreateChatCompletionStreamResponse.",
+    clause=documented("1.2 stream", "If set to true, partial message deltas will be sent via Server-Sent Events "
+                      "(SSE)."),
+    description="Every chunk (the usage chunk included) is valid against the spec's CreateChatCompletionStreamResponse "
+                "in the document's view (OpenAI's `model` and exact `object` are stream.chunk-object's, at SHOULD).",
     requests=2,
 )
 def chunk_schema(ctx: CheckContext) -> None:
@@ -250,6 +250,8 @@ def chunk_schema(ctx: CheckContext) -> None:
     feature=STREAMING,
     clause=openai("streaming delta (openai/openai-node#553)", "stream ended without producing a "
                   "ChatCompletionMessage with role=assistant"),
+    client_break="openai-node's stream helper throws \"stream ended without producing a ChatCompletionMessage with "
+                 "role=assistant\": https://github.com/openai/openai-node/issues/553",
     description='The first delta for each choice index carries role "assistant".',
     requests=2,
 )
@@ -275,6 +277,9 @@ def first_delta_role(ctx: CheckContext) -> None:
     feature=STREAMING,
     clause=openai("CreateChatCompletionStreamResponse choices (ollama/ollama#4357)", "Each choice requires "
                   "delta, finish_reason, index. finish_reason uses the same enum and is nullable."),
+    client_break="finish_reason \"\" on every chunk fails clients' JSON deserialisation "
+                 "(https://github.com/sgl-project/sglang/issues/3912) and ends streams early in clients that read a "
+                 "non-null finish_reason as the end (https://github.com/vllm-project/vllm/pull/36944)",
     description='Each choice index gets exactly one non-null finish_reason, in the enum; earlier chunks have null '
                 '("" is not null) and no delta follows it.',
     requests=2,
@@ -331,7 +336,7 @@ def _no_delta_after(ctx: CheckContext, stream: Stream, index: int, finish: Chunk
 def n_partition(ctx: CheckContext) -> None:
     exchange = _n_stream(ctx)
     if _refused(exchange):
-        raise CheckUnsupported(f"the target rejects n=2 with stream: true (HTTP {exchange.status})")
+        raise _declined_or_failed(ctx, exchange, None, "n=2 with stream: true", '"n"', "'n'", "`n`", " n ")
     stream = open_stream(ctx, exchange)
     seen: dict[int, Chunk] = {}
     for chunk in stream.chunks:
@@ -355,6 +360,16 @@ def n_partition(ctx: CheckContext) -> None:
                     f"{len(finishes.get(index, []))}: {short([v for _, v in finishes.get(index, [])][:8])}")
 
 
+def _declined_or_failed(ctx: CheckContext, exchange: Exchange, feature: Feature | None, what: str,
+                        *names: str) -> Exception:
+    """Unsupported when the 4xx names what it refuses; a documented parameter refused silently is a failure."""
+    declared = ctx.declined(exchange, feature, *names) or ctx.declined(exchange, STREAMING, "stream")
+    if declared is not None:
+        return declared
+    return ctx.stop(f"{what} served, or refused with a 4xx naming it ({' / '.join(names)})",
+                    f"HTTP {exchange.status}: {excerpt(exchange.text, 200)}", ctx.where(exchange), exchange=exchange)
+
+
 def _has_tool_calls(stream: Stream, index: int) -> bool:
     return any(i == index and isinstance(c.get("delta"), dict) and c["delta"].get("tool_calls")
                for _, i, c in stream.choice_entries())
@@ -363,7 +378,7 @@ def _has_tool_calls(stream: Stream, index: int) -> bool:
 # -- usage ---------------------------------------------------------------------------------------
 @check(
     "stream.usage-include",
-    level=Level.MUST,
+    level=Level.SHOULD,
     feature=STREAMING,
     clause=openai("stream_options.include_usage", "an additional chunk will be streamed before the data: [DONE] "
                   "message… choices field will always be an empty array."),
@@ -373,7 +388,8 @@ def _has_tool_calls(stream: Stream, index: int) -> bool:
 def usage_include(ctx: CheckContext) -> None:
     exchange = usage_stream(ctx)
     if _refused(exchange):
-        raise CheckUnsupported(f"the target rejects stream_options.include_usage (HTTP {exchange.status})")
+        raise _declined_or_failed(ctx, exchange, None, "stream_options.include_usage", "stream_options",
+                                  "include_usage")
     stream = open_stream(ctx, exchange)
     usage = stream.usage_chunks()
     if not usage:
@@ -429,7 +445,8 @@ def _twins(ctx: CheckContext) -> tuple[Stream, dict[str, Any]]:
     """The deterministic stream and its non-stream twin."""
     exchange = usage_stream(ctx)
     if _refused(exchange):
-        raise ctx.skip(f"the deterministic stream was refused (HTTP {exchange.status}; see stream.usage-include)")
+        raise ctx.not_applicable(f"the deterministic stream was refused (HTTP {exchange.status}; see "
+                                 f"stream.usage-include)")
     stream = open_stream(ctx, exchange)
     return stream, ctx.ok_json(deterministic_completion(ctx), "a 200 chat.completion")
 
@@ -482,9 +499,9 @@ def equivalent_usage(ctx: CheckContext) -> None:
     stream, plain = _twins(ctx)
     usage = stream.usage_chunks()
     if not usage:
-        raise ctx.skip("the stream carries no usage (judged by stream.usage-include)")
+        raise ctx.not_applicable("the stream carries no usage (judged by stream.usage-include)")
     if not isinstance(plain.get("usage"), dict):
-        raise ctx.skip("the non-stream response carries no usage (judged by the usage.* checks)")
+        raise ctx.not_applicable("the non-stream response carries no usage (judged by the usage.* checks)")
     streamed, expected = usage[-1].body["usage"], plain["usage"]
     if not isinstance(streamed, dict):
         return  # not an object: stream.chunk-schema reports it
@@ -550,7 +567,7 @@ def stop_sequence(ctx: CheckContext) -> None:
     reply = open_stream(ctx, source).content(0)
     word = stop_word(reply, min_words=2)
     if word is None:
-        raise ctx.skip(f"the unconstrained reply {short(reply)} is too short to take a stop sequence from")
+        raise ctx.inconclusive(f"the unconstrained reply {short(reply)} is too short to take a stop sequence from")
     ctx.details["stop"] = word
     stream = open_stream(ctx, ctx.chat({**request, "stop": [word]}, stream=True))
     acc = ""
@@ -574,6 +591,8 @@ WEATHER_TOOL = {"type": "function", "function": {
     feature=STREAMING,
     clause=openai("ChatCompletionMessageToolCallChunk (openai/openai-python#2806)", "tool_calls[] items "
                   "(ChatCompletionMessageToolCallChunk) require only index"),
+    client_break="openai-python's stream accumulator raises TypeError on a tool_calls delta without index: "
+                 "https://github.com/openai/openai-python/issues/2806",
     description="Every tool_calls delta has an integer index; id, type and function.name come in the first delta "
                 "for that index; the concatenated arguments parse as a JSON object.",
     depths=FULL_ONLY,
@@ -585,7 +604,7 @@ def tool_call_deltas(ctx: CheckContext) -> None:
                             stream=True, max_tokens=48)
     exchange = ctx.chat(body, stream=True)
     if _refused(exchange):
-        raise CheckUnsupported(f"the target rejects tools with stream: true (HTTP {exchange.status})")
+        raise _declined_or_failed(ctx, exchange, Feature.TOOLS, "tools with stream: true", "tool")
     stream = open_stream(ctx, exchange)
     calls = _ToolCalls(ctx, stream)
     for chunk, choice_index, choice in stream.choice_entries():
@@ -596,8 +615,9 @@ def tool_call_deltas(ctx: CheckContext) -> None:
         for position, item in enumerate(tool_calls if isinstance(tool_calls, list) else [tool_calls]):
             calls.judge_item(chunk, choice_index, position, item)
     if not calls.items:
-        raise CheckUnsupported("no tool_calls delta although tool_choice named get_weather: the target does not "
-                               "stream tool calls")
+        # Silently ignoring a forced tool_choice is no declaration: a declared limit is a 4xx naming it.
+        raise ctx.stop("tool_calls deltas for the named tool_choice get_weather", "no tool_calls delta in the "
+                       "stream", ctx.where(stream.exchange), exchange=stream.exchange)
     calls.judge_arguments()
 
 

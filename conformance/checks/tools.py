@@ -43,9 +43,18 @@ def named(name: str) -> dict[str, Any]:
     return {"type": "function", "function": {"name": name}}
 
 
+def tools_completion(ctx: CheckContext, exchange: Exchange) -> dict[str, Any]:
+    """The completion, or `unsupported` when the target answered a 4xx naming tools (tools are optional)."""
+    exchange.require_response()
+    declared = ctx.declined(exchange, Feature.TOOLS, "tool")
+    if declared is not None:
+        raise declared
+    return completion_or_stop(ctx, exchange)
+
+
 def judge_calls(ctx: CheckContext, exchange: Exchange, allowed: tuple[str, ...]) -> list[dict[str, Any]]:
     """Require tool_calls, each with an id, type function, a name in `allowed` and JSON-object arguments."""
-    message, _ = first_message(ctx, exchange, completion_or_stop(ctx, exchange))
+    message, _ = first_message(ctx, exchange, tools_completion(ctx, exchange))
     calls = message.get("tool_calls")
     if not isinstance(calls, list) or not calls:
         raise ctx.stop("a non-empty choices[0].message.tool_calls", f"tool_calls = {excerpt(repr(calls), 150)}, "
@@ -124,9 +133,9 @@ def named_call(ctx: CheckContext) -> None:
 )
 def finish_reason(ctx: CheckContext) -> None:
     exchange = ctx.chat(tools_request(ctx, "auto", ASK_NAMING))
-    message, finish = first_message(ctx, exchange, completion_or_stop(ctx, exchange))
+    message, finish = first_message(ctx, exchange, tools_completion(ctx, exchange))
     if not message.get("tool_calls"):
-        raise ctx.skip('the model chose not to call a tool under tool_choice "auto"')
+        raise ctx.inconclusive('the model chose not to call a tool under tool_choice "auto"')
     ctx.expect(finish == "tool_calls", 'finish_reason "tool_calls" beside tool_calls', repr(finish),
                ctx.where(exchange, "choices[0].finish_reason"), exchange=exchange)
 
@@ -141,7 +150,7 @@ def finish_reason(ctx: CheckContext) -> None:
 )
 def none_no_calls(ctx: CheckContext) -> None:
     exchange = ctx.chat(tools_request(ctx, "none", ASK_NAMING))
-    message, finish = first_message(ctx, exchange, completion_or_stop(ctx, exchange))
+    message, finish = first_message(ctx, exchange, tools_completion(ctx, exchange))
     calls = message.get("tool_calls")
     ctx.expect(not calls, 'no tool_calls under tool_choice "none" (absent, null or [])',
                f"tool_calls = {excerpt(repr(calls), 200)}", ctx.where(exchange, "choices[0].message.tool_calls"),

@@ -23,7 +23,7 @@ def total_is_sum(ctx: CheckContext) -> None:
     exchange = ctx.shared_completion()
     body = completion_or_stop(ctx, exchange)
     if "usage" not in body:
-        raise ctx.skip("the response carries no usage (judged by usage.present)")
+        raise ctx.not_applicable("the response carries no usage (judged by usage.present)")
     for problem in usage_problems(body["usage"]):
         ctx.fail("prompt_tokens + completion_tokens = total_tokens, all integers >= 0", problem,
                  ctx.where(exchange, "usage"), exchange=exchange)
@@ -31,9 +31,9 @@ def total_is_sum(ctx: CheckContext) -> None:
 
 @check(
     "usage.present",
-    level=Level.SHOULD,
+    level=Level.MUST,
     feature=Feature.CORE,
-    # SHOULD: the OpenAI spec marks usage optional, but billing and every token counter rely on it.
+    # A documented response field (the OpenAI spec marks it optional; the document does not).
     clause=documented("2 Response Parameters: usage", "Usage statistics for the completion request."),
     description="A non-stream completion carries a usage object.",
 )
@@ -59,10 +59,10 @@ def completion_bounded(ctx: CheckContext) -> None:
                                          messages=[{"role": "user", "content": LONG_ANSWER}]))
     body = completion_or_stop(ctx, exchange)
     if "usage" not in body:
-        raise ctx.skip("the response carries no usage (judged by usage.present)")
+        raise ctx.not_applicable("the response carries no usage (judged by usage.present)")
     completion = completion_tokens(body)
     if completion is None:
-        raise ctx.skip("usage.completion_tokens is not an integer (judged by usage.total-is-sum)")
+        raise ctx.not_applicable("usage.completion_tokens is not an integer (judged by usage.total-is-sum)")
     ctx.details["completion_tokens"] = completion
     ctx.expect(completion <= n * max_tokens, f"completion_tokens <= n × max_tokens = {n} × {max_tokens}",
                f"completion_tokens = {completion}", ctx.where(exchange, "usage.completion_tokens"),
@@ -86,7 +86,7 @@ def prompt_grows(ctx: CheckContext) -> None:
     long_body = completion_or_stop(ctx, long)
     short_count, long_count = _prompt_tokens(short_body), _prompt_tokens(long_body)
     if short_count is None or long_count is None:
-        raise ctx.skip("usage.prompt_tokens missing or not an integer (judged by usage.present and "
+        raise ctx.not_applicable("usage.prompt_tokens missing or not an integer (judged by usage.present and "
                        "usage.total-is-sum)")
     ctx.details["prompt_tokens"] = {"short": short_count, "long": long_count}
     ctx.expect(long_count > short_count, f"prompt_tokens > {short_count} (the shorter prompt's count)",

@@ -17,11 +17,12 @@ from ..errors import UsageError
 SCHEMA_PATH = Path(__file__).with_name("results.schema.json")
 SUPPORTED_MAJOR = "1"
 FEATURES = ("core", "streaming", "tools", "json_mode", "methods")
-VERDICTS = ("passed", "failed", "skipped", "unsupported", "error")
+VERDICTS = ("passed", "failed", "not_applicable", "skipped", "unsupported", "inconclusive", "error")
 LEVEL_ORDER = {"MUST": 0, "SHOULD": 1, "INFO": 2}
 RUN_LABEL = {
     "passed": "CERTIFIED",
     "failed": "NOT CERTIFIED",
+    "partial": "PARTIAL RUN",
     "incomplete": "INCOMPLETE",
     "invalid": "INVALID RUN",
 }
@@ -64,7 +65,7 @@ def load(path: Path) -> dict[str, Any]:
 def run_verdict(results: dict[str, Any]) -> str:
     """The run's verdict as every report shows it: an unfinished run is never a pass."""
     verdict = str(results.get("verdict", "incomplete"))
-    if verdict in ("passed", "failed") and (
+    if verdict in ("passed", "failed", "partial") and (
         not results.get("run_complete") or results.get("executed", 0) < results.get("planned", 0)
     ):
         return "incomplete"
@@ -74,6 +75,13 @@ def run_verdict(results: dict[str, Any]) -> str:
 def run_label(results: dict[str, Any]) -> str:
     verdict = run_verdict(results)
     return RUN_LABEL.get(verdict, verdict.upper())
+
+
+def headline(results: dict[str, Any]) -> str:
+    """The engine's headline (`CERTIFIED core, streaming; tools unsupported`); the label for an unfinished run."""
+    if run_verdict(results) != results.get("verdict") or not results.get("headline"):
+        return run_label(results)
+    return str(results["headline"])
 
 
 def target_label(results: dict[str, Any]) -> str:

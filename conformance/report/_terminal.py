@@ -13,10 +13,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from ._results import VERDICTS, failing, first_line, run_label, run_verdict
+from ._results import VERDICTS, failing, first_line, headline, run_verdict
 
-GLYPH = {"passed": "✓", "failed": "✗", "skipped": "-", "unsupported": "~", "error": "!"}
-COLOUR = {"passed": "32", "failed": "31", "incomplete": "33", "invalid": "33", "error": "33"}
+GLYPH = {"passed": "✓", "failed": "✗", "not_applicable": "·", "skipped": "-", "unsupported": "~", "inconclusive": "?",
+         "error": "!"}
+COLOUR = {"passed": "32", "failed": "31", "partial": "33", "incomplete": "33", "invalid": "33", "error": "33"}
 
 
 class Progress:
@@ -81,19 +82,23 @@ def summary(results: dict[str, Any], paths: dict[str, Path], *, colour: bool = F
 
     target = results["target"]
     s = results["summary"]
-    # The first line keeps the form scripts grep for: "CERTIFIED: model @ url (profile …, depth …)".
-    headline = (f"{paint(run_label(results), verdict)}: {target['model']} @ {target['base_url']} "
-                f"(profile {results['profile']}, depth {results['depth']})")
+    # The first line keeps the form scripts grep for: "CERTIFIED core, …: model @ url (profile …, depth …)".
+    strict = ", strict" if results.get("strict") else ""
+    first = (f"{paint(headline(results), verdict)}: {target['model']} @ {target['base_url']} "
+             f"(profile {results['profile']}, depth {results['depth']}{strict})")
     rows = []
     if results.get("reason") or verdict != "passed":
         rows.append(("Why", results.get("reason") or _why(results)))
     rows += [
         ("Checks", f"{results['executed']}/{results['planned']} judged: "
-                   + " · ".join(paint(f"{s[v]} {v}", v) if s[v] else f"0 {v}" for v in VERDICTS)),
+                   + " · ".join(paint(f"{s[v]} {v}", v) for v in VERDICTS if s.get(v))),
         ("Features", " · ".join(f"{k} {v}" for k, v in s["features"].items())),
         ("Cost", f"{results['requests']} requests · {results['tokens']} tokens · {results['duration_s']:.1f} s"),
     ]
-    lines = [headline] + [f"  {name:<9} {value}" for name, value in rows]
+    route = results.get("chat_route") or {}
+    if route.get("method"):
+        rows.append(("Chat", f"{route['method']} {route['path']} ({route.get('source', 'discovered')})"))
+    lines = [first] + [f"  {name:<9} {value}" for name, value in rows]
     lines += _failed_lines(results)
     lines += [f"  {'Baseline' if i == 0 else '':<9} {text}" for i, text in enumerate(baseline)]
     named = {path.name: path for path in paths.values()}
