@@ -63,10 +63,16 @@ class ApiError(Exception):
 
 
 @functools.lru_cache(maxsize=64)
-def request_validator(faults: frozenset[str]) -> jsonschema.protocols.Validator:
-    """A validator of the spec's request schema, loosened or tightened by validation faults."""
-    spec = copy.deepcopy(load_spec())
+def request_validator(faults: frozenset[str], lenient: bool = False) -> jsonschema.protocols.Validator:
+    """A validator of the spec's request schema, loosened or tightened by validation faults.
+
+    `lenient` (the variant lenient-params) enforces only what the document states, plus
+    max_tokens >= 0 (0 is honoured: nothing is generated).
+    """
+    spec = copy.deepcopy(load_spec("document" if lenient else "openai"))
     request_schema = spec["components"]["schemas"]["CreateChatCompletionRequest"]
+    if lenient:
+        request_schema["properties"]["max_tokens"]["minimum"] = 0
     for name in sorted(faults):
         patch = FAULTS[name].schema_patch
         if patch is not None:
@@ -84,7 +90,7 @@ def create_app(config: ServerConfig | None = None) -> Starlette:
 class _Server:
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
-        self.validator = request_validator(config.faults)
+        self.validator = request_validator(config.faults, config.has("lenient-params"))
 
     # -- transport helpers ----------------------------------------------------------------------
     def json_response(self, payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -96,6 +102,8 @@ class _Server:
         param = None if self.config.has("error-without-param") else error.param
         envelope: dict[str, Any] = {"error": {"message": error.message, "type": error.type, "param": param,
                                               "code": error.code}}
+        if self.config.has("errors-message-type-only"):
+            envelope = {"error": {"message": error.message, "type": error.type}}
         if self.config.has("detail-error-shape"):
             envelope = {"detail": error.message}  # FastAPI's default error body
         response = self.json_response(envelope, error.status, error.headers)
@@ -118,6 +126,9 @@ class _Server:
     async def _route(self, request: Request) -> Response:
         path = "/" + request.path_params.get("path", "")
         self._authenticate(request)
+        if path == "/v1/chat/completions" and self.config.has("documented-route-only"):
+            raise ApiError(404, f"Unknown route {request.method} {path}; chat is served on /v1/models.",
+                           code="unknown_url")
         if path == "/v1/chat/completions":
             # Under post-answers-405 the route takes the documented "HTTP Method: GET" literally.
             allowed = "GET" if self.config.has("post-answers-405") else "POST"
@@ -126,6 +137,8 @@ class _Server:
                                code="method_not_supported", headers=self._allow(allowed))
             return await self._chat(request)
         if path == "/v1/models":
+            if request.method == "POST" and self.config.has("documented-route-only"):
+                return await self._chat(request)  # the FAQ: "If GET does not work, try using POST."
             if request.method not in ("GET", "HEAD"):
                 raise ApiError(405, f"Method {request.method} is not allowed on {path}; use GET.",
                                code="method_not_supported", headers=self._allow("GET, HEAD"))
@@ -150,6 +163,8 @@ class _Server:
         if not self.config.api_key or self.config.has("no-auth"):
             return
         header = request.headers.get("authorization", "")
+        if not header and self.config.has("missing-key-accepted"):
+            return  # the bypass: keys are checked only when one is sent
         if not header:
             raise ApiError(403 if self.config.has("missing-key-403") else 401,
                            "You didn't provide an API key. Send `Authorization: Bearer YOUR_KEY`.",
@@ -187,7 +202,8 @@ class _Server:
         except ValueError as exc:
             if self.config.has("500-on-malformed-body"):
                 raise HandlerCrash(exc) from exc
-            raise ApiError(400, f"We could not parse the JSON body of your request: {exc}.",
+            status = 422 if self.config.has("malformed-json-422") else 400
+            raise ApiError(status, f"We could not parse the JSON body of your request: {exc}.",
                            code="invalid_json") from None
         if self.config.has("500-on-malformed-body"):
             try:
@@ -223,7 +239,12 @@ class _Server:
             if self.config.has("error-status-200"):
                 api_error.status = 200
             raise api_error
-        if payload["model"] not in self.config.models:
+        if not payload["messages"] and not self.config.has("accept-empty-messages"):
+            # Refused under every view (there is nothing to answer); only OpenAI's spec requires it.
+            raise ApiError(400, "'messages' must not be empty.", param="messages", code="invalid_value")
+        if self.config.has("max-tokens-0-generates") and payload.get("max_tokens") == 0:
+            payload["max_tokens"] = None  # 0 read as "no limit"
+        if payload["model"] not in self.config.models and not self.config.has("any-model"):
             raise ApiError(404, f"The model '{payload['model']}' does not exist or you do not have access to it.",
                            param="model", code="model_not_found")
         tools = payload.get("tools") or []
@@ -327,6 +348,8 @@ class _Server:
         if self.config.has("created-as-string"):
             created = str(created)
         envelope = {"id": completion_id, "object": object_name, "created": created, "model": payload["model"]}
+        if self.config.has("no-model-field"):
+            del envelope["model"]
         if self.config.has("system-fingerprint"):
             envelope["system_fingerprint"] = "fp_conformance_ref"
         if self.config.has("extra-fields"):

@@ -28,6 +28,10 @@ class Fault:
 class Variant:
     name: str
     description: str
+    # SHOULD checks this legal behaviour trips: the run stays CERTIFIED, `--strict` is NOT CERTIFIED.
+    flags: tuple[str, ...] = ()
+    # The profiles under which the behaviour is legal (documented-route-only: not under openai).
+    profiles: tuple[str, ...] = ("openai", "documented")
 
 
 def _set(prop: str, **changes: Any) -> SchemaPatch:
@@ -47,10 +51,11 @@ def fault(name: str, description: str, killed_by: tuple[str, ...], schema_patch:
     FAULTS[name] = Fault(name, description, killed_by, schema_patch)
 
 
-def variant(name: str, description: str) -> None:
+def variant(name: str, description: str, flags: tuple[str, ...] = (),
+            profiles: tuple[str, ...] = ("openai", "documented")) -> None:
     if name in VARIANTS:
         raise ValueError(f"variant {name!r} declared twice")
-    VARIANTS[name] = Variant(name, description)
+    VARIANTS[name] = Variant(name, description, flags, profiles)
 
 
 # --- usage ------------------------------------------------------------------------------------------
@@ -141,22 +146,27 @@ fault("accept-presence-penalty-3", "presence_penalty up to 3 is accepted", ("par
 fault("accept-frequency-penalty--2.5", "frequency_penalty down to -2.5 is accepted",
       ("params.frequency-penalty.bounds",), _set("frequency_penalty", minimum=-2.5))
 fault("accept-n-0", "n = 0 is accepted (and answered with no choices)", ("params.n.bounds",), _set("n", minimum=0))
-fault("accept-max-tokens-0", "max_tokens = 0 is accepted", ("params.max-tokens.bounds",), _set("max_tokens", minimum=0))
+fault("accept-max-tokens-0", "max_tokens = 0 is accepted (and honoured: nothing is generated)",
+      ("params.max-tokens.bounds",), _set("max_tokens", minimum=0))
+fault("max-tokens-0-generates", "max_tokens = 0 is accepted and read as \"no limit\": a full reply is generated",
+      ("params.max-tokens.zero",), _set("max_tokens", minimum=0))
 fault("accept-logit-bias-150", "logit_bias values up to 150 are accepted", ("params.logit-bias.values",),
       _set_in("logit_bias", "additionalProperties", maximum=150))
 fault("accept-logit-bias-word-keys", "logit_bias keys need not be token IDs (`{\"abc\": 1}` is accepted)",
       ("params.logit-bias.keys",), _drop_in("logit_bias", "propertyNames"))
 fault("accept-five-stop-sequences", "`stop` may hold 5 sequences", ("params.stop.max-items",),
       _set_in("stop", "oneOf", 2, maxItems=5))
-fault("accept-empty-messages", "`messages: []` is accepted", ("params.required",), _set("messages", minItems=0))
+fault("accept-empty-messages", "`messages: []` is accepted",
+      ("params.empty-messages",), _set("messages", minItems=0))
 fault("accept-unknown-role", "messages are only checked for a `role` key, so role `wizard` is accepted",
       ("params.unknown-role",), _set_in("messages", items={"type": "object", "required": ["role"]}))
 fault("error-without-param", "errors always carry `param: null`, even for a bad parameter",
       ("params.error-names-param",))
 fault("detail-error-shape", "errors are FastAPI-style `{\"detail\": \"...\"}` instead of the OpenAI envelope",
-      ("errors.envelope", "params.wrong-type", "methods.answer-shapes", "fuzz.schemathesis.negative"))
+      ("errors.message", "errors.envelope", "params.wrong-type", "methods.answer-shapes", "fuzz.schemathesis.negative"))
 fault("error-status-200", "invalid parameters get the error envelope with HTTP 200",
-      ("params.temperature.bounds", "errors.envelope", "fuzz.schemathesis.negative", "sdk.error-classes"))
+      ("params.temperature.bounds", "errors.message", "errors.envelope", "fuzz.schemathesis.negative",
+       "sdk.error-classes"))
 fault("error-content-type-text", "error bodies are labelled `Content-Type: text/plain`", ("errors.content-type",))
 fault("500-on-malformed-body", "a body that is not a JSON object crashes the handler (plain-text 500)",
       ("params.malformed-body", "fuzz.schemathesis.negative"))
@@ -164,7 +174,9 @@ fault("500-on-wrong-type", "sampling parameters are coerced with float() before 
       "crashes the handler (plain-text 500)", ("params.wrong-type",))
 fault("500-on-null-sampling-param", "a sampling parameter sent as null (legal: nullable) crashes the handler",
       ("fuzz.schemathesis.positive",))
-fault("missing-key-403", "a request without a key gets 403, not 401 (needs --api-key)", ("auth.missing-key",))
+fault("missing-key-403", "a request without a key gets 403, not 401 (needs --api-key)", ("auth.status-401",))
+fault("missing-key-accepted", "a request without any Authorization header is served, while a wrong key gets 401: "
+      "an authentication bypass (needs --api-key)", ("auth.missing-key",))
 fault("wrong-key-accepted", "any bearer key is accepted; only a missing key is refused (needs --api-key)",
       ("auth.wrong-key",))
 fault("post-answers-405", "the chat route takes the documented GET literally and answers POST with 405",
@@ -222,3 +234,18 @@ variant("system-fingerprint", "responses and chunks carry `system_fingerprint`")
 variant("usage-null-every-chunk", "every stream chunk carries `usage: null` unless usage was asked for")
 variant("leading-crlf-content", "content starts with `\\r\\n\\r\\n`, as in the documented example")
 variant("no-auth", "the server ignores the API key and accepts every request")
+# Legal by the document, but not OpenAI's own behaviour: certified by default, flagged by the SHOULD checks.
+variant("lenient-params", "only the document's limits are enforced: `stop: []` or 5 sequences, `logit_bias: "
+        "{\"abc\": 1}`, n 0 or 129, top_p 1.5, max_tokens 0 (honoured: nothing generated) are accepted",
+        flags=("params.stop.max-items", "params.logit-bias.keys", "params.logit-bias.values", "params.n.bounds",
+               "params.top_p.bounds", "params.max-tokens.bounds"))
+variant("any-model", "every model name is served, as single-model servers (llama.cpp) do",
+        flags=("errors.unknown-model",))
+variant("errors-message-type-only", "error bodies are {\"error\": {\"message\", \"type\"}} without param/code",
+        flags=("errors.envelope", "errors.unknown-model", "auth.status-401"))
+variant("no-model-field", "responses and chunks carry no `model` (the document's response table has none)",
+        flags=("schema.openai-fields",))
+variant("malformed-json-422", "a body that is not JSON gets 422 (no client tells it from 400)",
+        flags=("params.malformed-body-400",))
+variant("documented-route-only", "chat is served only on the documented URL (GET or POST /v1/models); POST "
+        "/v1/chat/completions is 404", profiles=("documented",))
