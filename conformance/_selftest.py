@@ -76,6 +76,10 @@ SELFTEST_API_KEY = "sk-selftest-0000"
 # Checks (ID globs) a legal variant leaves with nothing to judge: there, and only there, a skip passes.
 VARIANT_SKIPS: dict[str, tuple[str, ...]] = {
     "no-auth": ("auth.*",),
+    # Without OpenAI's param there is no error.param to read.
+    "errors-message-type-only": ("params.error-names-param",),
+    # The SDK only posts to /chat/completions, and no 405 is answered on the documented URL.
+    "documented-route-only": ("sdk.*", "methods.allow-header"),
     # openai-python cannot read a field-only `retry:` block (openai/openai-python#2722): its stream
     # checks skip and say so, since the server is right and the SDK is wrong.
     "sse-retry-field": ("sdk.stream-usage", "sdk.stream-tool-call"),
@@ -122,6 +126,10 @@ class Subject:
     variants: tuple[str, ...] = ()
     # A variant that leaves the expensive checks to the combined subject.
     skip_expensive: bool = False
+    # SHOULD checks the variant's legal behaviour must trip (lenient variants): detected, still certified.
+    flags: tuple[str, ...] = ()
+    # The profiles under which the variant is legal (None: every profile).
+    profiles: tuple[Profile, ...] | None = None
 
     def may_skip(self, check_id: str) -> bool:
         globs = [g for v in self.variants for g in VARIANT_SKIPS.get(v, ())]
@@ -223,10 +231,14 @@ def plan(config: SelftestConfig, chosen: Sequence[RegisteredCheck]) -> list[Subj
     subjects = [Subject(SubjectKind.CLEAN, CLEAN, "the reference server as shipped")]
     chosen_variants = [v for v in variants.values() if only_v is None or v.name in only_v]
     combine = only_v is None and not config.thorough and len(chosen_variants) > 1
+    everywhere = [v for v in chosen_variants if set(v.profiles) == {p.value for p in Profile}]
     if combine:
-        subjects.append(Subject(SubjectKind.COMBINED, ALL_VARIANTS, "every legal variant at once",
-                                variants=tuple(v.name for v in chosen_variants)))
-    subjects += [Subject(SubjectKind.VARIANT, v.name, v.description, variants=(v.name,), skip_expensive=combine)
+        subjects.append(Subject(SubjectKind.COMBINED, ALL_VARIANTS, "every legal variant at once (those legal "
+                                "under every profile)", variants=tuple(v.name for v in everywhere),
+                                flags=tuple(dict.fromkeys(f for v in everywhere for f in v.flags))))
+    subjects += [Subject(SubjectKind.VARIANT, v.name, v.description, variants=(v.name,),
+                         skip_expensive=combine and v in everywhere, flags=v.flags,
+                         profiles=tuple(Profile(p) for p in v.profiles))
                  for v in chosen_variants]
     subjects += [Subject(SubjectKind.FAULT, f.name, f.description, tuple(f.killed_by))
                  for f in relevant_faults(config, chosen) if only_f is None or f.name in only_f]
@@ -242,9 +254,12 @@ def _depths_for(check: RegisteredCheck, mode: DepthMode) -> list[Depth]:
     return wanted or [check.spec.depths[0]]
 
 
-def _strictest_profile(check: RegisteredCheck) -> Profile:
+def _strictest_profile(check: RegisteredCheck, allowed: tuple[Profile, ...] | None = None) -> Profile | None:
     # `documented` requires everything `openai` does and the GET quirk on top.
-    return Profile.DOCUMENTED if Profile.DOCUMENTED in check.spec.profiles else check.spec.profiles[0]
+    profiles = [p for p in check.spec.profiles if allowed is None or p in allowed]
+    if not profiles:
+        return None  # the check does not apply where the subject is legal
+    return Profile.DOCUMENTED if Profile.DOCUMENTED in profiles else profiles[0]
 
 
 def _group(pairs: Iterable[tuple[Depth, Profile, RegisteredCheck]]) -> list[Stage]:
@@ -266,10 +281,12 @@ def stages(subject: Subject, checks: Sequence[RegisteredCheck], mode: DepthMode,
     supports.
     """
     if subject.kind is SubjectKind.CLEAN:
-        return _group((d, _strictest_profile(c), c) for c in checks for d in _depths_for(c, mode))
+        return _group((d, p, c) for c in checks for d in _depths_for(c, mode)
+                      if (p := _strictest_profile(c)) is not None)
     if subject.kind in (SubjectKind.VARIANT, SubjectKind.COMBINED):
         kept = [c for c in checks if not (subject.skip_expensive and c.spec.requests > EXPENSIVE_REQUESTS)]
-        return _group((_depths_for(c, mode)[-1], _strictest_profile(c), c) for c in kept)
+        return _group((_depths_for(c, mode)[-1], p, c) for c in kept
+                      if (p := _strictest_profile(c, subject.profiles)) is not None)
     chosen = checks if wide else [c for c in checks if c.spec.id in subject.declared]
     return _group((d, p, c) for c in chosen for d in _depths_for(c, mode) for p in c.spec.profiles)
 
@@ -367,10 +384,13 @@ class VariantResult:
     duration_s: float
     # Checks that skipped without it being a problem (VARIANT_SKIPS, or skipped on clean too).
     allowed_skips: tuple[str, ...] = ()
+    # SHOULD checks that flagged the variant's legal deviation from OpenAI, as declared.
+    flagged: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "description": self.description, "passed": self.passed,
                 "problems": list(self.problems), "counts": self.counts, "allowed_skips": list(self.allowed_skips),
+                "flagged": list(self.flagged),
                 "duration_s": round(self.duration_s, 3)}
 
 
@@ -388,6 +408,9 @@ class FaultResult:
     problems: tuple[str, ...]  # declared checks that errored, a server that did not start
     duration_s: float
 
+    # The strongest level among the checks that killed it: MUST (a kill) or SHOULD (a detection).
+    level: Level | None = None
+
     @property
     def killed(self) -> bool:
         return bool(self.killed_by)
@@ -396,6 +419,7 @@ class FaultResult:
         return {"name": self.name, "description": self.description, "declared": list(self.declared),
                 "unknown_checks": list(self.unknown), "killed": self.killed, "killed_by": list(self.killed_by),
                 "collateral": list(self.collateral), "depth": self.depth.value if self.depth else None,
+                "level": self.level.value if self.level else None,
                 "problems": list(self.problems), "duration_s": round(self.duration_s, 3)}
 
 
@@ -441,13 +465,14 @@ class SelftestReport:
 
     def score_line(self) -> str:
         killed, total = len(self.faults) - len(self.survivors), len(self.faults)
+        must_kills = sum(f.level is Level.MUST for f in self.faults)
         passed, variants = sum(v.passed for v in self.variants), len(self.variants)
         judged = self.judged_checks
         proven = len(judged) - len(self.unproven)
         partial = "" if self.complete else " (partial run)"
-        return (f"faults killed: {killed}/{total} ({_percent(killed, total)}), variants passed: "
-                f"{passed}/{variants} ({_percent(passed, variants)}), checks proven: {proven}/{len(judged)}"
-                f"{partial}")
+        return (f"faults caught: {killed}/{total} ({_percent(killed, total)}: {must_kills} MUST kills, "
+                f"{killed - must_kills} SHOULD detections), variants passed: {passed}/{variants} "
+                f"({_percent(passed, variants)}), checks proven: {proven}/{len(judged)}{partial}")
 
     def problems(self) -> list[str]:
         """Every reason the selftest fails, one line each."""
@@ -497,6 +522,7 @@ def _judge_passing(outcome: SubjectOutcome, allowed_skips: frozenset[str]) -> Va
     problems = [f"the server did not run: {outcome.problem}"] if outcome.problem else []
     counts: dict[str, int] = {}
     skipped: list[str] = []
+    flagged: list[str] = []
     for v in outcome.verdicts:
         counts[v.verdict.value] = counts.get(v.verdict.value, 0) + 1
         at = f"{v.check_id} [{v.level.value}, {v.depth.value}]"
@@ -504,15 +530,24 @@ def _judge_passing(outcome: SubjectOutcome, allowed_skips: frozenset[str]) -> Va
             problems.append(f"{at} errored: {v.message}")
         elif v.level is Level.INFO:
             continue
-        elif v.verdict in (Verdict.FAILED, Verdict.UNSUPPORTED):
+        elif v.check_id in subject.flags and not (v.verdict in (Verdict.SKIPPED, Verdict.NOT_APPLICABLE)
+                                                  and subject.may_skip(v.check_id)):
+            if v.level is not Level.SHOULD:
+                problems.append(f"{at}: a legal variant may only trip SHOULD checks")
+            elif v.verdict is Verdict.FAILED:
+                flagged.append(v.check_id)
+        elif v.verdict in (Verdict.FAILED, Verdict.UNSUPPORTED, Verdict.INCONCLUSIVE):
             problems.append(f"{at} {v.verdict.value}: {v.message}")
-        elif v.verdict is Verdict.SKIPPED:
-            if v.check_id in allowed_skips or subject.may_skip(v.check_id):
+        elif v.verdict in (Verdict.SKIPPED, Verdict.NOT_APPLICABLE):
+            if v.check_id in allowed_skips or subject.may_skip(v.check_id) or v.check_id in subject.flags:
                 skipped.append(v.check_id)
             else:
-                problems.append(f"{at} skipped: {v.message}")
+                problems.append(f"{at} {v.verdict.value}: {v.message}")
+    ran = {v.check_id for v in outcome.verdicts if v.check_id not in skipped}
+    problems += [f"{c} [SHOULD] did not flag this legal deviation from OpenAI (it must, or --strict cannot)"
+                 for c in subject.flags if c in ran and c not in flagged]
     return VariantResult(subject.name, subject.description, not problems, tuple(problems), counts,
-                         outcome.duration_s, tuple(dict.fromkeys(skipped)))
+                         outcome.duration_s, tuple(dict.fromkeys(skipped)), tuple(dict.fromkeys(flagged)))
 
 
 def _judge_fault(outcome: SubjectOutcome, known: set[str]) -> FaultResult:
@@ -534,6 +569,8 @@ def _judge_fault(outcome: SubjectOutcome, known: set[str]) -> FaultResult:
         depth=min(kill_depths, key=lambda d: d is Depth.FULL) if kill_depths else None,
         problems=tuple(problems),
         duration_s=outcome.duration_s,
+        level=min((v.level for v in outcome.verdicts if v.verdict is Verdict.FAILED and v.check_id in killed_by),
+                  key=list(Level).index, default=None),
     )
 
 
@@ -555,6 +592,10 @@ def score(outcomes: Sequence[SubjectOutcome], checks: Sequence[RegisteredCheck],
         for check_id in (*fault.killed_by, *fault.collateral):
             if check_id in kills:
                 kills[check_id].append(fault.name)
+    for variant in (*variants, *([combined] if combined else [])):
+        for check_id in variant.flagged:  # a SHOULD check that flags a legal deviation can fail too
+            if check_id in kills and f"variant:{variant.name}" not in kills[check_id]:
+                kills[check_id].append(f"variant:{variant.name}")
     return SelftestReport(
         clean=clean,
         variants=variants,

@@ -214,6 +214,8 @@ class _Server:
             _coerce_sampling(payload, nulls=False)  # before validation: float("hot") crashes
         if self.config.has("500-on-null-sampling-param"):
             _coerce_sampling(payload, nulls=True)  # float(None) crashes
+        if self.config.has("500-on-missing-messages") and isinstance(payload, dict) and "messages" not in payload:
+            raise HandlerCrash("KeyError: 'messages'")  # read before validation
         if not isinstance(payload, dict):
             raise ApiError(400, f"The request body must be a JSON object, not {type(payload).__name__}.",
                            code="invalid_type")

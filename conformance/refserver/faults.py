@@ -63,7 +63,7 @@ fault("usage-total-off-by-one", "usage.total_tokens is prompt + completion + 1",
 
 # --- response shape ---------------------------------------------------------------------------------
 fault("created-as-string", "`created` is a string, not an integer", ("schema.chat-completion",))
-fault("object-misspelled", "`object` is `chat.completions`", ("schema.chat-completion",))
+fault("object-misspelled", "`object` is `chat.completions`", ("schema.openai-fields",))
 
 # --- streaming --------------------------------------------------------------------------------------
 fault("stream-no-done", "the stream ends without `data: [DONE]`", ("stream.done-terminator",))
@@ -84,6 +84,8 @@ fault("stream-data-after-done", "one more chunk follows `data: [DONE]`", ("strea
 # chunks (refserver/streaming.py chunks and helpers)
 fault("stream-chunk-object-completion", "chunks say object `chat.completion`",
       ("stream.chunk-object", "stream.chunk-schema"))
+fault("stream-delta-content-number", "delta.content is the number of characters, not the text",
+      ("stream.chunk-schema",))
 fault("stream-id-changes", "every chunk has a new id", ("stream.consistent-identity",))
 fault("stream-no-role", "no delta carries role (openai/openai-node#553)", ("stream.first-delta-role",))
 fault("stream-no-finish-reason", "finish_reason is null in every chunk", ("stream.finish-reason-once",))
@@ -170,6 +172,8 @@ fault("error-status-200", "invalid parameters get the error envelope with HTTP 2
 fault("error-content-type-text", "error bodies are labelled `Content-Type: text/plain`", ("errors.content-type",))
 fault("500-on-malformed-body", "a body that is not a JSON object crashes the handler (plain-text 500)",
       ("params.malformed-body", "fuzz.schemathesis.negative"))
+fault("500-on-missing-messages", "a body without `messages` crashes the handler (plain-text 500)",
+      ("params.required",))
 fault("500-on-wrong-type", "sampling parameters are coerced with float() before validation, so `\"hot\"` "
       "crashes the handler (plain-text 500)", ("params.wrong-type",))
 fault("500-on-null-sampling-param", "a sampling parameter sent as null (legal: nullable) crashes the handler",

@@ -67,6 +67,10 @@ def _chunk_maker(server: _Server, payload: dict[str, Any]) -> Make:
         if server.config.has("stream-chunk-object-completion"):
             body["object"] = "chat.completion"
         body["choices"] = choice_list
+        if server.config.has("stream-delta-content-number"):
+            for entry in choice_list:
+                if isinstance(entry.get("delta", {}).get("content"), str):
+                    entry["delta"]["content"] = len(entry["delta"]["content"])
         if null_usage:
             body["usage"] = None
         return body
