@@ -16,7 +16,7 @@ _EXPORTS = {
     "run": "._engine",
     "RunConfig": "._engine",
     "RunResult": "._engine",
-    "RunVerdict": "._engine",
+    "RunVerdict": "._model",
     "Limits": "._http",
     "Target": "._http",
     "CheckResult": "._model",

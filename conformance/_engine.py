@@ -231,8 +231,7 @@ def feature_certification(results: Sequence[CheckResult], *, strict: bool = Fals
     naming it), the rest of its MUST checks passed or not applicable. certified: every MUST passed
     or did not apply. partial: a MUST could not be judged (inconclusive, error, skipped, a limit).
     """
-    declared = {r.declared_unsupported for r in results
-                if r.verdict is Verdict.UNSUPPORTED and r.declared_unsupported in OPTIONAL_FEATURES}
+    declared = declared_features(results)
     verdicts: dict[str, FeatureVerdict] = {}
     for feature in Feature:
         musts = [r for r in results if r.spec.feature is feature and r.spec.effective_level(strict) is Level.MUST]
@@ -249,6 +248,12 @@ def feature_certification(results: Sequence[CheckResult], *, strict: bool = Fals
     return verdicts
 
 
+def declared_features(results: Sequence[CheckResult]) -> set[Feature | None]:
+    """The optional features the target declared unsupported (a 4xx naming them)."""
+    return {r.declared_unsupported for r in results
+            if r.verdict is Verdict.UNSUPPORTED and r.declared_unsupported in OPTIONAL_FEATURES}
+
+
 def _judged(result: CheckResult, declared: set[Feature | None]) -> bool:
     """Passed, not applicable, or unsupported because the target declared a whole optional feature."""
     if result.verdict in (Verdict.PASSED, Verdict.NOT_APPLICABLE):
@@ -257,8 +262,7 @@ def _judged(result: CheckResult, declared: set[Feature | None]) -> bool:
 
 
 def unjudged_musts(results: Sequence[CheckResult], *, strict: bool = False) -> list[CheckResult]:
-    declared = {r.declared_unsupported for r in results
-                if r.verdict is Verdict.UNSUPPORTED and r.declared_unsupported in OPTIONAL_FEATURES}
+    declared = declared_features(results)
     return [r for r in results if r.spec.effective_level(strict) is Level.MUST and r.verdict is not Verdict.FAILED
             and not _judged(r, declared)]
 
@@ -293,17 +297,23 @@ def discover_chat_route(session: Session, model: str, forced: tuple[str, str] | 
         return {"method": forced[0], "path": forced[1], "source": "forced", "probes": []}
     recorder = Recorder(session)
     body = {"model": model, "messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 1}
-    probes = []
+    probes: list[dict[str, Any]] = []
     for method, path in CHAT_ROUTES:
-        exchange = recorder.request(method, path, json_body=body)
+        try:
+            exchange = recorder.request(method, path, json_body=body)
+        except (TransportError, BudgetExhausted) as exc:  # rate limited, down, out of budget: the checks say so
+            probes.append({"method": method, "path": path, "status": None, "chat": False, "error": str(exc)})
+            break
         payload = exchange.json() if exchange.error is None and not exchange.limit_exceeded else None
         serves = (exchange.status is not None and 200 <= exchange.status < 300 and isinstance(payload, dict)
                   and isinstance(payload.get("choices"), list))
         probes.append({"method": method, "path": path, "status": exchange.status, "chat": serves})
         if serves:
-            return {"method": method, "path": path, "source": "discovered", "probes": probes}
+            return {"method": method, "path": path, "source": "discovered", "probes": probes,
+                    "tokens": recorder.tokens}
     # Nowhere: the checks run on OpenAI's route and report what it answers.
-    return {"method": "POST", "path": "/chat/completions", "source": "none", "probes": probes}
+    return {"method": "POST", "path": "/chat/completions", "source": "none", "probes": probes,
+            "tokens": recorder.tokens}
 
 
 def run(
@@ -606,6 +616,8 @@ def _run_verdict(results: Sequence[CheckResult], planned: int, session: Session,
     if failed:
         return RunVerdict.FAILED, f"{len(failed)} MUST check(s) failed" + (" (--strict: SHOULD counts as MUST)"
                                                                            if config.strict else "")
+    if not any(r.verdict is Verdict.PASSED for r in results):
+        return RunVerdict.INCOMPLETE, "no check passed: nothing was verified (all skipped, unsupported or errored)"
     if config.selected:
         return RunVerdict.PARTIAL, (f"only {len(results)} selected check(s) ran ({'; '.join(config.selected)}): "
                                     f"a partial run is never a certification")
@@ -613,8 +625,6 @@ def _run_verdict(results: Sequence[CheckResult], planned: int, session: Session,
     if unjudged:
         shown = ", ".join(f"{r.spec.id} ({r.verdict.value})" for r in unjudged[:5])
         return RunVerdict.INCOMPLETE, f"{len(unjudged)} MUST check(s) could not be judged: {shown}"
-    if not any(r.verdict is Verdict.PASSED for r in results):
-        return RunVerdict.INCOMPLETE, "no check passed: nothing was verified (all skipped, unsupported or errored)"
     return RunVerdict.PASSED, None
 
 

@@ -8,6 +8,7 @@ from it in a subprocess (the renderer is itself a pytest run, which must not nes
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import subprocess
 import sys
@@ -18,9 +19,9 @@ from typing import Any
 import pytest
 
 from ._context import SharedExchanges
-from ._engine import RunConfig, RunResult, RunVerdict, _run_one, _run_verdict
+from ._engine import RunConfig, RunResult, _run_one, _run_verdict, discover_chat_route
 from ._http import Limits, Session, Target
-from ._model import CheckResult, Depth, Profile, Verdict
+from ._model import CheckResult, Depth, Profile, RunVerdict, Verdict
 from .checks import RegisteredCheck, all_checks, select
 from .errors import ConformanceError
 
@@ -48,6 +49,9 @@ class CatalogueRun:
         self.results: list[CheckResult] = []
         # IDs of the items left after -k/-m/--deselect, in run order.
         self.planned: list[str] = []
+        # How pytest narrowed the catalogue (-k, -m, deselection): recorded, never a certification.
+        self.selection: tuple[str, ...] = ()
+        self.route: dict[str, Any] = {}
         self.started_at = dt.datetime.now(dt.UTC)
         self._started = time.monotonic()
         self._session: Session | None = None
@@ -69,6 +73,9 @@ class CatalogueRun:
             self._config = RunConfig(target=target, limits=self.limits, depth=self.depth, profile=self.profile,
                                      concurrency=1)
             self._session = Session(target, self.limits)
+            self.route = discover_chat_route(self._session, model, None)
+            self._session.target = dataclasses.replace(target, chat_method=self.route["method"],
+                                                       chat_path=self.route["path"])
         if self._session is None or self._config is None:
             return None
         return self._session, self._config
@@ -96,7 +103,8 @@ class CatalogueRun:
         if session is None:
             verdict, reason = RunVerdict.INCOMPLETE, self._unreachable or "no check ran"
         else:
-            verdict, reason = _run_verdict(self.results, len(self.planned), session, counts)
+            config = dataclasses.replace(config, selection=self.selection)
+            verdict, reason = _run_verdict(self.results, len(self.planned), session, counts, config)
         ran = {r.spec.id for r in self.results}
         return RunResult(config=config, results=list(self.results), planned=len(self.planned),
                          started_at=self.started_at, duration_s=time.monotonic() - self._started,
@@ -104,7 +112,8 @@ class CatalogueRun:
                          verdict=verdict, reason=reason, status_counts=counts,
                          not_executed=tuple(i for i in self.planned if i not in ran),
                          tokens_estimated=session.tokens_estimated if session else 0,
-                         retries=session.retries if session else 0)
+                         retries=session.retries if session else 0, chat_route=self.route,
+                         catalogue=len(select(all_checks(), depth=self.depth, profile=self.profile)))
 
 
 class CatalogueCollector(pytest.Collector):
@@ -145,7 +154,7 @@ class CheckItem(pytest.Item):
         assert result is not None, "setup() runs the check"
         if result.verdict is Verdict.FAILED:
             raise CheckFailure(result.message)
-        if result.verdict in (Verdict.SKIPPED, Verdict.UNSUPPORTED):
+        if result.verdict in (Verdict.SKIPPED, Verdict.UNSUPPORTED, Verdict.NOT_APPLICABLE, Verdict.INCONCLUSIVE):
             pytest.skip(f"{result.verdict.value}: {result.message}")
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
@@ -195,6 +204,13 @@ class ConformancePlugin:
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         self.catalogue.planned = [item.name for item in session.items if isinstance(item, CheckItem)]
+        catalogue = select(all_checks(), depth=self.catalogue.depth, profile=self.catalogue.profile)
+        if len(self.catalogue.planned) < len(catalogue):
+            option = session.config.option
+            given = [f"-k {option.keyword}" if getattr(option, "keyword", "") else "",
+                     f"-m {option.markexpr}" if getattr(option, "markexpr", "") else ""]
+            self.catalogue.selection = tuple(g for g in given if g) or (
+                f"pytest selected {len(self.catalogue.planned)} of {len(catalogue)} checks",)
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         self.catalogue.close()
@@ -220,9 +236,8 @@ class ConformancePlugin:
         if run is None:
             return
         terminalreporter.section("conformance")
-        label = {"passed": "CERTIFIED", "failed": "NOT CERTIFIED", "incomplete": "INCOMPLETE", "invalid": "INVALID"}
         target = run.config.target
-        terminalreporter.write_line(f"{label[run.verdict]}: {target.model} @ {target.base_url} "
+        terminalreporter.write_line(f"{run.headline}: {target.model} @ {target.base_url} "
                                     f"(profile {run.config.profile.value}, depth {run.config.depth.value})")
         if run.reason:
             terminalreporter.write_line(f"  why: {run.reason}")

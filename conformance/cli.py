@@ -263,7 +263,8 @@ def _mark_in_progress(config: Any, report_dir: Path) -> None:
     """
     import datetime as dt
 
-    from ._engine import RunResult, RunVerdict
+    from ._engine import RunResult
+    from ._model import RunVerdict
     from .checks import all_checks, select
     from .report import write_results
 

@@ -11,7 +11,11 @@ import pytest
 from hypothesis import settings
 
 from conformance import Depth, Limits, Profile, RunConfig, RunResult, Target, run
-from conformance.refserver import DEFAULT_MODEL, ServerConfig, ServerThread
+from conformance.refserver import DEFAULT_MODEL, VARIANTS, ServerConfig, ServerThread
+
+# Variants every check accepts under every profile; the lenient ones (legal by the document, flagged by
+# SHOULD checks) and the profile-bound one are proven in test_verdicts.py and by the selftest.
+PLAIN_VARIANTS = [name for name, v in VARIANTS.items() if not v.flags and set(v.profiles) == {"openai", "documented"}]
 
 settings.register_profile("ci", deadline=None, derandomize=True, database=None, print_blob=True)
 settings.register_profile("dev", deadline=None)
@@ -45,8 +49,13 @@ def start_server() -> ServerFactory:
 
 def certify(base_url: str, *, only: tuple[str, ...] = (), skip: tuple[str, ...] = (), depth: str = "full",
             profile: str = "openai", api_key: str | None = None, model: str = DEFAULT_MODEL,
-            concurrency: int = 4, **limits: Any) -> RunResult:
-    """Run the engine in-process against `base_url` (no reports written)."""
+            concurrency: int = 4, chat_route: tuple[str, str] | None = ("POST", "/chat/completions"),
+            **limits: Any) -> RunResult:
+    """Run the engine in-process against `base_url` (no reports written).
+
+    The chat route is OpenAI's unless `chat_route=None` lets the run find it, so a test of one check
+    counts only that check's requests.
+    """
     config = RunConfig(
         target=Target(base_url, model, api_key),
         limits=Limits(**limits),
@@ -55,6 +64,7 @@ def certify(base_url: str, *, only: tuple[str, ...] = (), skip: tuple[str, ...] 
         only=only,
         skip=skip,
         concurrency=concurrency,
+        chat_route=chat_route,
     )
     return run(config)
 

@@ -9,14 +9,14 @@ from conftest import certify, verdicts
 
 from conformance.refserver import FAULTS
 
-ERRORS = ("errors.envelope", "errors.content-type")
-AUTH = ("auth.missing-key", "auth.wrong-key")
+ERRORS = ("errors.message", "errors.envelope", "errors.unknown-model", "errors.content-type")
+AUTH = ("auth.missing-key", "auth.wrong-key", "auth.status-401")
 KEY = "sk-conformance-test-5e1f0c2a9b"
 
 
 def test_clean_server_passes_error_checks(reference_server):
     result = certify(reference_server.base_url, only=ERRORS + AUTH, depth="quick")
-    assert verdicts(result) == {**dict.fromkeys(ERRORS, "passed"), **dict.fromkeys(AUTH, "skipped")}
+    assert verdicts(result) == {**dict.fromkeys(ERRORS, "passed"), **dict.fromkeys(AUTH, "not_applicable")}
     reasons = {r.spec.id: r.message for r in result.results}
     assert "no API key was given" in reasons["auth.missing-key"]
 
@@ -35,7 +35,7 @@ def test_a_target_without_authentication_is_skipped_not_failed(start_server):
     # The no-auth variant is legal: documented-api 1.1 says Authorization is not required.
     with start_server(api_key=KEY, variants=["no-auth"]) as server:
         result = certify(server.base_url, only=AUTH, api_key=KEY)
-    assert verdicts(result) == dict.fromkeys(AUTH, "skipped")
+    assert verdicts(result) == dict.fromkeys(AUTH, "not_applicable")
     assert all("does not enforce authentication" in r.message for r in result.results)
 
 
@@ -52,7 +52,8 @@ def test_fault_fails_its_error_check(start_server, fault, check_id):
 
 
 @pytest.mark.parametrize(("fault", "check_id"), [
-    ("missing-key-403", "auth.missing-key"),
+    ("missing-key-403", "auth.status-401"),
+    ("missing-key-accepted", "auth.missing-key"),
     ("wrong-key-accepted", "auth.wrong-key"),
 ])
 def test_fault_fails_its_auth_check(start_server, fault, check_id):
@@ -67,6 +68,6 @@ def test_envelope_failure_names_the_probe(start_server):
     with start_server(faults=["detail-error-shape"]) as server:
         result = certify(server.base_url, only=("errors.envelope",))
     failures = result.results[0].failures
-    assert len(failures) == 3
+    assert len(failures) == 2  # the bad temperature and the unknown route (the unknown model has its own check)
     assert "temperature 2.0000001" in failures[0].expected
     assert "'error' is a required property" in failures[0].received

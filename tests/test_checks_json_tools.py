@@ -8,12 +8,12 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import ServerFactory, certify, verdicts
+from conftest import PLAIN_VARIANTS, ServerFactory, certify, verdicts
 
 from conformance import Depth, RunConfig, RunResult, Target, run
 from conformance.checks.tools import call_problems
 from conformance.refserver import DEFAULT_MODEL, ServerThread
-from conformance.refserver.faults import FAULTS, VARIANTS
+from conformance.refserver.faults import FAULTS
 
 CHECKS = ("json-mode.object", "json-mode.schema", "tools.required-call", "tools.named-call", "tools.finish-reason",
           "tools.none-no-calls", "tools.unknown-named-function")
@@ -31,7 +31,7 @@ def test_clean_server_passes(reference_server: ServerThread) -> None:
 
 
 def test_every_legal_variant_passes(start_server: ServerFactory) -> None:
-    with start_server(variants=list(VARIANTS)) as server:
+    with start_server(variants=PLAIN_VARIANTS) as server:
         result = certify(server.base_url, only=CHECKS)
     assert verdicts(result) == dict.fromkeys(CHECKS, "passed"), [r.message for r in result.results]
 
@@ -86,16 +86,23 @@ REJECTED = (400, {"error": {"message": "response_format is not supported", "type
                             "param": "response_format", "code": None}})
 
 
-def test_rejected_response_format_is_unsupported_for_schema_but_a_failure_for_json_object() -> None:
+def test_rejected_response_format_declares_json_mode_unsupported() -> None:
     result = fake_run(lambda body: REJECTED, ("json-mode.*",))
-    assert verdicts(result) == {"json-mode.object": "failed", "json-mode.schema": "unsupported"}
+    assert verdicts(result) == {"json-mode.object": "unsupported", "json-mode.schema": "unsupported"}
+    assert result.features["json_mode"] == "unsupported"
+
+
+def test_a_rejection_that_names_nothing_is_no_declaration() -> None:
+    vague = (400, {"error": {"message": "bad request", "type": "invalid_request_error"}})
+    result = fake_run(lambda body: vague, ("json-mode.object",))
+    assert verdicts(result) == {"json-mode.object": "failed"}
 
 
 def test_json_truncated_twice_is_inconclusive_not_failed() -> None:
     result = fake_run(lambda body: (200, completion({"content": '{"greeting": "hel'}, "length")),
                       ("json-mode.object",))
-    assert verdicts(result) == {"json-mode.object": "unsupported"}
-    assert "inconclusive" in result.results[0].message
+    assert verdicts(result) == {"json-mode.object": "inconclusive"}
+    assert "cut by max_tokens twice" in result.results[0].message
     assert result.results[0].requests == 2
 
 
@@ -118,7 +125,7 @@ def test_json_in_code_fences_fails() -> None:
 
 def test_tool_finish_reason_is_skipped_when_auto_calls_nothing() -> None:
     result = fake_run(lambda body: (200, completion({"content": "It is sunny."}, "stop")), ("tools.finish-reason",))
-    assert verdicts(result) == {"tools.finish-reason": "skipped"}
+    assert verdicts(result) == {"tools.finish-reason": "inconclusive"}
 
 
 def test_unknown_named_function_answered_401_is_not_a_rejection() -> None:

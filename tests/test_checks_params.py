@@ -34,7 +34,8 @@ KILLS = [
     ("error-without-param", "params.error-names-param"),
     ("500-on-wrong-type", "params.wrong-type"),
     ("detail-error-shape", "params.wrong-type"),
-    ("accept-empty-messages", "params.required"),
+    ("accept-empty-messages", "params.empty-messages"),
+    ("500-on-missing-messages", "params.required"),
     ("500-on-malformed-body", "params.malformed-body"),
     ("accept-unknown-role", "params.unknown-role"),
 ]

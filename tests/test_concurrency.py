@@ -40,7 +40,7 @@ def test_concurrency_bounds_the_requests_in_flight(slow_server: tuple[InFlight, 
     for concurrency in (1, 3):
         counter.peak = 0
         result = certify(base_url, only=SUBSET, concurrency=concurrency)
-        assert result.verdict == "passed"
+        assert result.verdict == "partial"
         assert counter.peak <= concurrency
         assert counter.peak >= min(concurrency, 2)  # parallel requests really happen
 

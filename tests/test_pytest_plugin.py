@@ -88,15 +88,16 @@ def test_a_run_with_k_writes_the_same_reports_as_conformance_run(project: Path,
     assert done.returncode == 0, done.stdout + done.stderr
     assert "PASSED conformance::usage.total-is-sum" in done.stdout
     assert "SKIPPED" in done.stdout  # auth.missing-key: no API key given
-    assert "CERTIFIED" in done.stdout
+    assert "PARTIAL RUN" in done.stdout  # -k is a selection: never a certification
     results = json.loads((project / "out" / "results.json").read_text())
     ran = {c["id"]: c["outcome"] for c in results["checks"]}
     assert all("usage" in i or i in ("sdk.create", "auth.missing-key") for i in ran), sorted(ran)
     assert ran["usage.total-is-sum"] == "passed"
-    assert ran["auth.missing-key"] == "skipped"
+    assert ran["auth.missing-key"] == "not_applicable"
     assert results["planned"] == results["executed"] == len(ran)
     assert results["target"]["base_url"] == reference_server.base_url
-    assert results["verdict"] == "passed"
+    assert results["verdict"] == "partial"
+    assert results["selection"] == ["-k usage or sdk.create or auth.missing-key"]
     html = (project / "out" / "report.html").read_text()
     assert "usage.total-is-sum" in html
     assert (project / "out" / "junit.xml").is_file()

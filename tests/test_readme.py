@@ -20,7 +20,7 @@ def test_every_check_is_in_the_catalogue_table() -> None:
 def test_fault_and_variant_counts_are_current() -> None:
     assert f"**{len(FAULTS)} seeded faults**" in README
     assert f"**{len(VARIANTS)} legal variants**" in README
-    assert f"faults killed: {len(FAULTS)}/{len(FAULTS)} (100%)" in README
+    assert f"faults caught: {len(FAULTS)}/{len(FAULTS)} (100%" in README
 
 
 def test_the_two_commands_are_there() -> None:

@@ -36,8 +36,8 @@ from conformance.cli import main
 from conformance.refserver import FAULTS, VARIANTS
 from conformance.refserver.faults import Fault
 
-SCORE_LINE = re.compile(r"^faults killed: (\d+)/(\d+) \((\d+)%\), variants passed: (\d+)/(\d+) \((\d+)%\), "
-                        r"checks proven: (\d+)/(\d+)$")
+SCORE_LINE = re.compile(r"^faults caught: (\d+)/(\d+) \((\d+)%: (\d+) MUST kills, (\d+) SHOULD detections\), "
+                        r"variants passed: (\d+)/(\d+) \((\d+)%\), checks proven: (\d+)/(\d+)$")
 
 
 def registered(check_id: str) -> RegisteredCheck:
@@ -92,8 +92,13 @@ def test_every_must_and_should_check_is_proven(full_report: SelftestReport) -> N
 def test_score_is_perfect(full_report: SelftestReport) -> None:
     match = SCORE_LINE.match(full_report.score_line())
     assert match, full_report.score_line()
-    killed, faults, kill_pct, passed, variants, pass_pct, proven, judged = map(int, match.groups())
+    killed, faults, kill_pct, must_kills, should_detections, passed, variants, pass_pct, proven, judged = map(
+        int, match.groups())
     assert (killed, kill_pct, passed, pass_pct, proven) == (faults, 100, variants, 100, judged)
+    assert must_kills + should_detections == killed
+    # A fault only a SHOULD check catches is a detection, not a kill: both kinds exist in the catalogue.
+    assert must_kills > 0
+    assert should_detections > 0
     assert faults == len(FAULTS)
     assert full_report.ok, "\n".join(full_report.problems())
 
@@ -286,7 +291,7 @@ def test_no_auth_passes_with_a_key_and_differs_from_a_wrong_key_accepted(start_s
         keyless = verdicts(certify(server.base_url, only=("auth.*",), api_key=SELFTEST_API_KEY))
     with start_server(faults=["wrong-key-accepted"], api_key=SELFTEST_API_KEY) as server:
         broken = verdicts(certify(server.base_url, only=("auth.*",), api_key=SELFTEST_API_KEY))
-    assert set(keyless.values()) == {"skipped"}
+    assert set(keyless.values()) == {"not_applicable"}
     assert broken["auth.wrong-key"] == "failed"
 
 
@@ -310,7 +315,8 @@ def test_cli_selftest_text_ends_with_the_score_line(capsys: pytest.CaptureFixtur
             "--only-fault", "stream-no-done", "-q", "--jobs", "1"]
     assert main(argv) == 0
     out = capsys.readouterr().out.strip().splitlines()
-    assert out[-1] == "faults killed: 1/1 (100%), variants passed: 1/1 (100%), checks proven: 1/1 (partial run)"
+    assert out[-1] == ("faults caught: 1/1 (100%: 1 MUST kills, 0 SHOULD detections), variants passed: 1/1 (100%), "
+                       "checks proven: 1/1 (partial run)")
     assert any(line.startswith("stream-no-done") and "stream.done-terminator" in line for line in out)
 
 

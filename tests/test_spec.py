@@ -96,11 +96,11 @@ def test_every_request_property_carries_a_clause() -> None:
     ],
 )
 def test_request_schema_judges_payloads(body: dict[str, Any], valid: bool) -> None:
-    assert schema_validator("CreateChatCompletionRequest").is_valid(body) is valid
+    assert schema_validator("CreateChatCompletionRequest", "openai").is_valid(body) is valid
 
 
 def test_event_schema_accepts_done_and_chunks_only() -> None:
-    validator = schema_validator("ChatCompletionEvent")
+    validator = schema_validator("ChatCompletionEvent", "openai")
     chunk = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
              "choices": [{"index": 0, "delta": {"content": "x"}, "finish_reason": None}]}
     assert validator.is_valid("[DONE]")
@@ -110,7 +110,7 @@ def test_event_schema_accepts_done_and_chunks_only() -> None:
 
 
 def test_error_envelope_requires_param_and_code_string_or_null() -> None:
-    validator = schema_validator("ErrorResponse")
+    validator = schema_validator("ErrorResponse", "openai")
     assert validator.is_valid({"error": {"message": "m", "type": "t", "param": None, "code": None}})
     assert not validator.is_valid({"error": {"message": "m", "type": "t", "param": None, "code": 400}})
     assert not validator.is_valid({"detail": "bad"})

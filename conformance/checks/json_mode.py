@@ -84,7 +84,7 @@ def parsed_object(ctx: CheckContext, exchange: Exchange, content: str) -> dict[s
 )
 def json_object(ctx: CheckContext) -> None:
     exchange, content = json_reply(ctx, {"type": "json_object"}, "Greet me in JSON with a key named greeting.",
-                                   unsupported_on_4xx=False)
+                                   unsupported_on_4xx=True)
     parsed_object(ctx, exchange, content)
 
 

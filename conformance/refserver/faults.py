@@ -82,15 +82,14 @@ fault("stream-truncated-json", "one chunk in the middle carries only the first h
       ("stream.data-is-json", "sdk.stream-usage", "sdk.stream-tool-call"))
 fault("stream-data-after-done", "one more chunk follows `data: [DONE]`", ("stream.done-terminator",))
 # chunks (refserver/streaming.py chunks and helpers)
-fault("stream-chunk-object-completion", "chunks say object `chat.completion`",
-      ("stream.chunk-object", "stream.chunk-schema"))
+fault("stream-chunk-object-completion", "chunks say object `chat.completion`", ("stream.chunk-object",))
 fault("stream-delta-content-number", "delta.content is the number of characters, not the text",
       ("stream.chunk-schema",))
 fault("stream-id-changes", "every chunk has a new id", ("stream.consistent-identity",))
 fault("stream-no-role", "no delta carries role (openai/openai-node#553)", ("stream.first-delta-role",))
 fault("stream-no-finish-reason", "finish_reason is null in every chunk", ("stream.finish-reason-once",))
 fault("stream-finish-reason-empty-string", "finish_reason is \"\" in every chunk before the last "
-      "(ollama/ollama#4357)", ("stream.finish-reason-once", "stream.chunk-schema"))
+      "(ollama/ollama#4357)", ("stream.finish-reason-once",))
 fault("stream-n-all-index-0", "with n > 1 every choice streams as index 0", ("stream.n-partition",))
 fault("stream-usage-unrequested", "a usage chunk is sent without include_usage (Rapid-MLX PR #792)",
       ("stream.usage-not-requested",))

@@ -5,7 +5,7 @@ Verdict → pytest outcome → JUnit element:
     passed                → pass     → <testcase>
     failed                → failure  → <failure>
     error                 → error    → <error>   (raised in setup: never counted as non-conformance)
-    skipped, unsupported  → skipped  → <skipped>
+    skipped, unsupported, not_applicable, inconclusive → skipped → <skipped>
 Each test's name is the check ID; its JUnit classname is `conformance.<feature>`. A run that did not
 judge every planned check never reads as a pass in CI: each planned check that never ran is an
 error (`conformance.not-executed`), and so is a `run-complete` test (`conformance.run`).
@@ -82,7 +82,7 @@ class CheckItem(pytest.Item):
         outcome = self.check["outcome"]
         if outcome == "failed":
             raise CheckFailure(self.check["message"])
-        if outcome in ("skipped", "unsupported"):
+        if outcome in ("skipped", "unsupported", "not_applicable", "inconclusive"):
             pytest.skip(f"{outcome}: {self.check['message']}")
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
