@@ -450,8 +450,9 @@ class _SelftestProgress:
 def _add_report_parsers(sub: Any) -> None:
     report = sub.add_parser("report", help="re-render reports from results.json; several: a matrix page")
     report.add_argument("results", type=Path, nargs="+", help="results.json file(s)")
-    report.add_argument("-o", "--output", "--output-dir", dest="output", type=Path, default=None,
-                        help="a directory for report.html + junit.xml, or FILE.html for the matrix of all RESULTS")
+    report.add_argument("-o", "--output", "--output-dir", dest="output", type=Path, default=None, metavar="DIR",
+                        help="the directory to write into: report.html + junit.xml for one RESULTS (default: "
+                             "next to it), matrix.html for several (required)")
     diff = sub.add_parser("diff", help="compare two runs (or a baseline and a run) check by check")
     diff.add_argument("old", type=Path, help="the old results.json, or a baseline file")
     diff.add_argument("new", type=Path, nargs="+",
@@ -461,15 +462,21 @@ def _add_report_parsers(sub: Any) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    """One results.json: report.html + junit.xml into -o DIR (default: next to it). Several: DIR/matrix.html."""
     from .report import load_results, render_matrix, render_reports
 
     output: Path | None = args.output
-    if output is not None and output.suffix.lower() == ".html":
-        path = render_matrix(list(args.results), output)
+    if output is not None and (output.is_file() or (output.suffix.lower() in (".html", ".htm", ".xml")
+                                                    and not output.is_dir())):
+        raise UsageError(f"-o is a directory: the matrix goes to DIR/matrix.html, one run's reports to "
+                         f"DIR/report.html and DIR/junit.xml; {str(output)!r} names a file (try -o "
+                         f"{output.parent})")
+    if len(args.results) > 1:
+        if output is None:
+            raise UsageError("several results files make a matrix: pass -o DIR (it goes to DIR/matrix.html)")
+        path = render_matrix(list(args.results), output / "matrix.html")
         print(f"matrix: {path}")
         return 0
-    if len(args.results) > 1:
-        raise UsageError("several results files make a matrix: pass -o matrix.html")
     load_results(args.results[0])  # one clear line for a missing, malformed or foreign file
     paths = render_reports(args.results[0], output)
     print("reports: " + ", ".join(str(p) for p in paths.values()))

@@ -96,7 +96,7 @@ def outputs(server: ServerThread, tmp_path_factory: pytest.TempPathFactory) -> d
     (root / "baseline.json").write_text(json.dumps(baseline))
     streams |= {
         "gate": conformance(*run, "--report-dir", "second", "--baseline", "baseline.json", key=CANARY, cwd=root),
-        "matrix": conformance("report", "first/results.json", "second/results.json", "-o", "matrix.html",
+        "matrix": conformance("report", "first/results.json", "second/results.json", "-o", ".",
                               key=CANARY, cwd=root),
         "diff": conformance("diff", "first/results.json", "second/results.json", key=CANARY, cwd=root),
         "diff-json": conformance("diff", "baseline.json", "second/results.json", "--json", key=CANARY, cwd=root),
