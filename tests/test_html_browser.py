@@ -102,6 +102,7 @@ def dump_dom(path: Path, fragment: str = "") -> Element:
 # Added to a copy of the page: once it has loaded (its own scripts ran), record what a reader sees.
 READER_VIEW = """<script>
 window.addEventListener("load", function () {
+  ACTION
   var facts = {text: document.body.innerText, marks: []};
   document.querySelectorAll("article pre.transcript mark.offending").forEach(function (mark) {
     var pre = mark.closest("pre"), m = mark.getBoundingClientRect(), p = pre.getBoundingClientRect();
@@ -116,10 +117,11 @@ window.addEventListener("load", function () {
 </script>"""
 
 
-def reader_view(path: Path, tmp: Path) -> dict[str, Any]:
-    """The page's rendered text (`innerText`: CSS-hidden and collapsed content left out) and its marks."""
+def reader_view(path: Path, tmp: Path, action: str = "") -> dict[str, Any]:
+    """The page's rendered text (`innerText`: CSS-hidden and collapsed content left out) and its marks,
+    after the reader's `action` (JavaScript, e.g. a click)."""
     copy = tmp / path.name
-    copy.write_text(path.read_text().replace("</body>", READER_VIEW + "</body>"))
+    copy.write_text(path.read_text().replace("</body>", READER_VIEW.replace("ACTION", action) + "</body>"))
     facts: dict[str, Any] = json.loads(one(dump_dom(copy).find("pre", id="reader-view")).all_text())
     return facts
 
@@ -223,9 +225,7 @@ def test_what_a_reader_sees(reports: dict[str, Any], tmp_path: Path) -> None:
     order = [text.index(s) for s in ("NOT CERTIFIED", "2 MUST checks failed", "Failing checks (2)",
                                      "stream.done-terminator", "Expected", "All checks (5)")]
     assert order == sorted(order), order
-    table = text[text.index("All checks (5)"):]
-    rows = [line.split("\t") for line in table.splitlines() if "\t" in line]
-    body = [cells for cells in rows if cells[0] in ("Failed", "Passed", "Skipped", "Error")]
+    body = table_rows(text)
     assert [cells[1] for cells in body[:2]] == ["stream.done-terminator", "usage.total-is-sum"], body
     assert {cells[0] for cells in body[2:]} == {"Passed"}
     assert len(body) == len(ONLY)  # each check once
@@ -241,6 +241,24 @@ def test_what_a_reader_sees(reports: dict[str, Any], tmp_path: Path) -> None:
     assert stream[0]["background"] not in ("rgba(0, 0, 0, 0)", "transparent")
     assert stream[0]["inView"]
     assert KEY not in text
+
+
+def table_rows(text: str) -> list[list[str]]:
+    table = text[text.index("All checks ("):]
+    rows = [line.split("\t") for line in table.splitlines() if "\t" in line]
+    return [cells for cells in rows if cells[0] in ("Failed", "Passed", "Skipped", "Error")]
+
+
+def test_sorting_by_duration_orders_ms_and_seconds(reports: dict[str, Any], tmp_path: Path) -> None:
+    """pytest-html sorts its duration column by parsing `00:00:09`; ours (`25 ms`, `9.3 s`) sorts too."""
+    results = json.loads(reports["paths"]["broken"]["results"].read_text())
+    for check, seconds in zip(results["checks"], (9.3, 0.025, 1.2, 0.3, 0.004), strict=True):
+        check["duration_s"] = seconds
+    out = tmp_path / "sorted"
+    page = render_reports(write_results(results, out), out)["html"]
+    view = reader_view(page, tmp_path, 'document.querySelector(\'th[data-column-type="elapsed"]\').click();')
+    durations = [cells[4] for cells in table_rows(view["text"])]
+    assert durations == ["4 ms", "25 ms", "300 ms", "1.2 s", "9.3 s"]
 
 
 def test_matrix_page(reports: dict[str, Any]) -> None:
