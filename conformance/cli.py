@@ -13,10 +13,13 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import __version__
 from .errors import BaselineError, ConformanceError, TargetUnreachable, UsageError
+
+if TYPE_CHECKING:
+    from ._diff import Side
 
 EXIT_USAGE = 2
 
@@ -268,7 +271,7 @@ def _mark_in_progress(config: Any, report_dir: Path) -> None:
 
 
 # -- baseline gate (issue 5) ------------------------------------------------------------------------------
-def _load_baseline(args: argparse.Namespace, config: Any) -> Any:
+def _load_baseline(args: argparse.Namespace, config: Any) -> Side | None:
     """The run's reference (a baseline file or a results.json), checked before anything is spent."""
     from ._diff import check_matches, load_reference
 
@@ -281,7 +284,7 @@ def _load_baseline(args: argparse.Namespace, config: Any) -> Any:
     return reference
 
 
-def _warn_unknown_checks(reference: Any, path: Path) -> None:
+def _warn_unknown_checks(reference: Side, path: Path) -> None:
     """A check the suite no longer has is not an error (a newer suite renamed it), but say so once."""
     from ._diff import unknown_checks
     from .checks import all_checks
@@ -293,7 +296,7 @@ def _warn_unknown_checks(reference: Any, path: Path) -> None:
               f"that this suite does not have: {shown} (renamed or removed; ignored)", file=sys.stderr)
 
 
-def _gate(args: argparse.Namespace, reference: Any, results: dict[str, Any],
+def _gate(args: argparse.Namespace, reference: Side, results: dict[str, Any],
           paths: dict[str, Path]) -> tuple[int, list[str]]:
     """Exit 1 only on regressions against the baseline; the diff goes next to the reports."""
     from ._diff import compare, side_of_results

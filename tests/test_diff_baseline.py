@@ -224,6 +224,17 @@ def test_a_baseline_naming_an_unknown_check_warns_and_still_gates(servers: dict[
                           "have: stream.renamed-check"), err
 
 
+def test_update_baseline_from_an_incomplete_run_is_exit_2_and_writes_nothing(
+        servers: dict[str, ServerThread], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    baseline = tmp_path / "baseline.json"
+    assert run_cli(servers["A"], tmp_path, "--max-requests", "1", "--update-baseline", str(baseline)) == 2
+    out, err = capsys.readouterr()
+    assert out.startswith(("INCOMPLETE", "INVALID"))  # the run's summary is still shown
+    assert err.count("\n") == 1, err
+    assert "not writing a baseline from a" in err
+    assert not baseline.exists()
+
+
 def test_update_baseline_keeps_written_reasons_and_renews_placeholders(results: dict[str, Path]) -> None:
     first = make_baseline(load(results["A"]))
     assert all(is_placeholder(e["reason"]) for e in first["known_failures"].values())
