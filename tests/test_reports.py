@@ -387,6 +387,10 @@ def test_matrix_of_targets(clean: dict[str, Any], broken: dict[str, Any], tmp_pa
         assert not cells[0][1].startswith("/")
         assert cells[2][1] == f"#t2-check-{check_id}"
         assert f'id="t2-check-{check_id}"' in page
+        # An inline detail's "shared with" link stays inside its own column's details.
+        inline = page[page.index('id="t2-details"'):]
+        assert re.search(r'shared with <a href="#t2-check-', inline)
+        assert not re.search(r'href="#check-', inline)
         target = (output.parent / cells[1][1].split("#")[0]).resolve()
         assert target == broken["paths"]["html"].resolve()
     assert not re.search(r"<(link|script)[^>]+(href|src)=", page)  # self-contained

@@ -15,7 +15,17 @@ from pathlib import Path
 from typing import Any
 
 from . import _html
-from ._results import FEATURES, VERDICTS, anchor, base_url_label, first_line, run_label, run_verdict, target_label
+from ._results import (
+    FEATURES,
+    VERDICTS,
+    anchor,
+    base_url_label,
+    exchange_senders,
+    first_line,
+    run_label,
+    run_verdict,
+    target_label,
+)
 
 MATRIX_STYLE = """
 <style>
@@ -185,8 +195,10 @@ def _inline_details(columns: list[Column]) -> str:
                    f"{_html.esc(run_label(results))}</h3>")
         if results.get("reason"):
             out.append(f"<p><b>Why:</b> {_html.esc(results['reason'])}</p>")
+        senders = exchange_senders(results)
         for check in sorted(results["checks"], key=lambda c: (c["outcome"] not in ("failed", "error"), c["id"])):
             collapsed = check["outcome"] not in ("failed", "error")
-            out.append(_html.check_detail(check, collapsed=collapsed, prefix=column.prefix))
+            out.append(_html.check_detail(check, collapsed=collapsed, prefix=column.prefix,
+                                          senders=senders.get(check["id"], [])))
         out.append("</section>")
     return "".join(out)
