@@ -226,6 +226,8 @@ def test_what_a_reader_sees(reports: dict[str, Any], tmp_path: Path) -> None:
                                      "stream.done-terminator", "Expected", "All checks (5)")]
     assert order == sorted(order), order
     body = table_rows(text)
+    header = next(line for line in text[text.index("All checks (5)"):].splitlines() if line.startswith("Result"))
+    assert header.split("\t") == ["Result", "Check ID", "Level", "Feature", "Duration"]  # no empty Links column
     assert [cells[1] for cells in body[:2]] == ["stream.done-terminator", "usage.total-is-sum"], body
     assert {cells[0] for cells in body[2:]} == {"Passed"}
     assert len(body) == len(ONLY)  # each check once

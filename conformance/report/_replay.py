@@ -159,6 +159,7 @@ class ReplayPlugin:
         cells[1] = '<th class="sortable" data-column-type="testId">Check ID</th>'
         cells.insert(2, '<th class="sortable" data-column-type="level">Level</th>')
         cells.insert(3, '<th class="sortable" data-column-type="feature">Feature</th>')
+        cells[:] = [cell for cell in cells if ">Links<" not in cell]  # no check has a link to list
 
     def pytest_html_results_table_row(self, report: Any, cells: list[str]) -> None:
         check = self._check_of(report)
@@ -170,6 +171,7 @@ class ReplayPlugin:
         cells[1] = f'<td class="col-testId">{_html.esc(check["id"])}</td>'
         cells.insert(2, f'<td class="col-level">{_html.esc(check["level"])}</td>')
         cells.insert(3, f'<td class="col-feature">{_html.esc(check["feature"])}</td>')
+        cells[:] = [cell for cell in cells if "col-links" not in cell]
 
     def pytest_html_results_table_html(self, report: Any, data: list[str]) -> None:
         """No log box: pytest's failure text repeats what the check's detail (the row's extra HTML) says."""
