@@ -346,6 +346,9 @@ def test_diff_refuses_runs_of_different_targets_as_repeated_runs(results: dict[s
     quick = {**load(results["A"]), "depth": "quick"}
     with pytest.raises(ValueError, match="depth full vs quick"):
         combine([load(results["A"]), quick])
+    # The built-in reference server listens on a new free port each run: still one target.
+    builtin = [{**load(results[n]), "target": {**load(results[n])["target"], "builtin": True}} for n in "AB"]
+    assert combine(builtin)["checks"]
 
 
 def test_diff_cli_errors(results: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
