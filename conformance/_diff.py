@@ -352,7 +352,7 @@ def diff_results(old: dict[str, Any], new: dict[str, Any], *, old_label: str = "
 
 def gate(baseline: dict[str, Any], results: dict[str, Any], *, baseline_label: str = "baseline",
          new_label: str = "this run") -> Diff:
-    """The CI gate: the run against accepted failures. Call check_baseline_matches first."""
+    """The CI gate: the run against accepted failures. Call check_matches first."""
     return compare(side_of_baseline(baseline, baseline_label), side_of_results(results, new_label))
 
 
