@@ -24,7 +24,12 @@ A baseline is a small JSON file of accepted failures, each with a reason:
      "verdicts": {"stream.done-terminator": "failed", "usage.present": "passed", ...}}
 
 `verdicts` (every check's verdict when the baseline was recorded) is optional; without it every
-check that is not a known failure is taken to have passed.
+check that is not a known failure is taken to have passed. `--update-baseline` writes each new
+known failure with the reason PLACEHOLDER; a baseline that still holds it is refused (exit 2).
+
+A results.json may stand wherever a baseline is read (`--baseline`, the OLD side of `diff`): its
+failures are then the known failures. Several NEW files given to `diff` must be repeated runs of one
+target (same base URL, model, profile and depth), never runs of different targets.
 """
 
 from __future__ import annotations
@@ -38,9 +43,13 @@ from typing import Any
 
 from .errors import BaselineError
 from .report._results import LEVEL_ORDER, RUN_LABEL, first_line, run_verdict
+from .report._results import load as load_results
 
 BASELINE_SCHEMA_VERSION = 1
 BASELINE_KIND = "openai-conformance-baseline"
+# The reason --update-baseline writes for a new known failure: not a reason until a person replaces it.
+PLACEHOLDER = "TODO(--update-baseline): say why this failure is accepted"
+_LEGACY_PLACEHOLDER = "accepted by --update-baseline on "  # what versions before 0.2 wrote
 
 CATEGORIES: dict[str, str] = {
     "new-failure": "New failures",
@@ -167,10 +176,29 @@ def load_baseline(path: Path) -> dict[str, Any]:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
         raise BaselineError(f"baseline {path} is not valid JSON: {exc}") from None
-    problem = baseline_problem(data)
+    problem = baseline_problem(data) or _placeholder_problem(data)
     if problem:
         raise BaselineError(f"baseline {path}: {problem}")
     return dict(data)
+
+
+def is_placeholder(reason: str) -> bool:
+    """The reason is still the one --update-baseline wrote, not a person's."""
+    return reason.strip().startswith((PLACEHOLDER, _LEGACY_PLACEHOLDER))
+
+
+def _placeholder_problem(data: dict[str, Any]) -> str | None:
+    ids = sorted(check_id for check_id, entry in data["known_failures"].items() if is_placeholder(entry["reason"]))
+    if not ids:
+        return None
+    shown = ", ".join(ids[:12]) + (f" and {len(ids) - 12} more" if len(ids) > 12 else "")
+    return (f"{_count(len(ids), 'known failure')} still {'has' if len(ids) == 1 else 'have'} the placeholder "
+            f"reason written by --update-baseline: {shown}; replace each with why it is accepted (a ticket, "
+            f"an upstream issue)")
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def baseline_problem(data: Any) -> str | None:
@@ -223,15 +251,50 @@ def side_of_baseline(data: dict[str, Any], label: str) -> Side:
                 reasons={check_id: entry["reason"] for check_id, entry in known.items()})
 
 
-def check_baseline_matches(data: dict[str, Any], model: str, profile: str, path: Path) -> None:
-    """A baseline recorded for another model or profile would hide or invent regressions."""
-    recorded = data.get("target", {}).get("model")
-    if recorded and recorded != model:
-        raise BaselineError(f"baseline {path} was recorded for model {recorded!r}, this run certifies {model!r}: "
-                            f"use that target's baseline or record one with --update-baseline")
-    if data.get("profile") and data["profile"] != profile:
-        raise BaselineError(f"baseline {path} was recorded with --profile {data['profile']}, this run uses "
+def is_results_file(path: Path) -> bool:
+    """A results.json of `conformance run` (it has `checks`, no `known_failures`); else a baseline is meant."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError):
+        return False
+    return isinstance(data, dict) and "checks" in data and "known_failures" not in data
+
+
+def load_reference(path: Path, *, complete: bool) -> Side:
+    """What a run is compared with: a baseline file, or a results.json whose failures are the known ones.
+
+    `complete`: a results.json must be of a run that judged every check (the gate; a partial run would
+    make every check it missed look new).
+    """
+    if not complete and not path.is_file():
+        raise BaselineError(f"{path} does not exist")
+    if not is_results_file(path):
+        return side_of_baseline(load_baseline(path), str(path))
+    results = load_results(path)
+    verdict = run_verdict(results)
+    if complete and verdict not in ("passed", "failed"):
+        raise BaselineError(f"baseline {path} is the results.json of an {verdict} run: it did not judge every "
+                            f"check; use a complete run's results.json or a baseline file")
+    return side_of_results(results, str(path))
+
+
+def check_matches(reference: Side, *, model: str, profile: str, depth: str, path: Path) -> None:
+    """A baseline recorded for another model, profile or depth would hide or invent regressions."""
+    if reference.model and reference.model != model:
+        raise BaselineError(f"baseline {path} was recorded for model {reference.model!r}, this run certifies "
+                            f"{model!r}: use that target's baseline or record one with --update-baseline")
+    if reference.profile and reference.profile != profile:
+        raise BaselineError(f"baseline {path} was recorded with --profile {reference.profile}, this run uses "
                             f"--profile {profile}")
+    if reference.depth and reference.depth != depth:
+        raise BaselineError(f"baseline {path} was recorded with --depth {reference.depth}, this run uses --depth "
+                            f"{depth}: run at --depth {reference.depth} or record a baseline at this depth with "
+                            f"--update-baseline")
+
+
+def unknown_checks(reference: Side, known_ids: Iterable[str]) -> list[str]:
+    """Check IDs the reference names that this suite does not have (renamed or removed)."""
+    return sorted(set(reference.verdicts) - set(known_ids))
 
 
 # -- comparing ----------------------------------------------------------------------------------------
@@ -289,23 +352,42 @@ def diff_results(old: dict[str, Any], new: dict[str, Any], *, old_label: str = "
 
 def gate(baseline: dict[str, Any], results: dict[str, Any], *, baseline_label: str = "baseline",
          new_label: str = "this run") -> Diff:
-    """The CI gate: the run against accepted failures. Call check_baseline_matches first."""
+    """The CI gate: the run against accepted failures. Call check_matches first."""
     return compare(side_of_baseline(baseline, baseline_label), side_of_results(results, new_label))
 
 
-def combine(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Repeated runs of one target folded into one results document: later verdicts go to `repeats`."""
+def combine(runs: Sequence[dict[str, Any]], labels: Sequence[str] = ()) -> dict[str, Any]:
+    """Repeated runs of one target folded into one results document: later verdicts go to `repeats`.
+
+    Runs of different targets are refused (ValueError): their differences are not flakiness.
+    """
     if not runs:
         raise ValueError("combine() needs at least one run")
+    names = list(labels) or [f"run {i + 1}" for i in range(len(runs))]
     first: dict[str, Any] = json.loads(json.dumps(runs[0]))
     by_id = {c["id"]: c for c in first["checks"]}
-    for run in runs[1:]:
-        if (run["target"]["model"], run["profile"]) != (first["target"]["model"], first["profile"]):
-            raise ValueError("combine() folds repeated runs of one target and profile only")
+    for name, run in zip(names[1:], runs[1:], strict=True):
+        differences = target_differences(first, run)
+        if differences:
+            raise ValueError(f"{names[0]} and {name} are not repeated runs of one target ({'; '.join(differences)})"
+                             f": several NEW files must be runs of the same base URL, model, profile and depth; "
+                             f"compare different targets one at a time")
         for check in run["checks"]:
             if check["id"] in by_id:
                 by_id[check["id"]].setdefault("repeats", []).extend([check["outcome"], *check.get("repeats", [])])
     return first
+
+
+def target_differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    """How two runs' targets differ ("model x vs y", ...); empty for runs of one target.
+
+    Two runs of the built-in reference server are of one target whatever its (random) port.
+    """
+    pairs = [("base URL", a["target"]["base_url"], b["target"]["base_url"]),
+             ("model", a["target"]["model"], b["target"]["model"]),
+             ("profile", a["profile"], b["profile"]), ("depth", a["depth"], b["depth"])]
+    builtin = a["target"].get("builtin") and b["target"].get("builtin")
+    return [f"{what} {x} vs {y}" for what, x, y in pairs if x != y and not (builtin and what == "base URL")]
 
 
 # -- writing a baseline -------------------------------------------------------------------------------
@@ -321,8 +403,9 @@ def make_baseline(results: dict[str, Any], previous: dict[str, Any] | None = Non
     known = {}
     for check_id, verdicts in side.verdicts.items():
         if "failed" in verdicts:
-            reason = kept.get(check_id, {}).get("reason") or (
-                f"accepted by --update-baseline on {day}; replace with why: {side.messages.get(check_id, '')}")
+            reason = str(kept.get(check_id, {}).get("reason") or "")
+            if not reason.strip() or is_placeholder(reason):
+                reason = f"{PLACEHOLDER} (recorded {day}: {side.messages.get(check_id, '')})"
             known[check_id] = {"verdict": "failed", "level": side.levels.get(check_id), "reason": reason}
     return {
         "schema_version": BASELINE_SCHEMA_VERSION,

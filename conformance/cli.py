@@ -13,10 +13,13 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import __version__
-from .errors import ConformanceError, TargetUnreachable, UsageError
+from .errors import BaselineError, ConformanceError, TargetUnreachable, UsageError
+
+if TYPE_CHECKING:
+    from ._diff import Side
 
 EXIT_USAGE = 2
 
@@ -91,9 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-html", action="store_true", help="write results.json and junit.xml only")
     run.add_argument("--quiet", "-q", action="store_true", help="no progress line")
     run.add_argument("--baseline", type=Path, metavar="FILE",
-                     help="CI gate: exit 1 only on regressions against FILE's known failures (diff in the report dir)")
+                     help="CI gate: exit 1 only on regressions against FILE's known failures (diff in the report "
+                          "dir); FILE is a baseline or a complete run's results.json")
     run.add_argument("--update-baseline", type=Path, metavar="FILE",
-                     help="write FILE: this run's failures become known failures (keep or edit their reasons)")
+                     help="write FILE: this run's failures become known failures (reasons already written are "
+                          "kept; replace each placeholder before --baseline accepts FILE); exit 0 once FILE is "
+                          "written, 2 if the run was incomplete")
 
     serve = sub.add_parser("serve", help="run the reference server in the foreground")
     serve.add_argument("--host", default="127.0.0.1")
@@ -250,9 +256,16 @@ def _certify(args: argparse.Namespace, target: Any, common: dict[str, Any], *, b
     notes: list[str] = []
     if baseline is not None:
         exit_code, notes = _gate(args, baseline, results, paths)
+    refused = None
     if args.update_baseline is not None:
-        notes.append(_update_baseline(args.update_baseline, results))
+        try:
+            notes.append(_update_baseline(args.update_baseline, results))
+            exit_code = 0  # the baseline was asked for and written: `... --update-baseline F && git add F`
+        except BaselineError as exc:
+            refused, exit_code = exc, EXIT_USAGE
     print(_terminal.summary(results, paths, colour=_terminal.use_colour(sys.stdout), baseline=notes), end="")
+    if refused is not None:
+        print(f"conformance: error: {refused}", file=sys.stderr)
     return exit_code
 
 
@@ -278,22 +291,37 @@ def _mark_in_progress(config: Any, report_dir: Path) -> None:
 
 
 # -- baseline gate (issue 5) ------------------------------------------------------------------------------
-def _load_baseline(args: argparse.Namespace, config: Any) -> dict[str, Any] | None:
-    from ._diff import check_baseline_matches, load_baseline
+def _load_baseline(args: argparse.Namespace, config: Any) -> Side | None:
+    """The run's reference (a baseline file or a results.json), checked before anything is spent."""
+    from ._diff import check_matches, load_reference
 
     if args.baseline is None:
         return None
-    baseline = load_baseline(args.baseline)
-    check_baseline_matches(baseline, config.target.model, config.profile.value, args.baseline)
-    return baseline
+    reference = load_reference(args.baseline, complete=True)
+    check_matches(reference, model=config.target.model, profile=config.profile.value, depth=config.depth.value,
+                  path=args.baseline)
+    _warn_unknown_checks(reference, args.baseline)
+    return reference
 
 
-def _gate(args: argparse.Namespace, baseline: dict[str, Any], results: dict[str, Any],
+def _warn_unknown_checks(reference: Side, path: Path) -> None:
+    """A check the suite no longer has is not an error (a newer suite renamed it), but say so once."""
+    from ._diff import unknown_checks
+    from .checks import all_checks
+
+    unknown = unknown_checks(reference, (c.spec.id for c in all_checks()))
+    if unknown:
+        shown = ", ".join(unknown[:12]) + (f" and {len(unknown) - 12} more" if len(unknown) > 12 else "")
+        print(f"conformance: warning: baseline {path} names {len(unknown)} check{'s' if len(unknown) != 1 else ''} "
+              f"that this suite does not have: {shown} (renamed or removed; ignored)", file=sys.stderr)
+
+
+def _gate(args: argparse.Namespace, reference: Side, results: dict[str, Any],
           paths: dict[str, Path]) -> tuple[int, list[str]]:
     """Exit 1 only on regressions against the baseline; the diff goes next to the reports."""
-    from ._diff import gate
+    from ._diff import compare, side_of_results
 
-    diff = gate(baseline, results, baseline_label=str(args.baseline))
+    diff = compare(reference, side_of_results(results, "this run"))
     paths["diff"] = args.report_dir / "diff.md"
     paths["diff"].write_text(diff.to_markdown(), encoding="utf-8")
     (args.report_dir / "diff.json").write_text(json.dumps(diff.to_json(), indent=1), encoding="utf-8")
@@ -308,7 +336,7 @@ def _gate(args: argparse.Namespace, baseline: dict[str, Any], results: dict[str,
 
 
 def _update_baseline(path: Path, results: dict[str, Any]) -> str:
-    from ._diff import baseline_problem, make_baseline, write_baseline
+    from ._diff import baseline_problem, is_placeholder, make_baseline, write_baseline
 
     previous = None
     if path.is_file():
@@ -320,7 +348,12 @@ def _update_baseline(path: Path, results: dict[str, Any]) -> str:
             previous = None  # an unreadable old baseline is replaced, its reasons cannot be kept
     baseline = make_baseline(results, previous)
     write_baseline(path, baseline)
-    return f"wrote {path} ({len(baseline['known_failures'])} known failure(s); edit their reasons)"
+    known = baseline["known_failures"]
+    todo = sum(is_placeholder(entry["reason"]) for entry in known.values())
+    text = f"wrote {path} ({len(known)} known failure(s)"
+    if todo:
+        text += f", {todo} with the placeholder reason: replace it with why, or --baseline refuses the file"
+    return text + ")"
 
 
 # -- serve --------------------------------------------------------------------------------------------
@@ -440,8 +473,9 @@ class _SelftestProgress:
 def _add_report_parsers(sub: Any) -> None:
     report = sub.add_parser("report", help="re-render reports from results.json; several: a matrix page")
     report.add_argument("results", type=Path, nargs="+", help="results.json file(s)")
-    report.add_argument("-o", "--output", "--output-dir", dest="output", type=Path, default=None,
-                        help="a directory for report.html + junit.xml, or FILE.html for the matrix of all RESULTS")
+    report.add_argument("-o", "--output", "--output-dir", dest="output", type=Path, default=None, metavar="DIR",
+                        help="the directory to write into: report.html + junit.xml for one RESULTS (default: "
+                             "next to it), matrix.html for several (required)")
     diff = sub.add_parser("diff", help="compare two runs (or a baseline and a run) check by check")
     diff.add_argument("old", type=Path, help="the old results.json, or a baseline file")
     diff.add_argument("new", type=Path, nargs="+",
@@ -451,15 +485,21 @@ def _add_report_parsers(sub: Any) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    """One results.json: report.html + junit.xml into -o DIR (default: next to it). Several: DIR/matrix.html."""
     from .report import load_results, render_matrix, render_reports
 
     output: Path | None = args.output
-    if output is not None and output.suffix.lower() == ".html":
-        path = render_matrix(list(args.results), output)
+    if output is not None and (output.is_file() or (output.suffix.lower() in (".html", ".htm", ".xml")
+                                                    and not output.is_dir())):
+        raise UsageError(f"-o is a directory: the matrix goes to DIR/matrix.html, one run's reports to "
+                         f"DIR/report.html and DIR/junit.xml; {str(output)!r} names a file (try -o "
+                         f"{output.parent})")
+    if len(args.results) > 1:
+        if output is None:
+            raise UsageError("several results files make a matrix: pass -o DIR (it goes to DIR/matrix.html)")
+        path = render_matrix(list(args.results), output / "matrix.html")
         print(f"matrix: {path}")
         return 0
-    if len(args.results) > 1:
-        raise UsageError("several results files make a matrix: pass -o matrix.html")
     load_results(args.results[0])  # one clear line for a missing, malformed or foreign file
     paths = render_reports(args.results[0], output)
     print("reports: " + ", ".join(str(p) for p in paths.values()))
@@ -468,20 +508,18 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_diff(args: argparse.Namespace) -> int:
     """Markdown (or JSON) for a PR comment; exit 1 on a regression, 2 when the new run is incomplete."""
-    from ._diff import check_baseline_matches, combine, compare, load_baseline, side_of_baseline, side_of_results
+    from ._diff import check_matches, combine, compare, load_reference, side_of_results
     from .report import load_results
 
     news = [load_results(path) for path in args.new]
     try:
-        new = combine(news)
+        new = combine(news, [str(path) for path in args.new])
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    if _is_baseline(args.old):
-        baseline = load_baseline(args.old)
-        check_baseline_matches(baseline, new["target"]["model"], new["profile"], args.old)
-        old = side_of_baseline(baseline, str(args.old))
-    else:
-        old = side_of_results(load_results(args.old), str(args.old))
+    old = load_reference(args.old, complete=False)
+    if old.kind == "baseline":
+        check_matches(old, model=new["target"]["model"], profile=new["profile"], depth=new["depth"], path=args.old)
+        _warn_unknown_checks(old, args.old)
     diff = compare(old, side_of_results(new, str(args.new[0])))
     text = json.dumps(diff.to_json(), indent=1) + "\n" if args.json else diff.to_markdown()
     if args.output is not None:
@@ -489,14 +527,6 @@ def cmd_diff(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(text)
     return diff.exit_code
-
-
-def _is_baseline(path: Path) -> bool:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(data, dict) and "known_failures" in data
 
 
 def entry() -> None:

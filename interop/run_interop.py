@@ -239,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     results = sorted(args.reports.glob("*/results.json"))
     if results:
         subprocess.run([sys.executable, "-m", "conformance", "report", *map(str, results), "-o",
-                        str(args.reports / "matrix.html")], check=True)
+                        str(args.reports)], check=True)  # -> reports/interop/matrix.html
         # FINDINGS.md: the triaged table; an untriaged failure is reported, not fatal (new checks land often).
         subprocess.run([sys.executable, str(HERE / "findings.py"), "--reports", str(args.reports)], check=False)
     problems += leaked(args.reports, [v for s in chosen for v in (s.api_key, *s.secrets)])

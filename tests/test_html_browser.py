@@ -1,9 +1,12 @@
 """report.html and matrix.html in a real headless browser (Debian's chromium): the DOM after
 pytest-html's JavaScript has run holds the certification summary, the feature rollup, the method
-matrix, a failing check's transcript with the offending SSE event marked, and the repro curl."""
+matrix, a failing check's transcript with the offending SSE event marked, and the repro curl; and
+what a reader sees (the page's rendered text, CSS applied) leads with the verdict and the failing
+checks, with none of pytest-html's leftovers."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import tempfile
@@ -96,6 +99,33 @@ def dump_dom(path: Path, fragment: str = "") -> Element:
     return DOM(done.stdout).root
 
 
+# Added to a copy of the page: once it has loaded (its own scripts ran), record what a reader sees.
+READER_VIEW = """<script>
+window.addEventListener("load", function () {
+  ACTION
+  var facts = {text: document.body.innerText, marks: []};
+  document.querySelectorAll("article pre.transcript mark.offending").forEach(function (mark) {
+    var pre = mark.closest("pre"), m = mark.getBoundingClientRect(), p = pre.getBoundingClientRect();
+    facts.marks.push({text: mark.innerText, background: getComputedStyle(mark).backgroundColor,
+                      inView: m.top >= p.top && m.top < p.bottom, check: mark.closest("article").id});
+  });
+  var out = document.createElement("pre");
+  out.id = "reader-view";
+  out.textContent = JSON.stringify(facts);
+  document.body.appendChild(out);
+});
+</script>"""
+
+
+def reader_view(path: Path, tmp: Path, action: str = "") -> dict[str, Any]:
+    """The page's rendered text (`innerText`: CSS-hidden and collapsed content left out) and its marks,
+    after the reader's `action` (JavaScript, e.g. a click)."""
+    copy = tmp / path.name
+    copy.write_text(path.read_text().replace("</body>", READER_VIEW.replace("ACTION", action) + "</body>"))
+    facts: dict[str, Any] = json.loads(one(dump_dom(copy).find("pre", id="reader-view")).all_text())
+    return facts
+
+
 @pytest.fixture(scope="module")
 def reports(reference_server: ServerThread, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     out = tmp_path_factory.mktemp("browser")
@@ -170,19 +200,78 @@ def test_pytest_html_table_is_rendered_by_its_javascript(broken_dom: Element) ->
     assert failed[0].find("a", href="#check-stream.done-terminator")  # the row links to the full detail
 
 
+def extras_row(dom: Element, check_id: str) -> Element:
+    """The row of pytest-html's table that holds a check's detail."""
+    return one([row for row in dom.find("tr", class_="extras-row") if row.find(id=f"check-{check_id}")])
+
+
 def test_a_link_to_a_collapsed_check_opens_it(reports: dict[str, Any], broken_dom: Element) -> None:
-    closed = one(broken_dom.find("details", id="check-schema.chat-completion"))
-    assert "open" not in closed.attrs  # passed checks are collapsed
+    assert "hidden" in extras_row(broken_dom, "schema.chat-completion").attrs["class"].split()  # passed: collapsed
     opened = dump_dom(reports["paths"]["clean"]["html"], "#check-schema.chat-completion")
-    assert "open" in one(opened.find("details", id="check-schema.chat-completion")).attrs
-    assert "open" in one(opened.find("details", id="other-checks")).attrs
+    assert "hidden" not in extras_row(opened, "schema.chat-completion").attrs["class"].split()
+    assert "hidden" in extras_row(opened, "usage.total-is-sum").attrs["class"].split()  # only the linked one
     assert "CERTIFIED" in one(opened.find(id="cert-verdict")).all_text()
+
+
+def test_what_a_reader_sees(reports: dict[str, Any], tmp_path: Path) -> None:
+    """The verdict first, then the failing checks in full, then one list of every check (failures on top),
+    and none of pytest-html's leftovers: no empty "Summary", no second Environment table."""
+    view = reader_view(reports["paths"]["broken"]["html"], tmp_path)
+    text = view["text"]
+    lines = [line.strip() for line in text.splitlines()]
+    assert "Summary" not in lines
+    assert "Environment" not in lines
+    assert "Other checks" not in text
+    order = [text.index(s) for s in ("NOT CERTIFIED", "2 MUST checks failed", "Failing checks (2)",
+                                     "stream.done-terminator", "Expected", "All checks (5)")]
+    assert order == sorted(order), order
+    body = table_rows(text)
+    header = next(line for line in text[text.index("All checks (5)"):].splitlines() if line.startswith("Result"))
+    assert header.split("\t") == ["Result", "Check ID", "Level", "Feature", "Duration"]  # no empty Links column
+    assert [cells[1] for cells in body[:2]] == ["stream.done-terminator", "usage.total-is-sum"], body
+    assert {cells[0] for cells in body[2:]} == {"Passed"}
+    assert len(body) == len(ONLY)  # each check once
+    durations = [cells[4] for cells in body]
+    assert all(d.endswith((" ms", " s")) and ":" not in d for d in durations), durations
+    # The stream failure's transcript is scrolled to its offending event, marked in red.
+    stream = [mark for mark in view["marks"] if mark["check"] == "check-stream.done-terminator"]
+    assert len(stream) == 1
+    check = next(c for c in reports["broken"]["checks"] if c["id"] == "stream.done-terminator")
+    transcript = check["transcripts"][check["failures"][0]["exchange"]]
+    start, end, _ = transcript["sse"]["event_offsets"][-1]
+    assert stream[0]["text"] == transcript["response"]["body"].encode()[start:end].decode().rstrip("\r\n")
+    assert stream[0]["background"] not in ("rgba(0, 0, 0, 0)", "transparent")
+    assert stream[0]["inView"]
+    assert KEY not in text
+
+
+def table_rows(text: str) -> list[list[str]]:
+    table = text[text.index("All checks ("):]
+    rows = [line.split("\t") for line in table.splitlines() if "\t" in line]
+    return [cells for cells in rows if cells[0] in ("Failed", "Passed", "Skipped", "Error")]
+
+
+def test_sorting_by_duration_orders_ms_and_seconds(reports: dict[str, Any], tmp_path: Path) -> None:
+    """pytest-html sorts its duration column by parsing `00:00:09`; ours (`25 ms`, `9.3 s`) sorts too."""
+    results = json.loads(reports["paths"]["broken"]["results"].read_text())
+    for check, seconds in zip(results["checks"], (9.3, 0.025, 1.2, 0.3, 0.004), strict=True):
+        check["duration_s"] = seconds
+    out = tmp_path / "sorted"
+    page = render_reports(write_results(results, out), out)["html"]
+    view = reader_view(page, tmp_path, 'document.querySelector(\'th[data-column-type="elapsed"]\').click();')
+    durations = [cells[4] for cells in table_rows(view["text"])]
+    assert durations == ["4 ms", "25 ms", "300 ms", "1.2 s", "9.3 s"]
 
 
 def test_matrix_page(reports: dict[str, Any]) -> None:
     dom = dump_dom(reports["matrix"])
     table = one(dom.find("table", id="matrix"))
-    assert len(table.find("th", class_="target")) == 2
+    headers = [th.all_text() for th in table.find("th", class_="target")]
+    assert len(headers) == 2
+    for header, run in zip(headers, ("clean", "broken"), strict=True):  # one model, two base URLs
+        results = json.loads(reports["paths"][run]["results"].read_text())
+        assert results["target"]["base_url"].removeprefix("http://") in header
+        assert results["target"]["model"] in header
     row = one(table.find("tr", **{"data-check": "stream.done-terminator"}))
     cells = row.find("td", class_="cell")
     assert [c.attrs["class"].split()[-1] for c in cells] == ["c-passed", "c-failed"]

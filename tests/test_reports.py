@@ -26,7 +26,7 @@ from conformance import RunConfig, Target, __version__, run
 from conformance.cli import main
 from conformance.refserver import ServerConfig, ServerThread
 from conformance.report import RESULTS_SCHEMA_PATH, render_reports, schema_problems, write_results
-from conformance.report._results import run_verdict
+from conformance.report._results import duration, exchange_senders, run_verdict
 from conformance.report._terminal import Progress, summary
 
 KEY = "sk-reports-test-key-0001"
@@ -188,6 +188,27 @@ def test_junit_maps_errors_and_unsupported(tmp_path: Path) -> None:
     assert cases["usage.total-is-sum"].find("error") is not None
 
 
+def test_junit_suite_is_the_run_not_the_rendering(broken: dict[str, Any], tmp_path: Path) -> None:
+    """Suite name, time and timestamp come from results.json (a 9.3 s run is not a 0.1 s suite)."""
+    results = json.loads(json.dumps(broken["results"]))
+    results["duration_s"] = 9.3
+    by_id(results)["stream.done-terminator"]["duration_s"] = 2.5
+    root = ET.parse(render(results, tmp_path)["junit"]).getroot()
+    assert root.get("name") == "openai-conformance"
+    suite = root.find("testsuite")
+    assert suite is not None
+    target = results["target"]
+    assert suite.get("name") == f"openai-conformance: {target['model']} @ {target['base_url']}"
+    assert suite.get("time") == "9.300"
+    assert suite.get("timestamp") == results["started_at"]
+    properties = {p.get("name"): p.get("value") for p in suite.iterfind("properties/property")}
+    assert properties["verdict"] == "failed"
+    assert (properties["profile"], properties["depth"]) == ("openai", "full")
+    for check_id, case in junit_cases(tmp_path / "junit.xml").items():
+        assert float(case.get("time", "")) == round(by_id(results)[check_id]["duration_s"], 3), check_id
+    assert junit_cases(tmp_path / "junit.xml")["stream.done-terminator"].get("time") == "2.500"
+
+
 # -- report.html ----------------------------------------------------------------------------------------
 def test_report_html_summary_for_a_person(broken: dict[str, Any]) -> None:
     page = broken["paths"]["html"].read_text()
@@ -204,9 +225,14 @@ def test_report_html_summary_for_a_person(broken: dict[str, Any]) -> None:
     assert set(links) == BROKEN_FAILS
     for check_id in links:
         assert f'id="check-{check_id}"' in page  # every link has its target
-    # Passed checks are collapsed (a closed <details>), failing ones are open articles.
-    assert re.search(r'<details class="check c-passed" id="check-schema.chat-completion"', page)
+    # Failing checks are open articles; any other check's detail is its row in pytest-html's table, the
+    # one list of every check (passed rows start collapsed). No second list, no duplicate anchor.
     assert '<article class="check c-failed" id="check-stream.done-terminator"' in page
+    assert 'id="other-checks"' not in page
+    everything = rendered_html(broken["paths"]["html"])
+    for check_id in ONLY:
+        assert everything.count(f'id="check-{check_id}"') == 1, check_id
+    assert re.search(r'<div class="check c-passed" id="check-schema.chat-completion"', everything)
     assert not re.search(r"<(link|script|img)[^>]+(href|src)=[\"']?(https?:)?//", page)  # self-contained
 
 
@@ -225,6 +251,79 @@ def test_failing_check_detail_has_everything(broken: dict[str, Any]) -> None:
     curl = html.unescape(re.search(r'<pre class="repro"><code>(.*?)</code></pre>', detail, re.S).group(1))
     assert '"Authorization: Bearer $OPENAI_API_KEY"' in curl
     assert KEY not in page
+
+
+def rendered_html(path: Path) -> str:
+    """The page and the HTML pytest-html's script inserts from its data blob (row cells and row details)."""
+    page = path.read_text()
+    blob = json.loads(html.unescape(re.search(r'data-jsonblob="([^"]*)"', page).group(1)))  # type: ignore[union-attr]
+    parts = [page]
+    for runs in blob["tests"].values():
+        for test in runs:
+            parts += [*test["resultsTableRow"], test.get("log", ""), *(e["content"] for e in test["extras"])]
+    return "\n".join(parts)
+
+
+def test_one_duration_format() -> None:
+    seconds = (0, 0.0254, 0.9994, 0.9996, 9.3, 59.96, 125.4, 3725)
+    assert [duration(s) for s in seconds] == ["0 ms", "25 ms", "999 ms", "1.0 s", "9.3 s", "1 min 00 s",
+                                              "2 min 05 s", "1 h 02 min"]
+
+
+def test_report_durations_are_in_one_format(broken: dict[str, Any], tmp_path: Path) -> None:
+    results = json.loads(json.dumps(broken["results"]))
+    results["duration_s"] = 9.3
+    by_id(results)["stream.done-terminator"]["duration_s"] = 9.3
+    page = rendered_html(render(results, tmp_path)["html"])
+    cells = re.findall(r'<td class="col-elapsed">(?:<!--\d+-->)?([^<]*)</td>', page)
+    assert len(cells) == len(ONLY)
+    assert all(re.fullmatch(r"\d+ ms|\d+\.\d s", cell) for cell in cells), cells
+    assert "9.3 s" in cells
+    assert "col-duration" not in page  # pytest-html's own cell, with its 00:00:09 for a second or more
+    assert "9.3 s" in page[page.index('id="run-facts"'):page.index("</dl>", page.index('id="run-facts"'))]
+    notes = re.findall(r'<p class="note">[^<]*(?:<[^p][^>]*>[^<]*)*?· ([^<·]+)</p>', page)
+    assert notes
+    assert all(re.fullmatch(r"\d+ ms|\d+\.\d s", note) for note in notes), notes
+
+
+def test_a_shared_exchange_names_the_check_that_sent_it(broken: dict[str, Any]) -> None:
+    """schema.chat-completion and usage.total-is-sum judge one shared completion: one of them sent it."""
+    results = broken["results"]
+    checks = by_id(results)
+    shared = [c for c in results["checks"] if c["requests_made"] == 0 and c["transcripts"]]
+    assert shared, "the run had no shared exchange"
+    senders = exchange_senders(results)
+    page = rendered_html(broken["paths"]["html"])
+    assert "0 request(s)" not in page
+    for check in shared:
+        sender = senders[check["id"]][0]
+        assert sender is not None, check["id"]
+        assert checks[sender]["requests_made"] > 0
+        assert check["transcripts"][0] in checks[sender]["transcripts"]
+        detail = re.search(rf'id="check-{re.escape(check["id"])}".*?<p class="note">(.*?)</p>', page, re.S)
+        assert detail, check["id"]
+        note = re.sub(r"<[^>]+>", "", detail.group(1))
+        assert note.startswith(f"no request of its own: shared with {sender} · "), note
+    # A check that sent its own requests says how many.
+    assert re.search(r'id="check-stream.done-terminator".*?<p class="note">1 request · ', page, re.S)
+
+
+def test_exchange_senders_when_it_cannot_be_told(broken: dict[str, Any]) -> None:
+    """X and Y each sent one request and both hold exchanges T and U: which sent which is not derivable."""
+    from conformance.report._html import check_detail
+
+    holder = json.loads(json.dumps(next(c for c in broken["results"]["checks"]
+                                        if c["requests_made"] == 0 and c["transcripts"])))
+    t = holder["transcripts"][0]
+    u = {**t, "elapsed_s": t["elapsed_s"] + 1}
+    twins = [{**holder, "id": name, "transcripts": [t, u], "requests_made": 1} for name in ("x.one", "y.two")]
+    senders = exchange_senders({"checks": [holder, *twins]})
+    assert senders == {holder["id"]: [None], "x.one": [], "y.two": []}
+    note = re.sub(r"<[^>]+>", "", check_detail(holder, senders=senders[holder["id"]]))
+    assert "no request of its own: shared exchange · " in note
+    # Once Y is known to have sent only U, X sent T.
+    twins[1]["transcripts"] = [u]
+    assert exchange_senders({"checks": [holder, *twins]})[holder["id"]] == ["x.one"]
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
@@ -264,10 +363,19 @@ def test_matrix_of_targets(clean: dict[str, Any], broken: dict[str, Any], tmp_pa
     lone.write_text(broken["paths"]["results"].read_text())
     output = tmp_path / "pub" / "matrix.html"
     code = main(["report", str(clean["paths"]["results"]), str(broken["paths"]["results"]), str(lone),
-                 "-o", str(output)])
+                 "-o", str(output.parent)])
     assert code == 0, capsys.readouterr()
+    assert capsys.readouterr().out == f"matrix: {output}\n"
     page = output.read_text()
     assert page.count('<th class="target">') == 3
+    # Targets are named by base URL and model (both servers serve the same model); a second run of one
+    # target says which file it came from.
+    headers = [re.sub(r"<[^>]+>", " ", h).split() for h in re.findall(r'<th class="target">(.*?)</th>', page)]
+    for header, artifacts in zip(headers, (clean, broken, broken), strict=True):
+        target = artifacts["results"]["target"]
+        assert header[:2] == [target["base_url"].removeprefix("http://"), target["model"]], header
+    assert len({" ".join(h) for h in headers}) == 3, headers
+    assert "lone" in " ".join(headers[2])
     for check_id in ONLY:
         row = re.search(rf'<tr data-check="{re.escape(check_id)}">(.*?)</tr>', page, re.S)
         assert row, check_id
@@ -280,6 +388,10 @@ def test_matrix_of_targets(clean: dict[str, Any], broken: dict[str, Any], tmp_pa
         assert not cells[0][1].startswith("/")
         assert cells[2][1] == f"#t2-check-{check_id}"
         assert f'id="t2-check-{check_id}"' in page
+        # An inline detail's "shared with" link stays inside its own column's details.
+        inline = page[page.index('id="t2-details"'):]
+        assert re.search(r'shared with <a href="#t2-check-', inline)
+        assert not re.search(r'href="#check-', inline)
         target = (output.parent / cells[1][1].split("#")[0]).resolve()
         assert target == broken["paths"]["html"].resolve()
     assert not re.search(r"<(link|script)[^>]+(href|src)=", page)  # self-contained
@@ -293,11 +405,16 @@ def test_report_cli_errors_are_one_line(tmp_path: Path, clean: dict[str, Any],
     foreign.write_text(json.dumps({"hello": 1}))
     results = str(clean["paths"]["results"])
     for argv in (["report", str(tmp_path / "missing.json")], ["report", str(bad)], ["report", str(foreign)],
-                 ["report", results, results], ["report", results, str(bad), "-o", str(tmp_path / "m.html")]):
+                 ["report", results, results], ["report", results, str(bad), "-o", str(tmp_path)],
+                 ["report", results, results, "-o", str(tmp_path / "m.html")],
+                 ["report", results, "-o", str(bad)]):
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1, err
         assert err.startswith("conformance: error:"), err
+    main(["report", results, results, "-o", str(tmp_path / "m.html")])
+    assert "-o is a directory: the matrix goes to " in capsys.readouterr().err
+    assert not (tmp_path / "m.html").exists()
 
 
 def test_report_cli_rerenders(clean: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

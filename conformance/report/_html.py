@@ -5,8 +5,11 @@ redacted by the engine, and repro commands read the key from `$OPENAI_API_KEY` a
 
 Layout, top to bottom: a verdict banner, the run's facts, the per-feature rollup, the GET-vs-POST
 method matrix, the failing checks (a linked list, then each one in full: Expected / Received, the
-clause, the transcript with the offending SSE bytes marked, a repro curl), then every other check
-collapsed. pytest-html's sortable table follows, each row linking back to its check's detail.
+clause, the transcript with the offending SSE bytes marked, a repro curl). Then pytest-html's
+sortable, filterable table is the one list of every check: a failing check's row links up to its
+detail, any other check's row opens on its detail (collapsed when it passed). What pytest-html
+would add besides (its Environment table, an empty "Summary" heading, a test-run timer) is left
+empty by its hooks and hidden.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Any
 from ._results import (
     VERDICTS,
     anchor,
+    duration,
     failing,
     feature_rollup,
     first_line,
@@ -35,7 +39,7 @@ STYLE = """
 .cert, .row-detail { --ok:#1a7f37; --ok-bg:#dafbe1; --bad:#cf222e; --bad-bg:#ffebe9; --warn:#9a6700;
   --warn-bg:#fff8c5; --na:#57606a; --na-bg:#f6f8fa; --line:#d0d7de;
   font: 14px/1.5 -apple-system, "Segoe UI", "Noto Sans", Helvetica, Arial, sans-serif; color:#1f2328; }
-.cert { max-width: 1200px; margin: 0 0 2em 0; }
+.cert { max-width: 1200px; margin: 0 0 1em 0; }
 .cert h2 { font-size: 22px; margin: .2em 0 .6em; }
 .cert h3 { font-size: 17px; margin: 1.6em 0 .5em; padding-bottom: .2em; border-bottom: 1px solid var(--line); }
 .cert h4 { font-size: 15px; margin: 0 0 .4em; }
@@ -68,12 +72,12 @@ STYLE = """
 #failing-checks li { margin: .25em 0; }
 #failing-checks a { color: #0969da; font-weight: 600; }
 /* A check's box takes its verdict's colour on the left edge only; its text stays readable. */
-.cert .check { border: 1px solid var(--line); border-left: 6px solid; border-radius: 6px; padding: .8em 1em;
+.check { border: 1px solid var(--line); border-left: 6px solid; border-radius: 6px; padding: .8em 1em;
   margin: 1em 0; background: #fff; color: #1f2328; }
-.cert .check.c-failed { border-left-color: var(--bad); }
-.cert .check.c-error { border-left-color: var(--warn); }
-.cert .check.c-passed { border-left-color: var(--ok); }
-.cert .check.c-skipped, .cert .check.c-unsupported { border-left-color: #8c959f; }
+.check.c-failed { border-left-color: var(--bad); }
+.check.c-error { border-left-color: var(--warn); }
+.check.c-passed { border-left-color: var(--ok); }
+.check.c-skipped, .check.c-unsupported { border-left-color: #8c959f; }
 .check > summary { cursor: pointer; }
 .check .meta { color: #57606a; font-size: 13px; }
 .check dl.ver { display: grid; grid-template-columns: max-content 1fr; gap: .1em 1em; margin: .5em 0; }
@@ -86,22 +90,32 @@ STYLE = """
   user-select: none; }
 .check pre.repro { background: #0d1117; color: #e6edf3; border-color: #0d1117; }
 .check .note { color: #57606a; font-size: 13px; }
-#other-checks .check { margin: .4em 0; padding: .4em .8em; }
+.row-detail { white-space: normal; max-width: none; margin: 0; }
+.row-detail .check { margin: .2em 0; }
 .row-detail a { color: #0969da; }
-.row-detail { white-space: normal; }
 .row-detail pre { white-space: pre-wrap; overflow-wrap: anywhere; font-size: 12.5px; }
 :target { scroll-margin-top: 1em; }
 .check:target { box-shadow: 0 0 0 3px #0969da55; }
-/* pytest-html's replay timing and its xfail/rerun filters mean nothing for a conformance run. */
-p.run-count, .filters input[data-test-result="xfailed"], .filters input[data-test-result="xpassed"],
+/* pytest-html's leftovers: its Environment table (emptied by the pytest_metadata hook: the run's facts
+   are above), its "Summary" heading (the certification is the summary), the time it took to replay
+   results.json, an empty log box, and its xfail/rerun filters: none means anything for a conformance run. */
+#environment-header, #environment, .summary__data > h2, .logwrapper:not(:has(.log)), p.run-count,
+.filters input[data-test-result="xfailed"], .filters input[data-test-result="xpassed"],
 .filters input[data-test-result="rerun"], .filters input[data-test-result="retried"],
 .filters input[data-test-result="xfailed"] + span, .filters input[data-test-result="xpassed"] + span,
 .filters input[data-test-result="rerun"] + span, .filters input[data-test-result="retried"] + span { display: none; }
 </style>
 <script>
-// Following a link to a collapsed check opens it (and the list around it) first.
+// Following a link to a check opens its row of pytest-html's table (or a collapsed <details>) first.
 function openTarget() {
-  var el = location.hash ? document.getElementById(decodeURIComponent(location.hash.slice(1))) : null;
+  var id = location.hash ? decodeURIComponent(location.hash.slice(1)) : "";
+  var el = id ? document.getElementById(id) : null;
+  var row = el ? el.closest("tr.extras-row") : null;
+  if (row && row.classList.contains("hidden")) {
+    var toggle = row.parentElement.querySelector("tr.collapsible td:not(.col-links)");
+    if (toggle) toggle.click();  // pytest-html redraws its table: find the element again
+    el = document.getElementById(id);
+  }
   for (var node = el; node; node = node.parentElement) { if (node.tagName === "DETAILS") node.open = true; }
   if (el) el.scrollIntoView();
 }
@@ -127,20 +141,9 @@ def title(results: dict[str, Any]) -> str:
     return f"Chat Completions conformance — {target['model']} @ {target['base_url']}"
 
 
-def environment(results: dict[str, Any]) -> dict[str, str]:
-    """What pytest-html's Environment table shows: the run, not the machine that rendered it."""
-    target = results["target"]
-    return {
-        "Suite": f"{results['suite']['name']} {results['suite']['version']} (results schema "
-                 f"{results['schema_version']})",
-        "Target": target["base_url"] + (" (built-in reference server)" if target.get("builtin") else ""),
-        "Model": target["model"],
-        "Profile / depth": f"{results['profile']} / {results['depth']}",
-        "Started": results["started_at"],
-    }
-
-
-def summary_sections(results: dict[str, Any]) -> list[str]:
+def summary_sections(results: dict[str, Any], senders: dict[str, list[str | None]] | None = None) -> list[str]:
+    """Our part of the page, above pytest-html's table; `senders` is `exchange_senders(results)`."""
+    senders = senders or {}
     return [
         STYLE,
         '<section class="cert" id="certification">',
@@ -149,9 +152,9 @@ def summary_sections(results: dict[str, Any]) -> list[str]:
         facts(results),
         feature_table(results),
         method_matrix(results),
-        failing_section(results),
+        failing_section(results, senders),
         not_executed(results),
-        other_checks(results),
+        all_checks_heading(results),
         "</section>",
     ]
 
@@ -178,7 +181,7 @@ def facts(results: dict[str, Any]) -> str:
     rows = [
         ("Checks", f"{results['executed']} of {results['planned']} planned judged: {counts}"),
         ("Run complete", "yes" if results["run_complete"] else f"NO — {results.get('reason') or 'stopped early'}"),
-        ("Cost", f"{results['requests']} requests, {results['tokens']} tokens, {results['duration_s']:.1f} s"),
+        ("Cost", f"{results['requests']} requests, {results['tokens']} tokens, {duration(results['duration_s'])}"),
         ("Target", results["target"]["base_url"]
          + (" (built-in reference server)" if results["target"].get("builtin") else "")),
         ("Model", results["target"]["model"]),
@@ -228,7 +231,7 @@ def _judgement_class(row: dict[str, Any]) -> str:
     return ""
 
 
-def failing_section(results: dict[str, Any]) -> str:
+def failing_section(results: dict[str, Any], senders: dict[str, list[str | None]] | None = None) -> str:
     checks = failing(results)
     errors = sum(c["outcome"] == "error" for c in checks)
     title = f"Failing checks ({len(checks) - errors})" + (f" and errors ({errors})" if errors else "")
@@ -242,7 +245,7 @@ def failing_section(results: dict[str, Any]) -> str:
                    f'<span class="badge">{esc(check["level"])}</span> '
                    f'<a href="#{esc(anchor(check["id"]))}"><code>{esc(check["id"])}</code></a> — {esc(why)}</li>')
     out.append("</ol>")
-    out.extend(check_detail(check) for check in checks)
+    out.extend(check_detail(check, senders=(senders or {}).get(check["id"], [])) for check in checks)
     return "".join(out)
 
 
@@ -255,23 +258,34 @@ def not_executed(results: dict[str, Any]) -> str:
             f'{esc(results.get("reason") or "budget or deadline")}.</p><ul id="not-executed">{items}</ul>')
 
 
-def other_checks(results: dict[str, Any]) -> str:
-    checks = [c for c in results["checks"] if c["outcome"] not in ("failed", "error")]
-    counts = ", ".join(f"{sum(c['outcome'] == v for c in checks)} {v}" for v in ("passed", "skipped", "unsupported"))
-    items = "".join(check_detail(c, collapsed=True) for c in checks)
-    return (f'<h3>Other checks ({len(checks)})</h3><details id="other-checks"><summary>{esc(counts)} — '
-            f"show</summary>{items}</details>")
+def all_checks_heading(results: dict[str, Any]) -> str:
+    """The heading of pytest-html's table, which follows: the one list of every check."""
+    return (f'<h3 id="all-checks">All checks ({len(results["checks"])})</h3><p class="note">Sort by a column, filter '
+            f"by verdict, open a row for the check's detail; passed checks are collapsed.</p>")
 
 
-def check_detail(check: dict[str, Any], *, collapsed: bool = False, prefix: str = "") -> str:
+def check_detail(check: dict[str, Any], *, collapsed: bool = False, prefix: str = "",
+                 senders: list[str | None] | None = None) -> str:
     """One check in full; passed/skipped/unsupported ones are collapsed to a line.
 
-    `prefix` keeps HTML ids unique when several runs share a page (the matrix).
+    `prefix` keeps HTML ids unique when several runs share a page (the matrix); `senders` names the
+    checks that sent the shared exchanges this one judged (`exchange_senders`).
     """
     outcome = check["outcome"]
     head = (f'<span class="badge c-{esc(outcome)}">{esc(outcome)}</span> <span class="badge">{esc(check["level"])}'
             f'</span> <code><b>{esc(check["id"])}</b></code> <span class="meta">{esc(check["feature"])} — '
             f"{esc(check['description'])}</span>")
+    body = _detail_body(check, prefix, senders or [])
+    cid = esc(prefix + anchor(check["id"]))
+    if collapsed:
+        return (f'<details class="check c-{esc(outcome)}" id="{cid}" data-outcome="{esc(outcome)}"><summary>{head}'
+                f"</summary>{body}</details>")
+    return (f'<article class="check c-{esc(outcome)}" id="{cid}" data-outcome="{esc(outcome)}"><h4>{head}</h4>'
+            f"{body}</article>")
+
+
+def _detail_body(check: dict[str, Any], prefix: str, senders: list[str | None]) -> str:
+    outcome = check["outcome"]
     body = [_clause(check)]
     if outcome == "failed" and check["failures"]:
         body.append(_failures(check))
@@ -283,13 +297,21 @@ def check_detail(check: dict[str, Any], *, collapsed: bool = False, prefix: str 
     if check.get("details"):
         details = json.dumps(check["details"], indent=1, ensure_ascii=False)
         body.append(f"<details><summary>Details</summary><pre>{esc(details[:8000])}</pre></details>")
-    body.append(f'<p class="note">{check["requests_made"]} request(s) · {check["duration_s"]:.2f} s</p>')
-    cid = esc(prefix + anchor(check["id"]))
-    if collapsed:
-        return (f'<details class="check c-{esc(outcome)}" id="{cid}" data-outcome="{esc(outcome)}"><summary>{head}'
-                f"</summary>{''.join(body)}</details>")
-    return (f'<article class="check c-{esc(outcome)}" id="{cid}" data-outcome="{esc(outcome)}"><h4>{head}</h4>'
-            f"{''.join(body)}</article>")
+    body.append(f'<p class="note">{requests_note(check, senders, prefix)} · {duration(check["duration_s"])}</p>')
+    return "".join(body)
+
+
+def requests_note(check: dict[str, Any], senders: list[str | None], prefix: str = "") -> str:
+    """`2 requests`, `no request of its own: shared with schema.chat-completion`, `1 request + 1 shared …`."""
+    made = int(check["requests_made"])
+    names = list(dict.fromkeys(s for s in senders if s is not None))
+    links = ", ".join(f'<a href="#{esc(prefix + anchor(name))}">{esc(name)}</a>' for name in names)
+    shared = (f"shared with {links}" if names else "") + (
+        (", and a shared exchange" if names else "shared exchange") if None in senders else "")
+    own = f"{made} request{'s' if made != 1 else ''}"
+    if not senders:
+        return own if made or check["transcripts"] else "no request"
+    return f"{own} + {len(senders)} {shared}" if made else f"no request of its own: {shared}"
 
 
 def _clause(check: dict[str, Any]) -> str:
@@ -349,7 +371,7 @@ def transcript_html(transcript: dict[str, Any], marks: list[tuple[int, int]], ma
     if response.get("truncated"):
         notes.append(f"[body cut at {len(response['body'].encode())} of {response['body_bytes']} bytes]")
     sse = transcript.get("sse")
-    timing = f"[first byte {_ms(transcript.get('ttfb_s'))}, complete {_ms(transcript.get('elapsed_s'))}"
+    timing = f"[first byte {_time(transcript.get('ttfb_s'))}, complete {_time(transcript.get('elapsed_s'))}"
     if sse:
         timing += f"; {sse['events']} SSE events, arrival time shown before each"
     notes.append(timing + "]")
@@ -358,8 +380,8 @@ def transcript_html(transcript: dict[str, Any], marks: list[tuple[int, int]], ma
             f"<span class='note'>{esc(chr(10).join(notes))}</span></pre>")
 
 
-def _ms(seconds: Any) -> str:
-    return "—" if seconds is None else f"{float(seconds) * 1000:.0f} ms"
+def _time(seconds: Any) -> str:
+    return "—" if seconds is None else duration(float(seconds))
 
 
 def body_html(body: str, events: list[list[float]], marks: list[tuple[int, int]], mark_id: str) -> str:
@@ -380,7 +402,7 @@ def body_html(body: str, events: list[list[float]], marks: list[tuple[int, int]]
     for left, right in itertools.pairwise(edges):
         text = esc(raw[left:right].decode("utf-8", errors="replace"))
         if left in starts:
-            text = f'<span class="t" data-t="+{starts[left] * 1000:.0f} ms"></span>' + text
+            text = f'<span class="t" data-t="+{duration(starts[left])}"></span>' + text
         hit = next((i for i, (s, e) in enumerate(clean_marks) if s <= left and right <= e), None)
         if hit is None:
             out.append(text)
@@ -416,15 +438,18 @@ def curl_for(transcript: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
-def row_extra(check: dict[str, Any]) -> str:
-    """What pytest-html shows when its table row opens: the gist, and a link to the full detail."""
+def row_extra(check: dict[str, Any], senders: list[str | None] | None = None) -> str:
+    """What pytest-html shows when its table row opens: a failing check's gist and a link up to its
+    detail; any other check's detail itself (its anchor is here: the table is its only place)."""
     outcome = check["outcome"]
     if check.get("pseudo"):
         return (f'<div class="row-detail"><a href="#certification">Certification ↑</a>'
                 f'<pre>{esc(check["message"])}</pre></div>')
-    gist = check["message"] if outcome != "passed" else check["description"]
-    return (f'<div class="row-detail"><p><a href="#{esc(anchor(check["id"]))}">Full detail of '
-            f'<code>{esc(check["id"])}</code> ↑</a> — [{esc(check["level"])}, {esc(check["feature"])}] '
-            f'{esc(check["clause"]["source"])} § {esc(check["clause"]["section"])}</p>'
-            f"<pre>{esc(gist[:1500])}</pre></div>")
-
+    if outcome in ("failed", "error"):
+        return (f'<div class="row-detail"><p><a href="#{esc(anchor(check["id"]))}">Full detail of '
+                f'<code>{esc(check["id"])}</code> ↑</a> — [{esc(check["level"])}, {esc(check["feature"])}] '
+                f'{esc(check["clause"]["source"])} § {esc(check["clause"]["section"])}</p>'
+                f'<pre>{esc(check["message"][:1500])}</pre></div>')
+    return (f'<div class="cert row-detail"><div class="check c-{esc(outcome)}" id="{esc(anchor(check["id"]))}" '
+            f'data-outcome="{esc(outcome)}"><p class="meta">{esc(check["description"])}</p>'
+            f"{_detail_body(check, '', senders or [])}</div></div>")

@@ -1,6 +1,6 @@
 """matrix.html: several targets side by side, in the style of the Autobahn testsuite's report.
 
-Checks are rows (grouped by feature), targets (provider/model) are columns, and each cell is
+Checks are rows (grouped by feature), targets (base URL and model) are columns, and each cell is
 coloured by its verdict and links to the detail: the target's report.html#check-<id> when that
 file sits next to its results.json, else a detail section inside this page. Self-contained: one
 file, no external resources, rendered from the results.json files alone.
@@ -15,7 +15,17 @@ from pathlib import Path
 from typing import Any
 
 from . import _html
-from ._results import FEATURES, VERDICTS, anchor, first_line, run_label, run_verdict, target_label
+from ._results import (
+    FEATURES,
+    VERDICTS,
+    anchor,
+    base_url_label,
+    exchange_senders,
+    first_line,
+    run_label,
+    run_verdict,
+    target_label,
+)
 
 MATRIX_STYLE = """
 <style>
@@ -24,7 +34,8 @@ body { margin: 1.5em 2em; background: #fff; }
 .matrix th, .matrix td { border: 1px solid #d0d7de; padding: .25em .6em; }
 .matrix thead th { position: sticky; top: 0; background: #f6f8fa; z-index: 1; vertical-align: bottom; }
 .matrix th.target { min-width: 9em; text-align: center; }
-.matrix th.target .host { display: block; font-weight: 400; color: #57606a; font-size: 12px; }
+.matrix th.target .model { display: block; }
+.matrix th.target .note { display: block; font-weight: 400; color: #57606a; font-size: 12px; }
 .matrix td.cell { text-align: center; font-weight: 600; font-size: 13px; }
 .matrix td.cell a { color: inherit; text-decoration: none; display: block; }
 .matrix td.cell a:hover { text-decoration: underline; }
@@ -87,12 +98,13 @@ def _page(columns: list[Column], out_dir: Path) -> str:
 def _table(columns: list[Column], out_dir: Path) -> str:
     esc = _html.esc
     out = ['<table class="matrix" id="matrix"><thead><tr><th>Check</th><th>Level</th>']
-    for column in columns:
+    for column, note in zip(columns, _notes(columns), strict=True):
         results = column.results
         link = (Path(os.path.relpath(column.report.resolve(), out_dir.resolve())).as_posix()
                 if column.report else f"#{column.prefix}details")
-        host, model = target_label(results).split("/", 1)
-        out.append(f'<th class="target"><a href="{esc(link)}">{esc(model)}</a><span class="host">{esc(host)}</span>'
+        extra = f'<span class="note">{esc(note)}</span>' if note else ""
+        out.append(f'<th class="target"><a href="{esc(link)}">{esc(base_url_label(results))}</a>'
+                   f'<span class="model">{esc(results["target"]["model"])}</span>{extra}'
                    f'<span class="badge v-{esc(run_verdict(results))}">{esc(run_label(results))}</span></th>')
     out.append("</tr></thead><tbody>")
     out.append(_feature_rows(columns))
@@ -109,6 +121,35 @@ def _table(columns: list[Column], out_dir: Path) -> str:
             out.append("</tr>")
     out.append("</tbody></table>")
     return "".join(out)
+
+
+def _notes(columns: list[Column]) -> list[str]:
+    """What tells apart columns of one target (same base URL and model): profile and depth, else the
+    start time, else the folder of the results file. Empty for a target shown once."""
+    notes = [""] * len(columns)
+    groups: dict[tuple[str, str], list[int]] = {}
+    for i, column in enumerate(columns):
+        target = column.results["target"]
+        groups.setdefault((target["base_url"], target["model"]), []).append(i)
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        for way in ("settings", "start", "folder"):
+            labels = [_note(columns[i], way) for i in members]
+            if len(set(labels)) == len(labels) or way == "folder":
+                for i, label in zip(members, labels, strict=True):
+                    notes[i] = label
+                break
+    return notes
+
+
+def _note(column: Column, way: str) -> str:
+    results = column.results
+    if way == "settings":
+        return f"{results['profile']} profile, {results['depth']} depth"
+    if way == "start":
+        return f"started {results['started_at']}"
+    return f"from {column.source.parent.name or column.source.parent}/"
 
 
 def _feature_rows(columns: list[Column]) -> str:
@@ -154,8 +195,10 @@ def _inline_details(columns: list[Column]) -> str:
                    f"{_html.esc(run_label(results))}</h3>")
         if results.get("reason"):
             out.append(f"<p><b>Why:</b> {_html.esc(results['reason'])}</p>")
+        senders = exchange_senders(results)
         for check in sorted(results["checks"], key=lambda c: (c["outcome"] not in ("failed", "error"), c["id"])):
             collapsed = check["outcome"] not in ("failed", "error")
-            out.append(_html.check_detail(check, collapsed=collapsed, prefix=column.prefix))
+            out.append(_html.check_detail(check, collapsed=collapsed, prefix=column.prefix,
+                                          senders=senders.get(check["id"], [])))
         out.append("</section>")
     return "".join(out)

@@ -6,9 +6,11 @@ Verdict → pytest outcome → JUnit element:
     failed                → failure  → <failure>
     error                 → error    → <error>   (raised in setup: never counted as non-conformance)
     skipped, unsupported, not_applicable, inconclusive → skipped → <skipped>
-Each test's name is the check ID; its JUnit classname is `conformance.<feature>`. A run that did not
-judge every planned check never reads as a pass in CI: each planned check that never ran is an
-error (`conformance.not-executed`), and so is a `run-complete` test (`conformance.run`).
+Each test's name is the check ID; its JUnit classname is `conformance.<feature>`, its time the
+check's duration. A run that did not judge every planned check never reads as a pass in CI: each
+planned check that never ran is an error (`conformance.not-executed`), and so is a `run-complete`
+test (`conformance.run`). The suite is named after the target, and its time and timestamp are the
+run's (from results.json), not the few milliseconds the replay took.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import contextlib
 import io
 import json
 import tempfile
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +27,7 @@ from typing import Any
 import pytest
 
 from . import _html
-from ._results import run_verdict
+from ._results import duration, exchange_senders, run_verdict
 
 RESULTS_KEY = pytest.StashKey[dict[str, Any]]()
 
@@ -111,6 +114,7 @@ class ReplayPlugin:
         self.results = results
         self.results_path = results_path
         self.by_id = {c["id"]: c for c in replayed(results)}
+        self.senders = exchange_senders(results)
 
     @pytest.hookimpl
     def pytest_configure(self, config: pytest.Config) -> None:
@@ -124,40 +128,55 @@ class ReplayPlugin:
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+        """The check's duration is the test's (setup and teardown take none); its detail is the row's HTML."""
         report = yield
-        if isinstance(item, CheckItem) and (report.when == "call" or (report.when == "setup" and report.failed)):
-            report.duration = float(item.check.get("duration_s", 0.0))
+        if isinstance(item, CheckItem):
+            judged = report.when == "call" or (report.when == "setup" and report.failed)
+            report.duration = float(item.check.get("duration_s", 0.0)) if judged else 0.0
+            if judged:
+                from pytest_html import extras
+
+                detail = _html.row_extra(item.check, self.senders.get(item.check["id"], []))
+                report.extras = [extras.html(detail)]
         return report
 
     # -- pytest-metadata / pytest-html hooks ----------------------------------------------------
     def pytest_metadata(self, metadata: dict[str, Any]) -> None:
+        """No Environment table: the run's facts are in the certification summary, and the machine that
+        replayed results.json is not the one that ran the checks."""
         metadata.clear()
-        metadata.update(_html.environment(self.results))
 
     def pytest_html_report_title(self, report: Any) -> None:
         report.title = _html.title(self.results)
 
     def pytest_html_results_summary(self, prefix: list[str], summary: list[str], postfix: list[str],
                                     session: pytest.Session) -> None:
-        prefix.extend(_html.summary_sections(self.results))
+        prefix.extend(_html.summary_sections(self.results, self.senders))
 
     def pytest_html_results_table_header(self, cells: list[str]) -> None:
+        # pytest-html writes 25 ms but 00:00:09 and sorts by parsing those: a column of our own instead.
+        cells[2] = '<th class="sortable" data-column-type="elapsed">Duration</th>'
         cells[1] = '<th class="sortable" data-column-type="testId">Check ID</th>'
         cells.insert(2, '<th class="sortable" data-column-type="level">Level</th>')
         cells.insert(3, '<th class="sortable" data-column-type="feature">Feature</th>')
+        cells[:] = [cell for cell in cells if ">Links<" not in cell]  # no check has a link to list
 
     def pytest_html_results_table_row(self, report: Any, cells: list[str]) -> None:
         check = self._check_of(report)
         if check is None:
             return
+        seconds = float(check.get("duration_s", 0.0))
+        # pytest-html sorts a column by its cell's HTML as text: the comment, zero-padded ms, orders it.
+        cells[2] = f'<td class="col-elapsed"><!--{round(seconds * 1000):012d}-->{duration(seconds)}</td>'
         cells[1] = f'<td class="col-testId">{_html.esc(check["id"])}</td>'
         cells.insert(2, f'<td class="col-level">{_html.esc(check["level"])}</td>')
         cells.insert(3, f'<td class="col-feature">{_html.esc(check["feature"])}</td>')
+        cells[:] = [cell for cell in cells if "col-links" not in cell]
 
     def pytest_html_results_table_html(self, report: Any, data: list[str]) -> None:
-        check = self._check_of(report)
-        if check is not None and report.when in ("call", "setup"):
-            data[:] = [_html.row_extra(check)]
+        """No log box: pytest's failure text repeats what the check's detail (the row's extra HTML) says."""
+        if self._check_of(report) is not None:
+            data[:] = []
 
     def _check_of(self, report: Any) -> dict[str, Any] | None:
         return self.by_id.get(report.nodeid.rsplit("::", 1)[-1])
@@ -173,7 +192,6 @@ def render(results_path: Path, html_path: Path | None, junit_path: Path | None) 
         "--rootdir", str(results_path.parent),
         "-o", "render_collapsed=passed",
         "-o", "junit_family=xunit2",
-        "-o", "junit_suite_name=openai-conformance",
         "-W", "ignore::pytest.PytestAssertRewriteWarning",
     ]
     if html_path is not None:
@@ -186,7 +204,34 @@ def render(results_path: Path, html_path: Path | None, junit_path: Path | None) 
         ini = Path(tmp) / "pytest.ini"
         ini.write_text("[pytest]\n", encoding="utf-8")
         code = pytest.main([*args, "-c", str(ini)], plugins=[ReplayPlugin(results, results_path)])
+    if junit_path is not None and junit_path.is_file():
+        _finish_junit(junit_path, results)
     return int(code)
+
+
+def _finish_junit(path: Path, results: dict[str, Any]) -> None:
+    """What pytest's writer cannot know: the suite is the run (its target, duration, start, verdict)."""
+    tree = ET.parse(path)
+    root = tree.getroot()
+    target = results["target"]
+    root.set("name", "openai-conformance")
+    root.set("time", f"{float(results['duration_s']):.3f}")
+    for suite in root.iter("testsuite"):
+        suite.set("name", f"openai-conformance: {target['model']} @ {target['base_url']}")
+        suite.set("time", f"{float(results['duration_s']):.3f}")
+        suite.set("timestamp", str(results["started_at"]))
+        properties = suite.find("properties")
+        if properties is None:
+            properties = ET.Element("properties")
+            suite.insert(0, properties)
+        facts = {"base_url": target["base_url"], "model": target["model"], "profile": results["profile"],
+                 "depth": results["depth"], "verdict": run_verdict(results),
+                 "suite_version": results["suite"]["version"]}
+        for name, value in facts.items():
+            ET.SubElement(properties, "property", name=name, value=str(value))
+    tmp = path.with_name(path.name + ".tmp")
+    tree.write(tmp, encoding="utf-8", xml_declaration=True)
+    tmp.replace(path)
 
 
 def _plugin_args() -> list[str]:

@@ -85,12 +85,94 @@ def headline(results: dict[str, Any]) -> str:
 
 
 def target_label(results: dict[str, Any]) -> str:
-    """provider/model for a column header: the host of the base URL and the model."""
-    import urllib.parse
+    """`model @ base URL`: what a target is called wherever several are shown."""
+    return f"{results['target']['model']} @ {base_url_label(results)}"
 
-    target = results["target"]
-    host = urllib.parse.urlsplit(target["base_url"]).netloc or target["base_url"]
-    return f"{host}/{target['model']}"
+
+def base_url_label(results: dict[str, Any]) -> str:
+    """The base URL without its scheme (`api.example.com/v1`): targets differ by host, port and path."""
+    base = str(results["target"]["base_url"])
+    return base.split("://", 1)[-1]
+
+
+def duration(seconds: float) -> str:
+    """The one way every report writes a duration: `25 ms`, `9.3 s`, `2 min 05 s`, `1 h 02 min`."""
+    if round(seconds * 1000) < 1000:
+        return f"{round(seconds * 1000)} ms"
+    if round(seconds, 1) < 60:
+        return f"{seconds:.1f} s"
+    minutes, rest = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {rest:02d} s"
+    return f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+def exchange_senders(results: dict[str, Any]) -> dict[str, list[str | None]]:
+    """Per check, for each transcript it judged but did not send: the ID of the check that sent it.
+
+    Checks share some exchanges (the run's basic completion, its basic stream…): one check sends the
+    request, every check that judges the answer holds its transcript, and only the sender counts it
+    in `requests_made`. results.json does not name the sender, so it is derived from those counts:
+    what a check sent beyond its own (unshared) transcripts went to shared ones, and a shared
+    exchange with a single possible sender, or a check whose surplus covers exactly its remaining
+    shared exchanges, settles it; repeated until nothing changes. None where that does not single
+    one check out (the report then says "a shared exchange").
+    """
+    keys = {c["id"]: [_key(t) for t in c["transcripts"]] for c in results["checks"]}
+    holders: dict[str, list[str]] = {}
+    cost: dict[str, int] = {}
+    for check in results["checks"]:
+        for key, transcript in zip(keys[check["id"]], check["transcripts"], strict=True):
+            if check["id"] not in holders.setdefault(key, []):
+                holders[key].append(check["id"])
+            cost[key] = _cost(transcript)
+    shared = {check_id: [k for k in dict.fromkeys(check_keys) if len(holders[k]) > 1]
+              for check_id, check_keys in keys.items()}
+    # Requests each check sent for shared exchanges: all it sent, less what its unshared transcripts took.
+    surplus = {c["id"]: int(c["requests_made"]) - sum(cost[k] for k in keys[c["id"]] if len(holders[k]) == 1)
+               for c in results["checks"]}
+    sent_some = {check_id: n > 0 for check_id, n in surplus.items()}
+    sender: dict[str, str] = {}
+
+    def settle(key: str, check_id: str) -> None:
+        sender[key] = check_id
+        surplus[check_id] -= cost[key]
+
+    changed = True
+    while changed:
+        changed = False
+        for check_id, mine in shared.items():
+            open_keys = [k for k in mine if k not in sender]
+            if open_keys and surplus[check_id] > 0 and sum(cost[k] for k in open_keys) == surplus[check_id]:
+                for key in open_keys:
+                    settle(key, check_id)
+                changed = True
+        for key, ids in holders.items():
+            candidates = [i for i in ids if surplus[i] > 0]
+            if key not in sender and len(ids) > 1 and len(candidates) == 1 and cost[key] <= surplus[candidates[0]]:
+                settle(key, candidates[0])
+                changed = True
+
+    senders: dict[str, list[str | None]] = {}
+    for check_id, mine in shared.items():
+        found: list[str | None] = []
+        for key in mine:
+            by = sender.get(key)
+            if by != check_id and (by is not None or not sent_some[check_id]):
+                found.append(by)  # not sent by this check: by another one, or (None) by one not told apart
+        senders[check_id] = found
+    return senders
+
+
+def _key(transcript: dict[str, Any]) -> str:
+    return json.dumps(transcript, sort_keys=True)
+
+
+def _cost(transcript: dict[str, Any]) -> int:
+    """Requests one transcript took: the final attempt and each retried one (none if never sent)."""
+    if str(transcript.get("error") or "").startswith("not sent"):
+        return 0
+    return 1 + len(transcript.get("attempts") or [])
 
 
 def anchor(check_id: str) -> str:
