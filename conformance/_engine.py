@@ -25,7 +25,7 @@ from .checks import RegisteredCheck, all_checks, select
 from .errors import BudgetExhausted, CheckFailed, CheckSkipped, CheckUnsupported
 from .spec import load_spec
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 EventHandler = Callable[[str, dict[str, Any]], None]
 
 

@@ -58,10 +58,10 @@ class CatalogueRun:
     def _open(self) -> tuple[Session, RunConfig] | None:
         """Reach the target once (and pick the model) before the first check; None if it cannot be used."""
         if self._session is None and self._unreachable is None:
-            from .cli import _preflight
+            from ._start import PYTEST_FLAGS, preflight
 
             try:
-                model = _preflight(self.base_url, self.api_key, self.model, self.limits)
+                model = preflight(self.base_url, self.api_key, self.model, self.limits, flags=PYTEST_FLAGS).model
             except ConformanceError as exc:
                 self._unreachable = str(exc)
                 return None
@@ -164,12 +164,12 @@ class ConformancePlugin:
     """Registered by `pytest_plugin.pytest_configure` when `--conformance-base-url` is given."""
 
     def __init__(self, config: pytest.Config, base_url: str, api_key: str | None) -> None:
-        from .cli import _check_base_url
+        from ._start import PYTEST_FLAGS, check_base_url
 
         try:
-            base_url = _check_base_url(base_url)
+            base_url = check_base_url(base_url, PYTEST_FLAGS)
         except ConformanceError as exc:
-            raise pytest.UsageError(str(exc).replace("--base-url", "--conformance-base-url")) from None
+            raise pytest.UsageError(str(exc)) from None
         if getattr(config.option, "numprocesses", None):
             # pytest-xdist workers would each open a session and none could write the one results.json.
             raise pytest.UsageError("--conformance-base-url runs the catalogue in one pytest process: drop -n "

@@ -7,16 +7,19 @@ and exit code 2, never a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
 from . import __version__
-from .errors import ConformanceError, TargetUnreachable, UsageError
+from ._options import DEPTH_HELP, DEPTHS, PROFILE_HELP, PROFILES, add_limit_options, limit_values, positive_int
+from .errors import ConformanceError, UsageError
 
 EXIT_USAGE = 2
 
@@ -26,64 +29,28 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message} (see --help)")
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be >= 1")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{value} must be > 0")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="conformance", description="Conformance suite for OpenAI-compatible Chat Completions APIs.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     run = sub.add_parser("run", help="certify a target (default: the built-in reference server)")
-    run.add_argument("--base-url", default=os.environ.get("OPENAI_BASE_URL"),
+    run.add_argument("--base-url", default=None,
                      help="target base URL including /v1 (env OPENAI_BASE_URL); omitted: the built-in server")
-    run.add_argument("--api-key", default=os.environ.get("OPENAI_API_KEY"), help="API key (env OPENAI_API_KEY)")
-    run.add_argument("--model", default=os.environ.get("CONFORMANCE_MODEL"),
+    run.add_argument("--api-key", default=None, help="API key (env OPENAI_API_KEY)")
+    run.add_argument("--model", default=None,
                      help="model (env CONFORMANCE_MODEL); default: the first id from GET /models")
     run.add_argument("--report-dir", type=Path, default=Path("reports"), help="where reports go (default: reports/)")
-    run.add_argument("--depth", choices=["quick", "full"], default="full",
-                     help="quick: <= 40 requests, for PR CI on paid APIs; full (default)")
-    run.add_argument("--profile", choices=["openai", "documented"], default="openai",
-                     help="openai (default): POST must work; documented: the GET /v1/models quirk must work too")
+    run.add_argument("--depth", choices=DEPTHS, default="full", help=DEPTH_HELP)
+    run.add_argument("--profile", choices=PROFILES, default="openai", help=PROFILE_HELP)
     run.add_argument("--only", action="append", default=[], metavar="ID_OR_GLOB", help="run only these checks")
     run.add_argument("--skip", action="append", default=[], metavar="ID_OR_GLOB", help="skip these checks")
-    run.add_argument("--concurrency", type=_positive_int, default=4,
+    run.add_argument("--concurrency", type=positive_int, default=4,
                      help="requests in flight at once (default 4: well within paid APIs' lowest rate-limit "
                           "tiers and what a small self-hosted server serves in parallel; 429s are retried)")
-    run.add_argument("--max-requests", type=_positive_int, help="stop (INCOMPLETE) after this many requests")
-    run.add_argument("--max-tokens", type=_positive_int,
-                     help="stop (INCOMPLETE) after this many tokens (reported usage; an upper-bound estimate "
-                          "where a response reports none)")
-    run.add_argument("--timeout", type=_positive_float, default=20.0, help="read timeout per chunk, s (default 20)")
-    run.add_argument("--connect-timeout", type=_positive_float, default=5.0, help="connect timeout, s (default 5)")
-    run.add_argument("--request-deadline", type=_positive_float, default=45.0,
-                     help="total time per request incl. streams, s (default 45)")
-    run.add_argument("--run-deadline", type=_positive_float, default=900.0, help="whole-run deadline, s (default 900)")
-    run.add_argument("--max-response-bytes", type=_positive_int, default=4_000_000,
-                     help="a larger response is a failure of the checks judging it (default 4000000)")
-    run.add_argument("--max-sse-events", type=_positive_int, default=5_000,
-                     help="a longer stream is a failure of the checks judging it (default 5000)")
-    run.add_argument("--retries", type=int, choices=range(11), default=3, metavar="N",
-                     help="retries of a 429/503, honouring Retry-After, each wait <= 10 s (default 3)")
+    add_limit_options(run.add_argument)
     run.add_argument("--no-html", action="store_true", help="write results.json and junit.xml only")
-    run.add_argument("--quiet", "-q", action="store_true", help="no progress line")
+    run.add_argument("--quiet", "-q", action="store_true", help="no target line, no progress")
     run.add_argument("--baseline", type=Path, metavar="FILE",
                      help="CI gate: exit 1 only on regressions against FILE's known failures (diff in the report dir)")
     run.add_argument("--update-baseline", type=Path, metavar="FILE",
@@ -109,8 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        args = build_parser().parse_args(argv)
+        args = _parse(argv)
         handler = {"run": cmd_run, "serve": cmd_serve, "checks": cmd_checks, "report": cmd_report,
                    "selftest": cmd_selftest, "diff": cmd_diff}[args.command]
         return handler(args)
@@ -122,10 +90,56 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def _parse(argv: list[str]) -> argparse.Namespace:
+    try:
+        return build_parser().parse_args(argv)
+    except ConformanceError as exc:
+        failed = exc
+    if argv[:1] == ["run"]:  # even bad flags leave a truthful record (and no stale reports)
+        _record_failed_start(_loose_run_args(argv[1:]), None, str(failed), "arguments")
+    raise failed
+
+
 # -- run ----------------------------------------------------------------------------------------------
+class _Stage:
+    """How far the start of a run got: a failure is recorded at this stage."""
+
+    name = "arguments"
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    config: Any  # RunConfig
+    baseline: dict[str, Any] | None
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    from ._http import Limits, Target
-    from ._model import Depth, Profile
+    """Start (arguments, target, baseline), then certify. Every exit 2 of the start leaves a record."""
+    from ._start import Origin
+
+    origin = Origin.resolve(args.base_url, args.model, args.api_key, os.environ)
+    if not args.quiet:  # the first line says what is certified, and where that came from
+        print(origin.describe(), file=sys.stderr, flush=True)
+    stage = _Stage()
+    with contextlib.ExitStack() as stack:
+        try:
+            plan = _start(args, origin, stack, stage)
+        except ConformanceError as exc:
+            failed: ConformanceError = exc
+        else:
+            return _certify(args, plan)
+    # Recorded outside the `except` block: the record's renderer must not see this exception as context.
+    message = origin.annotate(str(failed)) if stage.name == "target" else str(failed)
+    _record_failed_start(args, origin, message, stage.name)
+    raise type(failed)(message)
+
+
+def _start(args: argparse.Namespace, origin: Any, stack: contextlib.ExitStack, stage: _Stage) -> _Plan:
+    """Everything before the first check; raises ConformanceError (one line) for what the user can fix."""
+    from ._diff import check_baseline_matches, load_baseline
+    from ._engine import RunConfig
+    from ._http import Target
+    from ._start import CLI_FLAGS, check_base_url, preflight
     from .checks import all_checks
     from .checks._registry import unknown_patterns
 
@@ -133,108 +147,120 @@ def cmd_run(args: argparse.Namespace) -> int:
     unknown = unknown_patterns([*args.only, *args.skip])
     if unknown:
         raise UsageError(f"no check matches {', '.join(map(repr, unknown))} (see `conformance checks`)")
-    limits = Limits(
-        connect_timeout_s=args.connect_timeout,
-        read_timeout_s=args.timeout,
-        request_deadline_s=args.request_deadline,
-        run_deadline_s=args.run_deadline,
-        max_requests=args.max_requests,
-        max_tokens=args.max_tokens,
-        max_response_bytes=args.max_response_bytes,
-        max_sse_events=args.max_sse_events,
-        retries=args.retries,
-    )
-    common: dict[str, Any] = {"limits": limits, "depth": Depth(args.depth), "profile": Profile(args.profile),
-                              "only": tuple(args.only), "skip": tuple(args.skip), "concurrency": args.concurrency}
-    if args.base_url is None:
+    base_url = check_base_url(origin.base_url, CLI_FLAGS) if origin.base_url is not None else None
+    stage.name = "baseline"
+    baseline = load_baseline(args.baseline) if args.baseline is not None else None  # before spending anything
+    stage.name = "target"
+    _mark_in_progress(_config_of(args, origin), args.report_dir)
+    api_key = origin.api_key
+    if base_url is None:
         import secrets
 
         from .refserver import ServerConfig, ServerThread
 
         # A throwaway key, so the built-in certification exercises the auth checks too.
-        builtin_key = "sk-builtin-" + secrets.token_urlsafe(16)
-        with ServerThread(ServerConfig(api_key=builtin_key)) as server:
-            target = Target(server.base_url, args.model or ServerConfig().models[0], builtin_key)
-            return _certify(args, target, common, builtin=True)
-    base_url = _check_base_url(args.base_url)
-    model = _preflight(base_url, args.api_key, args.model, limits)
-    return _certify(args, Target(base_url, model, args.api_key or None), common, builtin=False)
+        api_key = "sk-builtin-" + secrets.token_urlsafe(16)
+        server = ServerThread(ServerConfig(api_key=api_key)).start()
+        stack.callback(server.stop)
+        base_url = server.base_url
+    reached = preflight(base_url, api_key, origin.model, _limits(args), flags=CLI_FLAGS,
+                        api_key_from=origin.api_key_from)
+    config = RunConfig(target=Target(base_url, reached.model, api_key), builtin_target=origin.builtin,
+                       **_run_settings(args))
+    if baseline is not None:
+        stage.name = "baseline"
+        check_baseline_matches(baseline, config.target.model, config.profile.value, args.baseline)
+    return _Plan(config, baseline)
 
 
-def _check_base_url(url: str) -> str:
-    import httpx
+def _limits(args: argparse.Namespace) -> Any:
+    from ._http import Limits
+
+    return Limits(**limit_values(lambda dest: getattr(args, dest, None)))
+
+
+def _run_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """RunConfig's keyword arguments from the flags (target aside)."""
+    from ._model import Depth, Profile
+
+    return {"limits": _limits(args), "depth": Depth(args.depth), "profile": Profile(args.profile),
+            "only": tuple(args.only), "skip": tuple(args.skip), "concurrency": args.concurrency}
+
+
+def _config_of(args: argparse.Namespace, origin: Any) -> Any:
+    """The RunConfig as far as it is known before the target answered (for the records written then)."""
+    from ._engine import RunConfig
+    from ._http import Target
+    from ._start import BUILTIN_LABEL
+
+    target = Target(origin.base_url or BUILTIN_LABEL, origin.model or "", origin.api_key)
+    return RunConfig(target=target, builtin_target=origin.builtin, **_run_settings(args))
+
+
+def _loose_run_args(argv: Sequence[str]) -> argparse.Namespace:
+    """What can be read from `run` flags that did not parse: each unreadable one gets its default."""
+    args = build_parser().parse_args(["run"])
+    loose = _Parser(add_help=False)
+    for flag in ("--report-dir", "--base-url", "--api-key", "--model", "--depth", "--profile"):
+        loose.add_argument(flag)
+    loose.add_argument("--no-html", action="store_true")
+    try:
+        known, _ = loose.parse_known_args(argv)
+    except ConformanceError:
+        return args
+    args.report_dir = Path(known.report_dir) if known.report_dir else args.report_dir
+    args.base_url, args.api_key, args.model, args.no_html = known.base_url, known.api_key, known.model, known.no_html
+    args.depth = known.depth if known.depth in DEPTHS else args.depth
+    args.profile = known.profile if known.profile in PROFILES else args.profile
+    return args
+
+
+def _record_failed_start(args: argparse.Namespace, origin: Any, message: str, stage: str) -> None:
+    """results.json (invalid, run_complete false, the reason) and junit.xml with one erroring test, in place
+    of whatever the previous run left: CI reads red, never a stale pass."""
+    from ._start import Origin, start_failure
+    from .checks import all_checks, select
+    from .report import render_reports, write_results
 
     try:
-        parsed = httpx.URL(url)
-    except Exception:  # noqa: BLE001 - httpx raises several types for a malformed URL
-        raise UsageError(f"--base-url {url!r} is not a valid URL") from None
-    if parsed.scheme not in ("http", "https") or not parsed.host:
-        raise UsageError(f"--base-url {url!r} must be an http(s) URL such as https://api.example.com/v1")
-    return url.rstrip("/")
+        if origin is None:
+            origin = Origin.resolve(args.base_url, args.model, args.api_key, os.environ)
+        config = _config_of(args, origin)
+        planned = select(all_checks(), depth=config.depth, profile=config.profile, only=config.only,
+                         skip=config.skip)
+        _remove_reports(args.report_dir)
+        results_path = write_results(start_failure(config, len(planned), message, stage), args.report_dir)
+        render_reports(results_path, args.report_dir, html=not args.no_html)
+    except Exception:  # noqa: BLE001 - the start error is what the user must see; a failed record must not hide it
+        return
 
 
-def _preflight(base_url: str, api_key: str | None, model: str | None, limits: Any) -> str:
-    """Reach the target once before spending anything; pick the model from GET /models if needed.
-
-    Bounded like every request of a run (timeouts, total deadline, size), so a target that hangs or
-    drips bytes ends here as one line and exit 2.
-    """
-    from ._http import RateLimited, preflight
-
-    try:
-        exchange = preflight(base_url, api_key, limits)
-    except RateLimited:
-        raise TargetUnreachable(f"{base_url}/models kept answering 429/503 (rate limited or overloaded); "
-                                f"retry later") from None
-    if exchange.error_kind == "connect":
-        raise TargetUnreachable(f"cannot connect to {base_url}: {_reason(exchange.error)}. Is the server running, "
-                                f"and is --base-url right?")
-    if exchange.error_kind == "timeout":
-        raise TargetUnreachable(f"{base_url}/models did not answer: {exchange.error}")
-    if exchange.error is not None:
-        raise TargetUnreachable(f"cannot talk to {base_url}: {exchange.error}")
-    if exchange.limit_exceeded:
-        raise TargetUnreachable(f"{base_url}/models did not give a usable answer: {exchange.limit_exceeded}")
-    if exchange.status in (401, 403):
-        hint = "pass --api-key or set OPENAI_API_KEY" if not api_key else "the API key was refused"
-        raise TargetUnreachable(f"{base_url}/models answered {exchange.status}: {hint}")
-    if model:
-        return model
-    try:
-        data = exchange.json()["data"]
-        return str(data[0]["id"])
-    except Exception:  # noqa: BLE001 - any shape problem means the same advice
-        raise UsageError(f"could not read a model id from GET {base_url}/models (HTTP {exchange.status}); "
-                         f"pass --model") from None
-
-
-def _reason(error: str | None) -> str:
-    """'ConnectError: Connection refused' -> 'Connection refused'."""
-    return (error or "no answer").split(": ", 1)[-1]
-
-
-def _certify(args: argparse.Namespace, target: Any, common: dict[str, Any], *, builtin: bool) -> int:
-    from ._engine import RunConfig, run
+def _certify(args: argparse.Namespace, plan: _Plan) -> int:
+    from ._engine import run
     from .report import _terminal, render_reports, write_results
 
-    config = RunConfig(target=target, builtin_target=builtin, **common)
-    baseline = _load_baseline(args, config)  # before spending anything: a bad baseline is exit 2 at once
-    _mark_in_progress(config, args.report_dir)
+    config = plan.config
     progress = _terminal.Progress(sys.stderr, enabled=not args.quiet and sys.stderr.isatty())
     result = run(config, on_event=progress)
     results = result.to_json()
     results_path = write_results(results, args.report_dir)
-    paths = {"results": results_path}
-    if not args.no_html:
-        paths = render_reports(results_path, args.report_dir)
+    paths = render_reports(results_path, args.report_dir, html=not args.no_html)
     exit_code = result.exit_code
     notes: list[str] = []
-    if baseline is not None:
-        exit_code, notes = _gate(args, baseline, results, paths)
+    if plan.baseline is not None:
+        exit_code, notes = _gate(args, plan.baseline, results, paths)
     if args.update_baseline is not None:
         notes.append(_update_baseline(args.update_baseline, results))
     print(_terminal.summary(results, paths, colour=_terminal.use_colour(sys.stdout), baseline=notes), end="")
     return exit_code
+
+
+STALE_REPORTS = ("report.html", "junit.xml", "diff.md", "diff.json")
+
+
+def _remove_reports(report_dir: Path) -> None:
+    for name in STALE_REPORTS:
+        (report_dir / name).unlink(missing_ok=True)
 
 
 def _mark_in_progress(config: Any, report_dir: Path) -> None:
@@ -252,22 +278,11 @@ def _mark_in_progress(config: Any, report_dir: Path) -> None:
     placeholder = RunResult(config=config, results=[], planned=len(planned), started_at=dt.datetime.now(dt.UTC),
                             duration_s=0.0, requests=0, tokens=0, verdict=RunVerdict.INCOMPLETE,
                             reason="the run did not finish (still running, interrupted or killed)", status_counts={})
-    for name in ("report.html", "junit.xml", "diff.md", "diff.json"):
-        (report_dir / name).unlink(missing_ok=True)
+    _remove_reports(report_dir)
     write_results(placeholder.to_json(), report_dir)
 
 
 # -- baseline gate (issue 5) ------------------------------------------------------------------------------
-def _load_baseline(args: argparse.Namespace, config: Any) -> dict[str, Any] | None:
-    from ._diff import check_baseline_matches, load_baseline
-
-    if args.baseline is None:
-        return None
-    baseline = load_baseline(args.baseline)
-    check_baseline_matches(baseline, config.target.model, config.profile.value, args.baseline)
-    return baseline
-
-
 def _gate(args: argparse.Namespace, baseline: dict[str, Any], results: dict[str, Any],
           paths: dict[str, Path]) -> tuple[int, list[str]]:
     """Exit 1 only on regressions against the baseline; the diff goes next to the reports."""
@@ -360,7 +375,7 @@ def _add_selftest_parser(sub: Any) -> None:
                           help="run only these variants (and no faults unless --only-fault)")
     selftest.add_argument("--only-check", action="append", default=[], metavar="ID_OR_GLOB",
                           help="run only these checks, and only the faults that declare one of them")
-    selftest.add_argument("--jobs", type=_positive_int, default=None,
+    selftest.add_argument("--jobs", type=positive_int, default=None,
                           help="servers certified in parallel, each in a worker process (default: 2 per CPU, "
                                "at most 8; 1 runs everything in this process)")
     selftest.add_argument("--wide", action="store_true",
