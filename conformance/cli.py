@@ -12,7 +12,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
@@ -240,8 +240,10 @@ def _certify(args: argparse.Namespace, plan: _Plan) -> int:
     from .report import _terminal, render_reports, write_results
 
     config = plan.config
-    progress = _terminal.Progress(sys.stderr, enabled=not args.quiet and sys.stderr.isatty())
-    result = run(config, on_event=progress)
+    tty = sys.stderr.isatty()
+    progress = _terminal.Progress(sys.stderr, enabled=not args.quiet and tty, plain=not args.quiet and not tty)
+    with progress.ticking(), _hypothesis_home():
+        result = run(config, on_event=progress)
     results = result.to_json()
     results_path = write_results(results, args.report_dir)
     paths = render_reports(results_path, args.report_dir, html=not args.no_html)
@@ -253,6 +255,26 @@ def _certify(args: argparse.Namespace, plan: _Plan) -> int:
         notes.append(_update_baseline(args.update_baseline, results))
     print(_terminal.summary(results, paths, colour=_terminal.use_colour(sys.stdout), baseline=notes), end="")
     return exit_code
+
+
+@contextlib.contextmanager
+def _hypothesis_home() -> Iterator[None]:
+    """hypothesis keeps its caches in ./.hypothesis by default: a run must not leave that folder in the
+    user's working directory. A throwaway home instead, unless HYPOTHESIS_STORAGE_DIRECTORY says where."""
+    if os.environ.get("HYPOTHESIS_STORAGE_DIRECTORY"):
+        yield
+        return
+    import tempfile
+
+    from hypothesis import configuration
+
+    previous = getattr(configuration, "__hypothesis_home_directory", None)
+    with tempfile.TemporaryDirectory(prefix="conformance-hypothesis-") as home:
+        configuration.set_hypothesis_home_dir(home)
+        try:
+            yield
+        finally:
+            configuration.set_hypothesis_home_dir(previous)
 
 
 STALE_REPORTS = ("report.html", "junit.xml", "diff.md", "diff.json")
