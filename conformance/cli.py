@@ -49,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="requests in flight at once (default 4: well within paid APIs' lowest rate-limit "
                           "tiers and what a small self-hosted server serves in parallel; 429s are retried)")
     add_limit_options(run.add_argument)
+    run.add_argument("--dry-run", action="store_true",
+                     help="send nothing: list the selected checks with their request bounds, and the totals")
     run.add_argument("--no-html", action="store_true", help="write results.json and junit.xml only")
     run.add_argument("--quiet", "-q", action="store_true", help="no target line, no progress")
     run.add_argument("--baseline", type=Path, metavar="FILE",
@@ -88,6 +90,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("conformance: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `conformance checks | head`: the reader is gone, so is the rest of the output
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # as a shell reports a command ended by SIGPIPE
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
@@ -95,7 +100,7 @@ def _parse(argv: list[str]) -> argparse.Namespace:
         return build_parser().parse_args(argv)
     except ConformanceError as exc:
         failed = exc
-    if argv[:1] == ["run"]:  # even bad flags leave a truthful record (and no stale reports)
+    if argv[:1] == ["run"] and "--dry-run" not in argv:  # even bad flags leave a truthful record
         _record_failed_start(_loose_run_args(argv[1:]), None, str(failed), "arguments")
     raise failed
 
@@ -127,15 +132,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         except ConformanceError as exc:
             failed: ConformanceError = exc
         else:
-            return _certify(args, plan)
+            return 0 if plan is None else _certify(args, plan)
     # Recorded outside the `except` block: the record's renderer must not see this exception as context.
     message = origin.annotate(str(failed)) if stage.name == "target" else str(failed)
-    _record_failed_start(args, origin, message, stage.name)
+    if not args.dry_run:  # a dry run never touches the report dir: the last run's reports stay true
+        _record_failed_start(args, origin, message, stage.name)
     raise type(failed)(message)
 
 
-def _start(args: argparse.Namespace, origin: Any, stack: contextlib.ExitStack, stage: _Stage) -> _Plan:
-    """Everything before the first check; raises ConformanceError (one line) for what the user can fix."""
+def _start(args: argparse.Namespace, origin: Any, stack: contextlib.ExitStack, stage: _Stage) -> _Plan | None:
+    """Everything before the first check; raises ConformanceError (one line) for what the user can fix.
+    None after a dry run (checked as far as it can be without a request, and the cost printed)."""
     from ._diff import check_baseline_matches, load_baseline
     from ._engine import RunConfig
     from ._http import Target
@@ -150,6 +157,9 @@ def _start(args: argparse.Namespace, origin: Any, stack: contextlib.ExitStack, s
     base_url = check_base_url(origin.base_url, CLI_FLAGS) if origin.base_url is not None else None
     stage.name = "baseline"
     baseline = load_baseline(args.baseline) if args.baseline is not None else None  # before spending anything
+    if args.dry_run:
+        _dry_run(args, origin)
+        return None
     stage.name = "target"
     _mark_in_progress(_config_of(args, origin), args.report_dir)
     api_key = origin.api_key
@@ -171,6 +181,17 @@ def _start(args: argparse.Namespace, origin: Any, stack: contextlib.ExitStack, s
         stage.name = "baseline"
         check_baseline_matches(baseline, config.target.model, config.profile.value, args.baseline)
     return _Plan(config, baseline)
+
+
+def _dry_run(args: argparse.Namespace, origin: Any) -> None:
+    from ._cost import cost, dry_run
+    from ._model import Depth, Profile
+    from ._start import BUILTIN_LABEL, display_url
+
+    bound = cost(Depth(args.depth), Profile(args.profile), only=args.only, skip=args.skip)
+    target = display_url(origin.base_url) if origin.base_url is not None else BUILTIN_LABEL
+    print(dry_run(bound, target, retries=args.retries, max_requests=args.max_requests, max_tokens=args.max_tokens),
+          end="")
 
 
 def _limits(args: argparse.Namespace) -> Any:
@@ -369,18 +390,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 # -- checks -------------------------------------------------------------------------------------------
 def cmd_checks(args: argparse.Namespace) -> int:
+    from ._cost import table, totals_line
     from .checks import all_checks
 
     specs = [c.spec for c in all_checks()]
     if args.json:
         print(json.dumps([s.to_json() for s in specs], indent=1))
         return 0
-    width = max(len(s.id) for s in specs)
-    print(f"{'ID':<{width}}  {'LEVEL':<6}  {'FEATURE':<9}  CLAUSE")
-    for spec in specs:
-        print(f"{spec.id:<{width}}  {spec.level.value:<6}  {spec.feature.value:<9}  "
-              f"{spec.clause.source} § {spec.clause.section}")
-    print(f"\n{len(specs)} checks")
+    print("\n".join(table(specs, clause=True)))
+    print(f"\n{totals_line(len(specs))}")
     return 0
 
 
