@@ -155,7 +155,6 @@ class Reached:
 
     model: str
     listed: tuple[str, ...]
-    requests: int
 
 
 def preflight(base_url: str, api_key: str | None, model: str | None, limits: Limits, *,
@@ -168,13 +167,11 @@ def preflight(base_url: str, api_key: str | None, model: str | None, limits: Lim
     url = display_url(base_url)
     models = _send(base_url, api_key, limits, "GET", "/models")
     _require_answer(models, url, flags)
-    sent = 1
     if models.status in (401, 403):
         hint = (f"the API key (from {api_key_from or flags.api_key}) was refused" if api_key
                 else f"pass {flags.api_key} or set OPENAI_API_KEY")
         raise TargetUnreachable(f"{url}/models answered {models.status}: {hint}")
     if models.status == 404 and not base_url.endswith("/v1"):
-        sent += 1
         versioned = _send_quietly(base_url + "/v1", api_key, limits, "GET", "/models")
         if versioned is not None and versioned.status is not None and versioned.status not in (404, 405) \
                 and versioned.status < 500:
@@ -184,7 +181,6 @@ def preflight(base_url: str, api_key: str | None, model: str | None, limits: Lim
     probe: Exchange | None = None
     if models.json() is None:
         # Not JSON at all: a web page, a file server, a proxy's error page? The chat route decides.
-        sent += 1
         probe = _probe_chat(base_url, api_key, limits, model or PROBE_MODEL)
         if probe is None or probe.json() is None:
             chat = _describe(probe) if probe is not None else "no usable answer"
@@ -192,15 +188,14 @@ def preflight(base_url: str, api_key: str | None, model: str | None, limits: Lim
                              f"POST /chat/completions answered {chat}); check {flags.base_url}")
     if model is None:
         if listed:
-            return Reached(listed[0], listed, sent)
+            return Reached(listed[0], listed)
         raise UsageError(f"could not read a model id from GET {url}/models ({_describe(models)}); "
                          f"pass {flags.model}")
     if model in listed:
-        return Reached(model, listed, sent)
+        return Reached(model, listed)
     # A model the list does not name: servers may serve unlisted models, or list none. One tiny
     # request tells a clear refusal apart from everything else, which the checks judge.
     if probe is None:
-        sent += 1
         probe = _probe_chat(base_url, api_key, limits, model)
     refusal = model_refusal(probe, model) if probe is not None else None
     if refusal is not None:
@@ -208,7 +203,7 @@ def preflight(base_url: str, api_key: str | None, model: str | None, limits: Lim
                  else "GET /models lists no model")
         raise UsageError(f"{flags.model} {model!r} is refused by {url} (HTTP {probe.status if probe else '?'}: "
                          f"{_first_line(refusal)}); {offer}")
-    return Reached(model, listed, sent)
+    return Reached(model, listed)
 
 
 def model_ids(exchange: Exchange) -> tuple[str, ...]:
