@@ -830,15 +830,17 @@ def _parse_retry_after(raw: str | None) -> float | None:
     return seconds if math.isfinite(seconds) else None
 
 
-def preflight(base_url: str, api_key: str | None, limits: Limits) -> Exchange:
-    """GET /models once, bounded like any request of a run but outside its budget.
+def preflight(base_url: str, api_key: str | None, limits: Limits, *, method: str = "GET", path: str = "/models",
+              json_body: Any = None) -> Exchange:
+    """One request before a run (GET /models by default), bounded like any request of a run but
+    outside its budget; `conformance._start` judges the answer.
 
     Raises RateLimited when the target only answers 429/503.
     """
     session = Session(Target(base_url, "", api_key), replace(limits, max_requests=None, max_tokens=None, retries=1),
                       concurrency=1)
     try:
-        return Recorder(session).request("GET", "/models")
+        return Recorder(session).request(method, path, json_body=json_body)
     finally:
         session.close()
 

@@ -19,11 +19,11 @@ from typing import Any
 import pytest
 
 from ._context import SharedExchanges
-from ._engine import RunConfig, RunResult, _run_one, _run_verdict, discover_chat_route
+from ._engine import RunConfig, RunResult, _execute, _run_verdict, discover_chat_route
 from ._http import Limits, Session, Target
 from ._model import CheckResult, Depth, Profile, RunVerdict, Verdict
 from .checks import RegisteredCheck, all_checks, select
-from .errors import ConformanceError
+from .errors import ConformanceError, TargetUnreachable
 
 __all__ = ["CatalogueRun", "CheckItem", "ConformancePlugin"]
 
@@ -57,18 +57,22 @@ class CatalogueRun:
         self._session: Session | None = None
         self._shared = SharedExchanges()
         self._config: RunConfig | None = None
-        self._unreachable: str | None = None
+        # Why the target cannot be certified (the preflight's one line), once it was tried.
+        self.start_error: str | None = None
 
-    def _open(self) -> tuple[Session, RunConfig] | None:
-        """Reach the target once (and pick the model) before the first check; None if it cannot be used."""
-        if self._session is None and self._unreachable is None:
-            from .cli import _preflight
+    def open(self) -> tuple[Session, RunConfig]:
+        """Reach the target once (and pick the model) before the first check; ConformanceError if it cannot
+        be used (the same preflight as `conformance run`, its advice naming this plugin's options)."""
+        if self.start_error is not None:
+            raise TargetUnreachable(self.start_error)
+        if self._session is None or self._config is None:
+            from ._start import PYTEST_FLAGS, preflight
 
             try:
-                model = _preflight(self.base_url, self.api_key, self.model, self.limits)
+                model = preflight(self.base_url, self.api_key, self.model, self.limits, flags=PYTEST_FLAGS).model
             except ConformanceError as exc:
-                self._unreachable = str(exc)
-                return None
+                self.start_error = str(exc)
+                raise
             target = Target(self.base_url, model, self.api_key)
             self._config = RunConfig(target=target, limits=self.limits, depth=self.depth, profile=self.profile,
                                      concurrency=1)
@@ -76,16 +80,25 @@ class CatalogueRun:
             self.route = discover_chat_route(self._session, model, None)
             self._session.target = dataclasses.replace(target, chat_method=self.route["method"],
                                                        chat_path=self.route["path"])
-        if self._session is None or self._config is None:
-            return None
         return self._session, self._config
 
-    def run(self, registered: RegisteredCheck) -> CheckResult:
-        opened = self._open()
-        if opened is None:
-            result = CheckResult(registered.spec, Verdict.ERROR, f"not run: {self._unreachable}", 0.0)
+    @property
+    def stopped(self) -> str | None:
+        """Why no further check can run (budget, deadline, target down), or None."""
+        return self._session.stopped if self._session is not None else None
+
+    def run(self, registered: RegisteredCheck) -> CheckResult | None:
+        """The check's result; None when the run had stopped before the check sent anything."""
+        try:
+            session, config = self.open()
+        except ConformanceError as exc:
+            result = CheckResult(registered.spec, Verdict.ERROR, f"not run: {exc}", 0.0)
         else:
-            result = _run_one(registered, opened[0], self._shared, opened[1])
+            if session.budget_exhausted:
+                return None
+            result, started = _execute(registered, session, self._shared, config)
+            if not started:
+                return None
         self.results.append(result)
         return result
 
@@ -93,15 +106,24 @@ class CatalogueRun:
         if self._session is not None:
             self._session.close()
 
+    def _config_or_placeholder(self) -> RunConfig:
+        return self._config or RunConfig(target=Target(self.base_url, self.model or "", self.api_key),
+                                         limits=self.limits, depth=self.depth, profile=self.profile, concurrency=1)
+
+    def start_failure(self) -> dict[str, Any]:
+        """results.json of a session whose target could not be used (as `conformance run` writes it)."""
+        from ._start import start_failure
+
+        return start_failure(self._config_or_placeholder(), len(self.planned), self.start_error or "", "target")
+
     def run_result(self) -> RunResult:
         """The same RunResult `conformance.run()` returns, built from the results pytest collected."""
-        config = self._config or RunConfig(target=Target(self.base_url, self.model or "", self.api_key),
-                                           limits=self.limits, depth=self.depth, profile=self.profile)
+        config = self._config_or_placeholder()
         session = self._session
         counts = dict(session.status_counts) if session else {}
         reason: str | None
         if session is None:
-            verdict, reason = RunVerdict.INCOMPLETE, self._unreachable or "no check ran"
+            verdict, reason = RunVerdict.INCOMPLETE, self.start_error or "no check ran"
         else:
             config = dataclasses.replace(config, selection=self.selection)
             verdict, reason = _run_verdict(self.results, len(self.planned), session, counts, config)
@@ -145,9 +167,18 @@ class CheckItem(pytest.Item):
 
     def setup(self) -> None:
         # The check runs here so that a harness/network error is a pytest *error*, not a failure.
-        self.result = self.catalogue.run(self.registered)
-        if self.result.verdict is Verdict.ERROR:
-            raise HarnessError(self.result.message)
+        catalogue = self.catalogue
+        result = None if catalogue.stopped and catalogue.results else catalogue.run(self.registered)
+        if result is None:
+            # The budget, the deadline or the target ended the run: the rest are not executed (results.json
+            # lists them), as in `conformance run`. One line, and pytest's "interrupted" exit code 2.
+            left = len(catalogue.planned) - len(catalogue.results)
+            pytest.exit(f"conformance: the run stopped early: {catalogue.stopped}; {left} of "
+                        f"{len(catalogue.planned)} planned checks not executed (results.json: incomplete)",
+                        returncode=pytest.ExitCode.INTERRUPTED)
+        self.result = result
+        if result.verdict is Verdict.ERROR:
+            raise HarnessError(result.message)
 
     def runtest(self) -> None:
         result = self.result
@@ -173,12 +204,13 @@ class ConformancePlugin:
     """Registered by `pytest_plugin.pytest_configure` when `--conformance-base-url` is given."""
 
     def __init__(self, config: pytest.Config, base_url: str, api_key: str | None) -> None:
-        from .cli import _check_base_url
+        from ._options import limit_values
+        from ._start import PYTEST_FLAGS, check_base_url
 
         try:
-            base_url = _check_base_url(base_url)
+            base_url = check_base_url(base_url, PYTEST_FLAGS)
         except ConformanceError as exc:
-            raise pytest.UsageError(str(exc).replace("--base-url", "--conformance-base-url")) from None
+            raise pytest.UsageError(str(exc)) from None
         if getattr(config.option, "numprocesses", None):
             # pytest-xdist workers would each open a session and none could write the one results.json.
             raise pytest.UsageError("--conformance-base-url runs the catalogue in one pytest process: drop -n "
@@ -186,9 +218,10 @@ class ConformancePlugin:
         self.config = config
         report_dir = Path(config.getoption("conformance_report_dir"))
         self.report_dir = report_dir if report_dir.is_absolute() else config.invocation_params.dir / report_dir
+        limits = Limits(**limit_values(config.getoption, prefix="conformance-"))
         self.catalogue = CatalogueRun(base_url, config.getoption("conformance_model"), api_key,
                                       Depth(config.getoption("conformance_depth")),
-                                      Profile(config.getoption("conformance_profile")))
+                                      Profile(config.getoption("conformance_profile")), limits=limits)
         self.written: dict[str, Path] = {}
         self.final: RunResult | None = None
         self.render_error: str | None = None
@@ -212,12 +245,43 @@ class ConformancePlugin:
             self.catalogue.selection = tuple(g for g in given if g) or (
                 f"pytest selected {len(self.catalogue.planned)} of {len(catalogue)} checks",)
 
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtestloop(self, session: pytest.Session) -> None:
+        """Reach the target before the first check runs; a target that cannot be used ends the session
+        with one line (not one error and traceback per check). Collecting alone sends nothing."""
+        if session.config.option.collectonly or not any(isinstance(i, CheckItem) for i in session.items):
+            return
+        try:
+            self.catalogue.open()
+        except ConformanceError as exc:
+            failed = str(exc)
+        else:
+            return
+        pytest.exit(f"conformance: {failed}", returncode=pytest.ExitCode.USAGE_ERROR)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+        """A check that could not be judged errors in setup: show its verdict, not the harness's traceback."""
+        report = yield
+        if isinstance(item, CheckItem) and call.excinfo is not None and isinstance(call.excinfo.value, HarnessError):
+            report.longrepr = item.repr_failure(call.excinfo)
+        return report
+
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         self.catalogue.close()
-        if not self.catalogue.results or hasattr(self.config, "workerinput"):
+        if hasattr(self.config, "workerinput"):
             return
         from .report import write_results
 
+        if self.catalogue.start_error is not None and not self.catalogue.results:
+            # As `conformance run`: a truthful record (invalid, run_complete false) replaces the last run's.
+            for name in ("report.html", "junit.xml"):
+                (self.report_dir / name).unlink(missing_ok=True)
+            results_path = write_results(self.catalogue.start_failure(), self.report_dir)
+            self.written = {"results": results_path, **self._render(results_path)}
+            return
+        if not self.catalogue.results:
+            return
         self.final = self.catalogue.run_result()
         results_path = write_results(self.final.to_json(), self.report_dir)
         self.written = {"results": results_path}

@@ -7,16 +7,19 @@ and exit code 2, never a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import __version__
-from .errors import BaselineError, ConformanceError, TargetUnreachable, UsageError
+from ._options import DEPTH_HELP, DEPTHS, PROFILE_HELP, PROFILES, add_limit_options, limit_values, positive_int
+from .errors import BaselineError, ConformanceError, UsageError
 
 if TYPE_CHECKING:
     from ._diff import Side
@@ -29,42 +32,20 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message} (see --help)")
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be >= 1")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{value} must be > 0")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="conformance", description="Conformance suite for OpenAI-compatible Chat Completions APIs.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     run = sub.add_parser("run", help="certify a target (default: the built-in reference server)")
-    run.add_argument("--base-url", default=os.environ.get("OPENAI_BASE_URL"),
+    run.add_argument("--base-url", default=None,
                      help="target base URL including /v1 (env OPENAI_BASE_URL); omitted: the built-in server")
-    run.add_argument("--api-key", default=os.environ.get("OPENAI_API_KEY"), help="API key (env OPENAI_API_KEY)")
-    run.add_argument("--model", default=os.environ.get("CONFORMANCE_MODEL"),
+    run.add_argument("--api-key", default=None, help="API key (env OPENAI_API_KEY)")
+    run.add_argument("--model", default=None,
                      help="model (env CONFORMANCE_MODEL); default: the first id from GET /models")
     run.add_argument("--report-dir", type=Path, default=Path("reports"), help="where reports go (default: reports/)")
-    run.add_argument("--depth", choices=["quick", "full"], default="full",
-                     help="quick: <= 40 requests, for PR CI on paid APIs; full (default)")
-    run.add_argument("--profile", choices=["openai", "documented"], default="openai",
-                     help="openai (default): POST must work; documented: the GET /v1/models quirk must work too")
+    run.add_argument("--depth", choices=DEPTHS, default="full", help=DEPTH_HELP)
+    run.add_argument("--profile", choices=PROFILES, default="openai", help=PROFILE_HELP)
     run.add_argument("--strict", action="store_true",
                      help="every SHOULD counts as MUST: exact OpenAI parity (default: the document and real clients)")
     run.add_argument("--chat-path", nargs=2, metavar=("METHOD", "PATH"), type=str, default=None,
@@ -73,33 +54,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--only", action="append", default=[], metavar="ID_OR_GLOB",
                      help="run only these checks (a partial run: never CERTIFIED)")
     run.add_argument("--skip", action="append", default=[], metavar="ID_OR_GLOB", help="skip these checks")
-    run.add_argument("--concurrency", type=_positive_int, default=4,
+    run.add_argument("--concurrency", type=positive_int, default=4,
                      help="requests in flight at once (default 4: well within paid APIs' lowest rate-limit "
                           "tiers and what a small self-hosted server serves in parallel; 429s are retried)")
-    run.add_argument("--max-requests", type=_positive_int, help="stop (INCOMPLETE) after this many requests")
-    run.add_argument("--max-tokens", type=_positive_int,
-                     help="stop (INCOMPLETE) after this many tokens (reported usage; an upper-bound estimate "
-                          "where a response reports none)")
-    run.add_argument("--timeout", type=_positive_float, default=20.0, help="read timeout per chunk, s (default 20)")
-    run.add_argument("--connect-timeout", type=_positive_float, default=5.0, help="connect timeout, s (default 5)")
-    run.add_argument("--request-deadline", type=_positive_float, default=45.0,
-                     help="total time per request incl. streams, s (default 45)")
-    run.add_argument("--run-deadline", type=_positive_float, default=900.0, help="whole-run deadline, s (default 900)")
-    run.add_argument("--max-response-bytes", type=_positive_int, default=4_000_000,
-                     help="a larger response is a failure of the checks judging it (default 4000000)")
-    run.add_argument("--max-sse-events", type=_positive_int, default=5_000,
-                     help="a longer stream is a failure of the checks judging it (default 5000)")
-    run.add_argument("--retries", type=int, choices=range(11), default=3, metavar="N",
-                     help="retries of a 429/503, honouring Retry-After, each wait <= 10 s (default 3)")
+    add_limit_options(run.add_argument)
+    run.add_argument("--dry-run", action="store_true",
+                     help="send nothing: list the selected checks with their request bounds, and the totals")
     run.add_argument("--no-html", action="store_true", help="write results.json and junit.xml only")
-    run.add_argument("--quiet", "-q", action="store_true", help="no progress line")
+    run.add_argument("--quiet", "-q", action="store_true", help="no target line, no progress")
     run.add_argument("--baseline", type=Path, metavar="FILE",
-                     help="CI gate: exit 1 only on regressions against FILE's known failures (diff in the report "
-                          "dir); FILE is a baseline or a complete run's results.json")
+                     help="CI gate: exit 1 only on regressions against FILE's known failures (diff in the report dir)")
     run.add_argument("--update-baseline", type=Path, metavar="FILE",
-                     help="write FILE: this run's failures become known failures (reasons already written are "
-                          "kept; replace each placeholder before --baseline accepts FILE); exit 0 once FILE is "
-                          "written, 2 if the run was incomplete")
+                     help="write FILE: this run's failures become known failures (keep or edit their reasons)")
 
     serve = sub.add_parser("serve", help="run the reference server in the foreground")
     serve.add_argument("--host", default="127.0.0.1")
@@ -121,8 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        args = build_parser().parse_args(argv)
+        args = _parse(argv)
         handler = {"run": cmd_run, "serve": cmd_serve, "checks": cmd_checks, "report": cmd_report,
                    "selftest": cmd_selftest, "diff": cmd_diff}[args.command]
         return handler(args)
@@ -132,12 +99,63 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("conformance: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `conformance checks | head`: the reader is gone, so is the rest of the output
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # as a shell reports a command ended by SIGPIPE
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    try:
+        return build_parser().parse_args(argv)
+    except ConformanceError as exc:
+        failed = exc
+    if argv[:1] == ["run"] and "--dry-run" not in argv:  # even bad flags leave a truthful record
+        _record_failed_start(_loose_run_args(argv[1:]), None, str(failed), "arguments")
+    raise failed
 
 
 # -- run ----------------------------------------------------------------------------------------------
+class _Stage:
+    """How far the start of a run got: a failure is recorded at this stage."""
+
+    name = "arguments"
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    config: Any  # RunConfig
+    baseline: Side | None
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    from ._http import Limits, Target
-    from ._model import Depth, Profile
+    """Start (arguments, target, baseline), then certify. Every exit 2 of the start leaves a record."""
+    from ._start import Origin
+
+    origin = Origin.resolve(args.base_url, args.model, args.api_key, os.environ)
+    if not args.quiet:  # the first line says what is certified, and where that came from
+        print(origin.describe(), file=sys.stderr, flush=True)
+    stage = _Stage()
+    with contextlib.ExitStack() as stack:
+        try:
+            plan = _start(args, origin, stack, stage)
+        except ConformanceError as exc:
+            failed: ConformanceError = exc
+        else:
+            return 0 if plan is None else _certify(args, plan)
+    # Recorded outside the `except` block: the record's renderer must not see this exception as context.
+    message = origin.annotate(str(failed)) if stage.name == "target" else str(failed)
+    if not args.dry_run:  # a dry run never touches the report dir: the last run's reports stay true
+        _record_failed_start(args, origin, message, stage.name)
+    raise type(failed)(message)
+
+
+def _start(args: argparse.Namespace, origin: Any, stack: contextlib.ExitStack, stage: _Stage) -> _Plan | None:
+    """Everything before the first check; raises ConformanceError (one line) for what the user can fix.
+    None after a dry run (checked as far as it can be without a request, and the cost printed)."""
+    from ._diff import check_matches, load_reference
+    from ._engine import RunConfig
+    from ._http import Target
+    from ._start import CLI_FLAGS, check_base_url, preflight
     from .checks import all_checks
     from .checks._registry import unknown_patterns
 
@@ -145,33 +163,62 @@ def cmd_run(args: argparse.Namespace) -> int:
     unknown = unknown_patterns([*args.only, *args.skip])
     if unknown:
         raise UsageError(f"no check matches {', '.join(map(repr, unknown))} (see `conformance checks`)")
-    limits = Limits(
-        connect_timeout_s=args.connect_timeout,
-        read_timeout_s=args.timeout,
-        request_deadline_s=args.request_deadline,
-        run_deadline_s=args.run_deadline,
-        max_requests=args.max_requests,
-        max_tokens=args.max_tokens,
-        max_response_bytes=args.max_response_bytes,
-        max_sse_events=args.max_sse_events,
-        retries=args.retries,
-    )
-    common: dict[str, Any] = {"limits": limits, "depth": Depth(args.depth), "profile": Profile(args.profile),
-                              "only": tuple(args.only), "skip": tuple(args.skip), "concurrency": args.concurrency,
-                              "strict": args.strict, "chat_route": _chat_route(args.chat_path)}
-    if args.base_url is None:
+    base_url = check_base_url(origin.base_url, CLI_FLAGS) if origin.base_url is not None else None
+    stage.name = "baseline"
+    # Before spending anything: a baseline file or a complete run's results.json.
+    baseline = load_reference(args.baseline, complete=True) if args.baseline is not None else None
+    if args.dry_run:
+        _dry_run(args, origin)
+        return None
+    stage.name = "target"
+    _mark_in_progress(_config_of(args, origin), args.report_dir)
+    api_key = origin.api_key
+    if base_url is None:
         import secrets
 
         from .refserver import ServerConfig, ServerThread
 
         # A throwaway key, so the built-in certification exercises the auth checks too.
-        builtin_key = "sk-builtin-" + secrets.token_urlsafe(16)
-        with ServerThread(ServerConfig(api_key=builtin_key)) as server:
-            target = Target(server.base_url, args.model or ServerConfig().models[0], builtin_key)
-            return _certify(args, target, common, builtin=True)
-    base_url = _check_base_url(args.base_url)
-    model = _preflight(base_url, args.api_key, args.model, limits)
-    return _certify(args, Target(base_url, model, args.api_key or None), common, builtin=False)
+        api_key = "sk-builtin-" + secrets.token_urlsafe(16)
+        server = ServerThread(ServerConfig(api_key=api_key)).start()
+        stack.callback(server.stop)
+        base_url = server.base_url
+    reached = preflight(base_url, api_key, origin.model, _limits(args), flags=CLI_FLAGS,
+                        api_key_from=origin.api_key_from)
+    config = RunConfig(target=Target(base_url, reached.model, api_key), builtin_target=origin.builtin,
+                       **_run_settings(args))
+    if baseline is not None:
+        stage.name = "baseline"
+        check_matches(baseline, model=config.target.model, profile=config.profile.value, depth=config.depth.value,
+                      path=args.baseline)
+        _warn_unknown_checks(baseline, args.baseline)
+    return _Plan(config, baseline)
+
+
+def _dry_run(args: argparse.Namespace, origin: Any) -> None:
+    from ._cost import cost, dry_run
+    from ._model import Depth, Profile
+    from ._start import BUILTIN_LABEL, display_url
+
+    bound = cost(Depth(args.depth), Profile(args.profile), only=args.only, skip=args.skip)
+    target = display_url(origin.base_url) if origin.base_url is not None else BUILTIN_LABEL
+    print(dry_run(bound, target, retries=args.retries, max_requests=args.max_requests, max_tokens=args.max_tokens),
+          end="")
+
+
+def _limits(args: argparse.Namespace) -> Any:
+    from ._http import Limits
+
+    return Limits(**limit_values(lambda dest: getattr(args, dest, None)))
+
+
+def _run_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """RunConfig's keyword arguments from the flags (target aside)."""
+    from ._model import Depth, Profile
+
+    return {"limits": _limits(args), "depth": Depth(args.depth), "profile": Profile(args.profile),
+            "only": tuple(args.only), "skip": tuple(args.skip), "concurrency": args.concurrency,
+            "strict": args.strict, "chat_route": _chat_route(args.chat_path)}
 
 
 def _chat_route(given: list[str] | None) -> tuple[str, str] | None:
@@ -186,76 +233,71 @@ def _chat_route(given: list[str] | None) -> tuple[str, str] | None:
     return method, path
 
 
-def _check_base_url(url: str) -> str:
-    import httpx
+
+def _config_of(args: argparse.Namespace, origin: Any) -> Any:
+    """The RunConfig as far as it is known before the target answered (for the records written then)."""
+    from ._engine import RunConfig
+    from ._http import Target
+    from ._start import BUILTIN_LABEL
+
+    target = Target(origin.base_url or BUILTIN_LABEL, origin.model or "", origin.api_key)
+    return RunConfig(target=target, builtin_target=origin.builtin, **_run_settings(args))
+
+
+def _loose_run_args(argv: Sequence[str]) -> argparse.Namespace:
+    """What can be read from `run` flags that did not parse: each unreadable one gets its default."""
+    args = build_parser().parse_args(["run"])
+    loose = _Parser(add_help=False)
+    for flag in ("--report-dir", "--base-url", "--api-key", "--model", "--depth", "--profile"):
+        loose.add_argument(flag)
+    loose.add_argument("--no-html", action="store_true")
+    try:
+        known, _ = loose.parse_known_args(argv)
+    except ConformanceError:
+        return args
+    args.report_dir = Path(known.report_dir) if known.report_dir else args.report_dir
+    args.base_url, args.api_key, args.model, args.no_html = known.base_url, known.api_key, known.model, known.no_html
+    args.depth = known.depth if known.depth in DEPTHS else args.depth
+    args.profile = known.profile if known.profile in PROFILES else args.profile
+    return args
+
+
+def _record_failed_start(args: argparse.Namespace, origin: Any, message: str, stage: str) -> None:
+    """results.json (invalid, run_complete false, the reason) and junit.xml with one erroring test, in place
+    of whatever the previous run left: CI reads red, never a stale pass."""
+    from ._start import Origin, start_failure
+    from .checks import all_checks, select
+    from .report import render_reports, write_results
 
     try:
-        parsed = httpx.URL(url)
-    except Exception:  # noqa: BLE001 - httpx raises several types for a malformed URL
-        raise UsageError(f"--base-url {url!r} is not a valid URL") from None
-    if parsed.scheme not in ("http", "https") or not parsed.host:
-        raise UsageError(f"--base-url {url!r} must be an http(s) URL such as https://api.example.com/v1")
-    return url.rstrip("/")
+        if origin is None:
+            origin = Origin.resolve(args.base_url, args.model, args.api_key, os.environ)
+        config = _config_of(args, origin)
+        planned = select(all_checks(), depth=config.depth, profile=config.profile, only=config.only,
+                         skip=config.skip)
+        _remove_reports(args.report_dir)
+        results_path = write_results(start_failure(config, len(planned), message, stage), args.report_dir)
+        render_reports(results_path, args.report_dir, html=not args.no_html)
+    except Exception:  # noqa: BLE001 - the start error is what the user must see; a failed record must not hide it
+        return
 
 
-def _preflight(base_url: str, api_key: str | None, model: str | None, limits: Any) -> str:
-    """Reach the target once before spending anything; pick the model from GET /models if needed.
-
-    Bounded like every request of a run (timeouts, total deadline, size), so a target that hangs or
-    drips bytes ends here as one line and exit 2.
-    """
-    from ._http import RateLimited, preflight
-
-    try:
-        exchange = preflight(base_url, api_key, limits)
-    except RateLimited:
-        raise TargetUnreachable(f"{base_url}/models kept answering 429/503 (rate limited or overloaded); "
-                                f"retry later") from None
-    if exchange.error_kind == "connect":
-        raise TargetUnreachable(f"cannot connect to {base_url}: {_reason(exchange.error)}. Is the server running, "
-                                f"and is --base-url right?")
-    if exchange.error_kind == "timeout":
-        raise TargetUnreachable(f"{base_url}/models did not answer: {exchange.error}")
-    if exchange.error is not None:
-        raise TargetUnreachable(f"cannot talk to {base_url}: {exchange.error}")
-    if exchange.limit_exceeded:
-        raise TargetUnreachable(f"{base_url}/models did not give a usable answer: {exchange.limit_exceeded}")
-    if exchange.status in (401, 403):
-        hint = "pass --api-key or set OPENAI_API_KEY" if not api_key else "the API key was refused"
-        raise TargetUnreachable(f"{base_url}/models answered {exchange.status}: {hint}")
-    if model:
-        return model
-    try:
-        data = exchange.json()["data"]
-        return str(data[0]["id"])
-    except Exception:  # noqa: BLE001 - any shape problem means the same advice
-        raise UsageError(f"could not read a model id from GET {base_url}/models (HTTP {exchange.status}); "
-                         f"pass --model") from None
-
-
-def _reason(error: str | None) -> str:
-    """'ConnectError: Connection refused' -> 'Connection refused'."""
-    return (error or "no answer").split(": ", 1)[-1]
-
-
-def _certify(args: argparse.Namespace, target: Any, common: dict[str, Any], *, builtin: bool) -> int:
-    from ._engine import RunConfig, run
+def _certify(args: argparse.Namespace, plan: _Plan) -> int:
+    from ._engine import run
     from .report import _terminal, render_reports, write_results
 
-    config = RunConfig(target=target, builtin_target=builtin, **common)
-    baseline = _load_baseline(args, config)  # before spending anything: a bad baseline is exit 2 at once
-    _mark_in_progress(config, args.report_dir)
-    progress = _terminal.Progress(sys.stderr, enabled=not args.quiet and sys.stderr.isatty())
-    result = run(config, on_event=progress)
+    config = plan.config
+    tty = sys.stderr.isatty()
+    progress = _terminal.Progress(sys.stderr, enabled=not args.quiet and tty, plain=not args.quiet and not tty)
+    with progress.ticking(), _hypothesis_home():
+        result = run(config, on_event=progress)
     results = result.to_json()
     results_path = write_results(results, args.report_dir)
-    paths = {"results": results_path}
-    if not args.no_html:
-        paths = render_reports(results_path, args.report_dir)
+    paths = render_reports(results_path, args.report_dir, html=not args.no_html)
     exit_code = result.exit_code
     notes: list[str] = []
-    if baseline is not None:
-        exit_code, notes = _gate(args, baseline, results, paths)
+    if plan.baseline is not None:
+        exit_code, notes = _gate(args, plan.baseline, results, paths)
     refused = None
     if args.update_baseline is not None:
         try:
@@ -267,6 +309,34 @@ def _certify(args: argparse.Namespace, target: Any, common: dict[str, Any], *, b
     if refused is not None:
         print(f"conformance: error: {refused}", file=sys.stderr)
     return exit_code
+
+
+@contextlib.contextmanager
+def _hypothesis_home() -> Iterator[None]:
+    """hypothesis keeps its caches in ./.hypothesis by default: a run must not leave that folder in the
+    user's working directory. A throwaway home instead, unless HYPOTHESIS_STORAGE_DIRECTORY says where."""
+    if os.environ.get("HYPOTHESIS_STORAGE_DIRECTORY"):
+        yield
+        return
+    import tempfile
+
+    from hypothesis import configuration
+
+    previous = getattr(configuration, "__hypothesis_home_directory", None)
+    with tempfile.TemporaryDirectory(prefix="conformance-hypothesis-") as home:
+        configuration.set_hypothesis_home_dir(home)
+        try:
+            yield
+        finally:
+            configuration.set_hypothesis_home_dir(previous)
+
+
+STALE_REPORTS = ("report.html", "junit.xml", "diff.md", "diff.json")
+
+
+def _remove_reports(report_dir: Path) -> None:
+    for name in STALE_REPORTS:
+        (report_dir / name).unlink(missing_ok=True)
 
 
 def _mark_in_progress(config: Any, report_dir: Path) -> None:
@@ -285,25 +355,11 @@ def _mark_in_progress(config: Any, report_dir: Path) -> None:
     placeholder = RunResult(config=config, results=[], planned=len(planned), started_at=dt.datetime.now(dt.UTC),
                             duration_s=0.0, requests=0, tokens=0, verdict=RunVerdict.INCOMPLETE,
                             reason="the run did not finish (still running, interrupted or killed)", status_counts={})
-    for name in ("report.html", "junit.xml", "diff.md", "diff.json"):
-        (report_dir / name).unlink(missing_ok=True)
+    _remove_reports(report_dir)
     write_results(placeholder.to_json(), report_dir)
 
 
 # -- baseline gate (issue 5) ------------------------------------------------------------------------------
-def _load_baseline(args: argparse.Namespace, config: Any) -> Side | None:
-    """The run's reference (a baseline file or a results.json), checked before anything is spent."""
-    from ._diff import check_matches, load_reference
-
-    if args.baseline is None:
-        return None
-    reference = load_reference(args.baseline, complete=True)
-    check_matches(reference, model=config.target.model, profile=config.profile.value, depth=config.depth.value,
-                  path=args.baseline)
-    _warn_unknown_checks(reference, args.baseline)
-    return reference
-
-
 def _warn_unknown_checks(reference: Side, path: Path) -> None:
     """A check the suite no longer has is not an error (a newer suite renamed it), but say so once."""
     from ._diff import unknown_checks
@@ -385,18 +441,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 # -- checks -------------------------------------------------------------------------------------------
 def cmd_checks(args: argparse.Namespace) -> int:
+    from ._cost import table, totals_line
     from .checks import all_checks
 
     specs = [c.spec for c in all_checks()]
     if args.json:
         print(json.dumps([s.to_json() for s in specs], indent=1))
         return 0
-    width = max(len(s.id) for s in specs)
-    print(f"{'ID':<{width}}  {'LEVEL':<6}  {'FEATURE':<9}  CLAUSE")
-    for spec in specs:
-        print(f"{spec.id:<{width}}  {spec.level.value:<6}  {spec.feature.value:<9}  "
-              f"{spec.clause.source} § {spec.clause.section}")
-    print(f"\n{len(specs)} checks")
+    print("\n".join(table(specs, clause=True)))
+    print(f"\n{totals_line(len(specs))}")
     return 0
 
 
@@ -413,7 +466,7 @@ def _add_selftest_parser(sub: Any) -> None:
                           help="run only these variants (and no faults unless --only-fault)")
     selftest.add_argument("--only-check", action="append", default=[], metavar="ID_OR_GLOB",
                           help="run only these checks, and only the faults that declare one of them")
-    selftest.add_argument("--jobs", type=_positive_int, default=None,
+    selftest.add_argument("--jobs", type=positive_int, default=None,
                           help="servers certified in parallel, each in a worker process (default: 2 per CPU, "
                                "at most 8; 1 runs everything in this process)")
     selftest.add_argument("--wide", action="store_true",

@@ -16,6 +16,8 @@ if TYPE_CHECKING:
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
+    from ._options import DEPTH_HELP, DEPTHS, PROFILE_HELP, PROFILES, add_limit_options
+
     group = parser.getgroup("conformance", "OpenAI-compatible Chat Completions conformance (openai-conformance)")
     group.addoption("--conformance-base-url", default=None, metavar="URL",
                     help="run the conformance checks against this base URL (including /v1); off when absent")
@@ -23,12 +25,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="model to test; default: the first id from GET /models")
     group.addoption("--conformance-api-key", default=None, metavar="KEY",
                     help="API key (default: env OPENAI_API_KEY); never written to any report")
-    group.addoption("--conformance-depth", choices=("quick", "full"), default="full",
-                    help="quick: <= 40 requests, for CI on paid APIs; full (default)")
-    group.addoption("--conformance-profile", choices=("openai", "documented"), default="openai",
-                    help="openai (default) or documented (the GET /v1/models quirk must work too)")
+    group.addoption("--conformance-depth", choices=DEPTHS, default="full", help=DEPTH_HELP)
+    group.addoption("--conformance-profile", choices=PROFILES, default="openai", help=PROFILE_HELP)
     group.addoption("--conformance-report-dir", default="reports", metavar="DIR",
                     help="where results.json, report.html and junit.xml go (default: reports)")
+    # The bounds and spending caps of `conformance run`, declared once for both (conformance._options).
+    add_limit_options(group.addoption, prefix="conformance-")
 
 
 def pytest_configure(config: pytest.Config) -> None:

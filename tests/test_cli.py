@@ -37,6 +37,16 @@ def served() -> Iterator[callable]:  # type: ignore[valid-type]
         process.wait(timeout=SERVE_TIMEOUT_S)
 
 
+def error_line(err: str) -> str:
+    """The one line of an error, after the target line `conformance run` prints first."""
+    lines = err.strip().splitlines()
+    if lines and lines[0].startswith("conformance: target "):
+        lines = lines[1:]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("conformance: error: "), err
+    return lines[0]
+
+
 @pytest.mark.slow
 def test_default_run_certifies_the_builtin_server(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["run", "--report-dir", str(tmp_path), "-q"])
@@ -75,11 +85,10 @@ def test_keyed_server_without_key_is_a_clear_error(served: callable, tmp_path: P
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     base_url = served("--api-key", "sk-cli-secret")
     code = main(["run", "--base-url", base_url, "--model", "conformance-ref-1", "--report-dir", str(tmp_path)])
-    err = capsys.readouterr().err
+    line = error_line(capsys.readouterr().err)
     assert code == 2
-    assert "401" in err
-    assert "--api-key" in err
-    assert len(err.strip().splitlines()) == 1
+    assert "401" in line
+    assert "--api-key" in line
 
 
 def test_keyed_server_with_key_passes(served: callable, tmp_path: Path,  # type: ignore[valid-type]
@@ -107,21 +116,23 @@ def test_keyed_server_with_key_passes(served: callable, tmp_path: Path,  # type:
         ([], "required"),
     ],
 )
-def test_user_errors_are_one_line_and_exit_2(argv: list[str], message: str,
+def test_user_errors_are_one_line_and_exit_2(argv: list[str], message: str, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch,
                                              capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)  # a failed `run` leaves its record in ./reports
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert message in err
+    assert message in error_line(err)
     assert "Traceback" not in err
-    assert len(err.strip().splitlines()) == 1
 
 
-def test_cli_subprocess_has_no_traceback_on_refused_connection() -> None:
+def test_cli_subprocess_has_no_traceback_on_refused_connection(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-m", "conformance", "run", "--base-url", "http://127.0.0.1:9/v1"],
-                          capture_output=True, text=True, timeout=60, check=False)
+                          capture_output=True, text=True, timeout=60, check=False, cwd=tmp_path)
     assert done.returncode == 2
-    assert done.stderr.startswith("conformance: error: cannot connect")
+    assert error_line(done.stderr).startswith("conformance: error: cannot connect")
     assert "Traceback" not in done.stderr
+    assert json.loads((tmp_path / "reports" / "results.json").read_text())["verdict"] == "invalid"
 
 
 def test_checks_lists_the_catalogue(capsys: pytest.CaptureFixture[str]) -> None:

@@ -180,7 +180,8 @@ def test_bad_baseline_is_one_line_exit_2_before_any_request(case: str, servers: 
     assert err.count("\n") == 1, err
     assert err.startswith("conformance: error: baseline "), err
     assert message in err, err
-    assert not (tmp_path / "reports" / "results.json").exists()  # nothing was spent
+    results = json.loads((tmp_path / "reports" / "results.json").read_text())
+    assert (results["verdict"], results["requests"], results["start_error"]["stage"]) == ("invalid", 0, "baseline")
 
 
 def test_missing_baseline_file(servers: dict[str, ServerThread], tmp_path: Path,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -13,7 +14,11 @@ from pathlib import Path
 
 import pytest
 from conftest import ServerFactory
+from hostile_servers import free_port
 
+from conformance import Limits
+from conformance._options import LIMIT_OPTIONS
+from conformance.cli import build_parser
 from conformance.refserver import ServerThread
 
 HEAVY = ("httpx", "hypothesis", "schemathesis", "jsonschema", "starlette", "openai", "conformance._engine",
@@ -124,14 +129,82 @@ def test_a_faulty_server_fails_the_check_and_the_env_key_is_never_written(projec
     assert key not in done.stdout
 
 
-def test_an_unreachable_target_is_an_error_not_a_failure(project: Path) -> None:
-    done = pytest_run(project, "--conformance-base-url", "http://127.0.0.1:9/v1", "-k", "usage.present",
+def test_an_unreachable_target_ends_the_session_in_one_line(project: Path) -> None:
+    """Not one error per check with its traceback: one line, pytest's usage-error exit code."""
+    done = pytest_run(project, "--conformance-base-url", f"http://127.0.0.1:{free_port()}/v1",
                       "--conformance-report-dir", "out")
-    assert done.returncode == 1
-    assert "ERROR conformance::usage.present" in done.stdout
-    assert "cannot connect" in done.stdout
+    output = done.stdout + done.stderr
+    assert done.returncode == pytest.ExitCode.USAGE_ERROR, output
+    said = [line for line in output.splitlines() if "cannot connect to" in line]
+    assert len(said) == 1, output
+    assert "--conformance-base-url right?" in said[0]
+    assert "Traceback" not in output
+    assert "ERROR conformance::" not in output
+    assert len(output.splitlines()) < 15, output
+    results = json.loads((project / "out" / "results.json").read_text())
+    assert (results["verdict"], results["run_complete"], results["start_error"]["stage"]) == ("invalid", False,
+                                                                                              "target")
+    assert results["executed"] == 0
+
+
+def test_target_advice_names_the_plugins_own_options(project: Path, start_server: ServerFactory) -> None:
+    with start_server(api_key="sk-plugin-advice") as server:
+        done = pytest_run(project, "--conformance-base-url", server.base_url, "-k", "usage.present")
+    output = done.stdout + done.stderr
+    assert done.returncode == pytest.ExitCode.USAGE_ERROR, output
+    assert "answered 401: pass --conformance-api-key or set OPENAI_API_KEY" in output
+    assert " --api-key" not in output
+
+
+def test_collecting_or_running_only_own_tests_sends_nothing(project: Path) -> None:
+    """No check selected: no preflight, so an unreachable target is no error."""
+    done = pytest_run(project, "--conformance-base-url", f"http://127.0.0.1:{free_port()}/v1", "-k", "test_own")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "1 passed" in done.stdout
+
+
+def test_the_spending_caps_stop_the_session_incomplete(project: Path, reference_server: ServerThread) -> None:
+    done = pytest_run(project, "--conformance-base-url", reference_server.base_url, "--conformance-max-requests", "1",
+                      "--conformance-report-dir", "out", "-k", "schema.chat-completion or stream.done-terminator "
+                      "or stream.content-type or usage.present")
+    output = done.stdout + done.stderr
+    assert done.returncode == pytest.ExitCode.INTERRUPTED, output  # like `conformance run`'s exit 2
+    assert "--max-requests 1 reached" in output
+    assert "Traceback" not in output
     results = json.loads((project / "out" / "results.json").read_text())
     assert results["verdict"] == "incomplete"
+    assert results["requests"] == 1
+    assert results["config"]["limits"]["max_requests"] == 1
+    assert results["executed"] + len(results["not_executed"]) == results["planned"] == 4
+
+
+def test_the_plugin_takes_every_bound_of_the_cli(project: Path) -> None:
+    plugin_help = pytest_run(project, "--help").stdout
+    cli_help = run_help()
+    for option in LIMIT_OPTIONS:
+        assert re.search(rf"--conformance-{option.name}(?![\w-])", plugin_help), option.name
+        assert re.search(rf"\s--{option.name}(?![\w-])", cli_help), option.name
+    assert "--conformance-depth" in plugin_help
+    assert "--conformance-profile" in plugin_help
+
+
+def run_help() -> str:
+    """`conformance run --help`."""
+    subparsers = next(a for a in build_parser()._actions if isinstance(a.choices, dict) and "run" in a.choices)
+    assert isinstance(subparsers.choices, dict)
+    return str(subparsers.choices["run"].format_help())
+
+
+def test_a_bad_bound_is_a_usage_error(project: Path) -> None:
+    done = pytest_run(project, "--conformance-base-url", "http://127.0.0.1:9/v1", "--conformance-max-requests", "0")
+    assert done.returncode == pytest.ExitCode.USAGE_ERROR
+    assert "--conformance-max-requests: 0 must be >= 1" in done.stderr
+
+
+def test_option_defaults_are_the_library_defaults() -> None:
+    defaults = Limits()
+    for option in LIMIT_OPTIONS:
+        assert option.default == getattr(defaults, option.field), option.name
 
 
 def test_a_bad_base_url_is_one_usage_line(project: Path) -> None:

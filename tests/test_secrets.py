@@ -147,9 +147,11 @@ def test_without_the_key_a_clear_exit_2_and_nothing_leaks(outputs: dict[str, obj
     assert isinstance(streams, dict)
     no_key = streams["no-key"]
     assert no_key.returncode in (1, 2)
-    err = no_key.stderr.decode()
-    assert err.startswith("conformance: error:"), err
-    assert err.count("\n") == 1, err
-    assert "401" in err
-    assert "OPENAI_API_KEY" in err
+    target, error, *more = no_key.stderr.decode().splitlines()
+    assert target.startswith("conformance: target "), target
+    assert "no API key" in target
+    assert error.startswith("conformance: error:"), error
+    assert more == []
+    assert "401" in error
+    assert "OPENAI_API_KEY" in error
     assert leaks(no_key.stdout + no_key.stderr) == []

@@ -29,15 +29,15 @@ def write_results(results: dict[str, Any], report_dir: Path) -> Path:
     return path
 
 
-def render_reports(results_path: Path, report_dir: Path | None = None) -> dict[str, Path]:
-    """Render report.html and junit.xml next to (or into report_dir from) results.json."""
+def render_reports(results_path: Path, report_dir: Path | None = None, *, html: bool = True) -> dict[str, Path]:
+    """Render report.html (unless `html` is false) and junit.xml next to (or into report_dir from) results.json."""
     from ._replay import render
 
     out = report_dir or results_path.parent
     out.mkdir(parents=True, exist_ok=True)
     html_path, junit_path = out / "report.html", out / "junit.xml"
-    render(results_path, html_path, junit_path)
-    return {"results": results_path, "html": html_path, "junit": junit_path}
+    render(results_path, html_path if html else None, junit_path)
+    return {"results": results_path, **({"html": html_path} if html else {}), "junit": junit_path}
 
 
 def render_matrix(results_paths: list[Path], output: Path) -> Path:

@@ -1,15 +1,18 @@
-"""Terminal output of `conformance run`: a progress line while it runs, a summary table at the end.
+"""Terminal output of `conformance run`: progress while it runs, a summary table at the end.
 
-The progress line appears only on a terminal (stderr a tty); the summary is plain text when
-stdout is not a terminal (CI logs), coloured otherwise unless NO_COLOR is set.
+Progress on a terminal (stderr a tty) is one line rewritten in place; in a CI log it is a plain
+line every 10 checks or every 10 s, whichever comes first, so a long run is never silent. The
+summary is plain text when stdout is not a terminal, coloured otherwise unless NO_COLOR is set.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -21,34 +24,58 @@ COLOUR = {"passed": "32", "failed": "31", "partial": "33", "incomplete": "33", "
 
 
 class Progress:
-    """`[done/total] ✓ check-id · N failed · 3.2s`, rewritten in place on a terminal.
+    """An engine event handler that shows how far the run is.
 
-    The engine reports checks as they finish (several run at once), so the line names the check
-    that finished last.
+    enabled (a terminal): `[done/total] ✓ check-id · N failed · 3.2s`, rewritten in place; the engine
+    reports checks as they finish (several run at once), so the line names the one that finished last.
+    plain (a CI log): `conformance: 20/68 checks · 57 requests · 1 failed · 12.3s` every `every_checks`
+    checks or `every_s` seconds; `ticking()` keeps the seconds going while a long check runs.
     """
 
-    def __init__(self, stream: TextIO, *, enabled: bool) -> None:
+    def __init__(self, stream: TextIO, *, enabled: bool, plain: bool = False, every_checks: int = 10,
+                 every_s: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
         self.stream = stream
         self.enabled = enabled
+        self.plain = plain and not enabled
+        self.every_checks, self.every_s, self.clock = every_checks, every_s, clock
         self.failures = 0
         self.errors = 0
         self.skipped_run = 0
         self.planned = 0
-        self.started = time.monotonic()
+        self.done = 0
+        self.requests = 0  # sent by the checks that finished (a shared response counts once)
+        self.started = clock()
+        self.ticker_stopped = True
+        self._running = False
+        self._last_line_at = self.started
+        self._last_line_done = 0
+        self._lock = threading.Lock()
 
     def __call__(self, kind: str, payload: dict[str, Any]) -> None:
         if kind == "run-started":
-            self.planned = int(payload.get("planned", 0))
+            with self._lock:
+                self.planned = int(payload.get("planned", 0))
+                self.started = self._last_line_at = self.clock()
+                self._running = True
         elif kind == "check-finished":
-            verdict = payload["result"].verdict.value
-            self.failures += verdict == "failed"
-            self.errors += verdict == "error"
-            self._show(payload["done"], payload["planned"], f"{GLYPH.get(verdict, '?')} {payload['result'].spec.id}")
+            result = payload["result"]
+            verdict = result.verdict.value
+            with self._lock:
+                self.failures += verdict == "failed"
+                self.errors += verdict == "error"
+                self.requests += result.requests
+                self.done = payload["done"]
+            self._show(payload["done"], payload["planned"], f"{GLYPH.get(verdict, '?')} {result.spec.id}")
+            if self.plain and (self.done - self._last_line_done >= self.every_checks
+                               or self.clock() - self._last_line_at >= self.every_s):
+                self._plain_line()
         elif kind == "check-not-executed":
             self.skipped_run += 1
-        elif kind == "run-finished" and self.enabled:
-            self.stream.write("\r\x1b[2K")
-            self.stream.flush()
+        elif kind == "run-finished":
+            self._running = False
+            if self.enabled:
+                self.stream.write("\r\x1b[2K")
+                self.stream.flush()
 
     def line(self, done: int, planned: int, current: str) -> str:
         parts = [f"[{done:>{len(str(planned))}}/{planned}] {current}", f"{self.failures} failed"]
@@ -56,8 +83,51 @@ class Progress:
             parts.append(f"{self.errors} error")
         if self.skipped_run:
             parts.append(f"{self.skipped_run} not executed")
-        parts.append(f"{time.monotonic() - self.started:.1f}s")
+        parts.append(f"{self.clock() - self.started:.1f}s")
         return " · ".join(parts)
+
+    def plain_line(self) -> str:
+        parts = [f"conformance: {self.done}/{self.planned} checks", f"{self.requests} requests",
+                 f"{self.failures} failed"]
+        if self.errors:
+            parts.append(f"{self.errors} error")
+        if self.skipped_run:
+            parts.append(f"{self.skipped_run} not executed")
+        parts.append(f"{self.clock() - self.started:.1f}s")
+        return " · ".join(parts)
+
+    def heartbeat(self) -> None:
+        """A plain line if none was printed for `every_s` seconds (called by `ticking()`)."""
+        if self.plain and self._running and self.clock() - self._last_line_at >= self.every_s:
+            self._plain_line()
+
+    @contextlib.contextmanager
+    def ticking(self, interval: float = 1.0) -> Iterator[None]:
+        """While the block runs, check every `interval` s whether a plain line is due."""
+        if not self.plain:
+            yield
+            return
+        stop = threading.Event()
+
+        def tick() -> None:
+            while not stop.wait(interval):
+                self.heartbeat()
+
+        ticker = threading.Thread(target=tick, name="progress", daemon=True)
+        self.ticker_stopped = False
+        ticker.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            ticker.join(timeout=5)
+            self.ticker_stopped = not ticker.is_alive()
+
+    def _plain_line(self) -> None:
+        with self._lock:
+            self._last_line_at, self._last_line_done = self.clock(), self.done
+            self.stream.write(self.plain_line() + "\n")
+            self.stream.flush()
 
     def _show(self, done: int, planned: int, current: str) -> None:
         if not self.enabled:
@@ -120,9 +190,14 @@ def _failed_lines(results: dict[str, Any], limit: int = 20) -> list[str]:
     width = min(44, max(len(c["id"]) for c in checks[:limit]))
     out = ["  Failing"]
     for check in checks[:limit]:
-        why = check["failures"][0]["expected"] if check["failures"] else check["message"]
         tag = check["level"] if check["outcome"] == "failed" else "error"
-        out.append(f"    {tag:<6} {check['id']:<{width}}  {first_line(why, 90)}")
+        head = f"    {tag:<6} {check['id']:<{width}}  "
+        if check["failures"]:  # the first violation, as Expected / Received (the report has them all)
+            failure = check["failures"][0]
+            out.append(head + "Expected: " + first_line(failure["expected"], 80))
+            out.append(" " * len(head) + "Received: " + first_line(failure["received"], 80))
+        else:
+            out.append(head + first_line(check["message"], 90))
     if len(checks) > limit:
         out.append(f"    … and {len(checks) - limit} more (see the report)")
     return out
