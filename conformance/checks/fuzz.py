@@ -444,8 +444,7 @@ def judge(ctx: CheckContext, mode: str, run: FuzzRun, ops: list[Any]) -> None:
         raise ctx.skip(f"no {mode} case could be judged: {run.sent} sent, {run.rate_limited} rate limited (429)")
 
 
-FUZZ_CLAUSE = documented("1.2 Body Parameters", "model string Yes; messages array Yes; temperature number "
-                         "between 0 and 2; ...")
+FUZZ_CLAUSE = documented("1.2 Body Parameters", "the following parameters are usually passed via the JSON Body.")
 
 
 @check(

@@ -6,7 +6,9 @@ redacted by the engine, and repro commands read the key from `$OPENAI_API_KEY` a
 Layout, top to bottom: a verdict banner, the run's facts, the per-feature rollup, the GET-vs-POST
 method matrix, the failing checks (a linked list, then each one in full: Expected / Received, the
 clause, the transcript with the offending SSE bytes marked, a repro curl), then every other check
-collapsed. pytest-html's sortable table follows, each row linking back to its check's detail.
+collapsed, then the coverage of the documented API (each statement of the document with the verdict
+of its checks, `_coverage_html.py`). pytest-html's sortable table follows, each row linking back to
+its check's detail.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import json
 import shlex
 from typing import Any
 
+from ._coverage_html import coverage_section
 from ._results import (
     VERDICTS,
     anchor,
@@ -152,6 +155,7 @@ def summary_sections(results: dict[str, Any]) -> list[str]:
         failing_section(results),
         not_executed(results),
         other_checks(results),
+        coverage_section(results),
         "</section>",
     ]
 
