@@ -331,8 +331,11 @@ class FuzzRun:
         # body invalid, so only what really changed is written back.
         if body is not case.body:
             case.body = body
-        if case.headers:
-            case.headers = {}  # the generated Accept header was not sent
+        sent = {"Accept": exchange.request_headers.get("Accept", "application/json")}
+        if case.headers != sent:
+            # The generated Accept header was not sent, ours was; the spec requires one, so a case
+            # judged without it would be re-labelled negative.
+            case.headers = sent
         self.judge(case, exchange, body)
 
     def judge(self, case: Any, exchange: Exchange, body: Any) -> None:

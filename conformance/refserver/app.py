@@ -324,6 +324,8 @@ class _Server:
         if self.config.has("object-misspelled") and object_name == "chat.completion":
             object_name = "chat.completions"
         created: Any = int(time.time())
+        if self.config.has("created-in-milliseconds"):
+            created = int(time.time() * 1000)
         if self.config.has("created-as-string"):
             created = str(created)
         envelope = {"id": completion_id, "object": object_name, "created": created, "model": payload["model"]}

@@ -58,6 +58,10 @@ fault("usage-total-off-by-one", "usage.total_tokens is prompt + completion + 1",
 
 # --- response shape ---------------------------------------------------------------------------------
 fault("created-as-string", "`created` is a string, not an integer", ("schema.chat-completion",))
+# Chunks carry it too (stream.chunk-schema fails as well); declared by the non-stream checks only,
+# since the stream tests want a marked byte range from every check a stream fault declares.
+fault("created-in-milliseconds", "`created` is a Unix timestamp in milliseconds, not seconds",
+      ("schema.chat-completion", "documented.request-example"))
 fault("object-misspelled", "`object` is `chat.completions`", ("schema.chat-completion",))
 
 # --- streaming --------------------------------------------------------------------------------------
