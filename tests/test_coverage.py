@@ -190,7 +190,8 @@ def _rows_by_key(section: str) -> dict[str, str]:
 def test_report_section_from_a_small_results_json() -> None:
     results = {"checks": [{"id": "usage.total-is-sum", "level": "MUST", "outcome": "failed"},
                           {"id": "usage.prompt-grows", "level": "INFO", "outcome": "passed"},
-                          {"id": "schema.chat-completion", "level": "MUST", "outcome": "passed"}]}
+                          {"id": "schema.chat-completion", "level": "MUST", "outcome": "passed"},
+                          {"id": "methods.models-list", "level": "SHOULD", "outcome": "passed"}]}
     section = coverage_section(results)
     assert "Coverage of the documented API" in section
     rows = _rows_by_key(section)
@@ -202,7 +203,12 @@ def test_report_section_from_a_small_results_json() -> None:
     assert rows["body.temperature.effect"] == "not testable"
     assert rows["response.id.unique"] == "no check yet"
     row_html = section.split('data-key="header.authorization"')[1].split("</tr>")[0]
-    assert "none of 2 not run in this run" in row_html
+    assert "none ran in this run" in row_html
+    row_html = section.split('data-key="response.usage.prompt_tokens"')[1].split("</tr>")[0]
+    assert "did not run" not in row_html
+    row_html = section.split('data-key="endpoint.name"')[1].split("</tr>")[0]  # methods.get-quirk did not run
+    assert rows["endpoint.name"] == "passed"
+    assert "1 of 2 did not run in this run" in row_html
     assert '<a href="#check-usage.total-is-sum">' in section
 
 

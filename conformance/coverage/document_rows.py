@@ -72,7 +72,7 @@ ROWS: tuple[Row, ...] = (
                SAMPLING + " (the range 0..1 that params.top_p.bounds enforces is OpenAI's: the document states none)"),
     enforced("body.n", "n | integer | No", "params.n.bounds", "params.wrong-type"),
     gap("body.n.default", "n | integer | No | 1",
-        "a request without `n` should get exactly one choice; no check counts the choices of such a request yet"),
+        "a request without n should get exactly one choice; no check counts the choices of such a request yet"),
     enforced("body.n.meaning", "How many chat completion choices to generate for each input message.",
              "sampling.n-choices", "stream.n-partition", "documented.request-example"),
     enforced("body.stream", "stream | boolean | No", "params.wrong-type"),

@@ -43,14 +43,14 @@ def coverage_section(results: dict[str, Any]) -> str:
     for row in ROWS:
         if not row.checks:
             verdict = NOT_TESTABLE if not row.testable else NO_CHECK
-            judged = f'<span class="note">{_esc(row.reason)}</span>'
+            judged = _esc(row.reason)
         else:
             verdict = row_verdict(row.checks, outcomes)
             judged = " ".join(_check_badge(c, levels.get(c), outcomes.get(c)) for c in row.checks)
             missing = sum(c not in outcomes for c in row.checks)
             if missing:
-                judged += (f' <span class="note">{"none" if missing == len(row.checks) else missing} of '
-                           f'{len(row.checks)} not run in this run</span>')
+                judged += (" <small>none ran in this run</small>" if missing == len(row.checks)
+                           else f" <small>{missing} of {len(row.checks)} did not run in this run</small>")
         verdicts[verdict] += 1
         body.append(f'<tr data-key="{_esc(row.key)}" data-verdict="{_esc(verdict)}"><td><code>{_esc(row.key)}</code>'
                     f'</td><td>“{_esc(row.quote)}”</td><td>{judged}</td>'
