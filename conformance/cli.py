@@ -83,6 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_selftest_parser(sub)
 
     _add_report_parsers(sub)
+
+    coverage = sub.add_parser("coverage", help="the coverage map: each statement of the documented API and the "
+                                               "checks (or the reason) that answer for it")
+    coverage.add_argument("--json", action="store_true", help="as JSON")
     return parser
 
 
@@ -91,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = _parse(argv)
         handler = {"run": cmd_run, "serve": cmd_serve, "checks": cmd_checks, "report": cmd_report,
-                   "selftest": cmd_selftest, "diff": cmd_diff}[args.command]
+                   "selftest": cmd_selftest, "diff": cmd_diff, "coverage": cmd_coverage}[args.command]
         return handler(args)
     except ConformanceError as exc:
         print(f"conformance: error: {exc}", file=sys.stderr)
@@ -450,6 +454,20 @@ def cmd_checks(args: argparse.Namespace) -> int:
         return 0
     print("\n".join(table(specs, clause=True)))
     print(f"\n{totals_line(len(specs))}")
+    return 0
+
+
+# -- coverage (issue 15) ------------------------------------------------------------------------------
+def cmd_coverage(args: argparse.Namespace) -> int:
+    """The map of documented-api.txt: key, quote, checks and their faults, or why a row has no check."""
+    import shutil
+
+    from . import coverage
+
+    if args.json:
+        print(json.dumps(coverage.to_json(), indent=1, ensure_ascii=False))
+    else:
+        print(coverage.table(width=shutil.get_terminal_size((120, 24)).columns), end="")
     return 0
 
 

@@ -8,8 +8,11 @@ from typing import Any
 
 import pytest
 import yaml
+from documented_api import document_text
 from openapi_spec_validator import validate
 
+from conformance.checks.documented import LATEST_CREATED_SECONDS
+from conformance.coverage import quote_in
 from conformance.spec import SPEC_PATH, load_spec, schema_validator
 
 REPO_SPEC = Path(__file__).resolve().parents[1] / "spec" / "chat-completions.openapi.yaml"
@@ -62,21 +65,98 @@ def test_error_statuses_use_the_envelope(status: str) -> None:
         assert response["$ref"].endswith(("/Error", "/RateLimited"))
 
 
+def request_properties() -> dict[str, Any]:
+    props: dict[str, Any] = load_spec()["components"]["schemas"]["CreateChatCompletionRequest"]["properties"]
+    return props
+
+
 @pytest.mark.parametrize(
     ("name", "minimum", "maximum"),
-    [("temperature", 0, 2), ("top_p", 0, 1), ("presence_penalty", -2, 2), ("frequency_penalty", -2, 2),
-     ("n", 1, 128)],
+    [("temperature", 0, 2), ("presence_penalty", -2, 2), ("frequency_penalty", -2, 2)],
 )
 def test_documented_bounds(name: str, minimum: float, maximum: float) -> None:
-    prop = load_spec()["components"]["schemas"]["CreateChatCompletionRequest"]["properties"][name]
+    prop = request_properties()[name]
     assert (prop["minimum"], prop["maximum"]) == (minimum, maximum)
-    assert prop["x-clause"].startswith("1.2")
+    assert prop["x-clause"]["section"] == "1.2"
+    assert "x-basis" not in prop  # the document states these bounds
     assert "null" in prop["type"]
 
 
-def test_every_request_property_carries_a_clause() -> None:
-    props = load_spec()["components"]["schemas"]["CreateChatCompletionRequest"]["properties"]
-    assert [name for name, prop in props.items() if "x-clause" not in prop] == []
+@pytest.mark.parametrize(
+    ("name", "keywords"),
+    [("messages", ["minItems"]), ("top_p", ["minimum", "maximum"]), ("n", ["maximum"]), ("max_tokens", ["minimum"]),
+     ("stop", ["minItems", "maxItems"])],
+)
+def test_bounds_the_document_does_not_state_are_openais(name: str, keywords: list[str]) -> None:
+    """top_p's description ("0.1 means ... the top 10% probability mass") states no range."""
+    basis = request_properties()[name]["x-basis"]
+    assert basis["source"] == "openai"
+    assert basis["keywords"] == keywords
+    assert basis["reference"]
+
+
+def test_every_request_property_carries_a_clause_or_a_basis() -> None:
+    props = request_properties()
+    assert [name for name, prop in props.items() if "x-clause" not in prop and "x-basis" not in prop] == []
+    assert [name for name in ("stream_options", "seed") if "x-clause" in props[name]] == []  # OpenAI's only
+
+
+def test_clauses_and_bases_are_structured() -> None:
+    for path, node in walk(load_spec()):
+        if not isinstance(node, dict):
+            continue
+        if "x-clause" in node:
+            clause = node["x-clause"]
+            assert set(clause) == {"section", "quote"}, path
+            assert isinstance(clause["section"], str), path
+            assert isinstance(clause["quote"], str), path
+            assert clause["quote"], path
+        if "x-basis" in node:
+            basis = node["x-basis"]
+            assert set(basis) == {"source", "reference", "keywords"}, path
+            assert basis["source"] == "openai", path
+            assert basis["reference"], path
+            assert basis["keywords"], path
+            # Each keyword named as going beyond the document is in that schema (or in one of its branches).
+            used = {key for _, sub in walk({k: v for k, v in node.items() if k != "x-basis"})
+                    if isinstance(sub, dict) for key in sub}
+            assert set(basis["keywords"]) <= used, (path, basis["keywords"])
+
+
+def test_every_clause_quotes_the_document() -> None:
+    """Verbatim up to " | " between table cells and runs of whitespace (see conformance.coverage.quote_in)."""
+    document = document_text()
+    clauses = [(path, node["x-clause"]["quote"]) for path, node in walk(load_spec())
+               if isinstance(node, dict) and "x-clause" in node]
+    assert len(clauses) > 20
+    assert [(path, quote) for path, quote in clauses if not quote_in(quote, document)] == []
+
+
+def test_accept_is_required_as_documented() -> None:
+    accept = load_spec()["components"]["parameters"]["Accept"]
+    assert accept["required"] is True
+    assert {"application/json", "text/event-stream"} <= set(accept["schema"]["enum"])
+
+
+def test_documented_defaults() -> None:
+    props = request_properties()
+    assert props["stop"]["default"] is None
+    assert props["logit_bias"]["default"] is None
+    assert props["tool_choice"]["default"] == "auto"
+    assert "default" not in props["max_tokens"]  # inf has no JSON form
+    assert "inf" in props["max_tokens"]["description"]
+
+
+@pytest.mark.parametrize(("schema", "object_name"), [("CreateChatCompletionResponse", "chat.completion"),
+                                                     ("CreateChatCompletionStreamResponse", "chat.completion.chunk")])
+def test_created_is_in_seconds(schema: str, object_name: str) -> None:
+    """"The Unix timestamp (in seconds)": a timestamp in milliseconds is refused."""
+    validator = schema_validator(schema)
+    body = {"id": "c", "object": object_name, "created": 1677652288, "model": "m", "choices": []}
+    assert validator.is_valid(body)
+    assert not validator.is_valid({**body, "created": 1677652288000})
+    created = load_spec()["components"]["schemas"][schema]["properties"]["created"]
+    assert created["maximum"] == LATEST_CREATED_SECONDS  # the bound documented.request-example applies
 
 
 @pytest.mark.parametrize(

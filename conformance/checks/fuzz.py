@@ -336,8 +336,11 @@ class FuzzRun:
         # body invalid, so only what really changed is written back.
         if body is not case.body:
             case.body = body
-        if case.headers:
-            case.headers = {}  # the generated Accept header was not sent
+        sent = {"Accept": exchange.request_headers.get("Accept", "application/json")}
+        if case.headers != sent:
+            # The generated Accept header was not sent, ours was; the spec requires one, so a case
+            # judged without it would be re-labelled negative.
+            case.headers = sent
         self.judge(case, exchange, body)
 
     def judge(self, case: Any, exchange: Exchange, body: Any) -> None:
@@ -449,8 +452,7 @@ def judge(ctx: CheckContext, mode: str, run: FuzzRun, ops: list[Any]) -> None:
         raise ctx.skip(f"no {mode} case could be judged: {run.sent} sent, {run.rate_limited} rate limited (429)")
 
 
-FUZZ_CLAUSE = documented("1.2 Body Parameters", "model string Yes; messages array Yes; temperature number "
-                         "between 0 and 2; ...")
+FUZZ_CLAUSE = documented("1.2 Body Parameters", "the following parameters are usually passed via the JSON Body.")
 
 
 @check(

@@ -13,8 +13,8 @@ from .sampling import three_choices
     "schema.chat-completion",
     level=Level.MUST,
     feature=Feature.CORE,
-    clause=documented("2 Response Parameters", "id, object, created, choices[index, message{role, content}, "
-                      "finish_reason], usage"),
+    clause=documented("2 Response Parameters", "The object type, which is typically chat.completion. ... The Unix "
+                      "timestamp (in seconds) of when the request was created. ... A list of chat completion choices."),
     description="A non-stream completion matches the documented response table (the spec's "
                 "CreateChatCompletionResponse without OpenAI's extras: no `model` needed).",
 )

@@ -72,6 +72,11 @@ def request_validator(faults: frozenset[str], lenient: bool = False) -> jsonsche
     spec = copy.deepcopy(load_spec("document" if lenient else "openai"))
     request_schema = spec["components"]["schemas"]["CreateChatCompletionRequest"]
     if lenient:
+        # Lenient about OpenAI's numbers only; structures the generator reads stay OpenAI's.
+        strict = load_spec("openai")["components"]["schemas"]
+        for name in ("tools", "tool_choice", "response_format", "stream_options", "seed"):
+            request_schema["properties"][name] = strict["CreateChatCompletionRequest"]["properties"][name]
+        spec["components"]["schemas"]["Message"] = strict["Message"]
         request_schema["properties"]["max_tokens"]["minimum"] = 0
     for name in sorted(faults):
         patch = FAULTS[name].schema_patch
@@ -347,6 +352,8 @@ class _Server:
         if self.config.has("object-misspelled") and object_name == "chat.completion":
             object_name = "chat.completions"
         created: Any = int(time.time())
+        if self.config.has("created-in-milliseconds"):
+            created = int(time.time() * 1000)
         if self.config.has("created-as-string"):
             created = str(created)
         envelope = {"id": completion_id, "object": object_name, "created": created, "model": payload["model"]}

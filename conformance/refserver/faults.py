@@ -63,6 +63,10 @@ fault("usage-total-off-by-one", "usage.total_tokens is prompt + completion + 1",
 
 # --- response shape ---------------------------------------------------------------------------------
 fault("created-as-string", "`created` is a string, not an integer", ("schema.chat-completion",))
+# Chunks carry it too (stream.chunk-schema fails as well); declared by the non-stream checks only,
+# since the stream tests want a marked byte range from every check a stream fault declares.
+fault("created-in-milliseconds", "`created` is a Unix timestamp in milliseconds, not seconds",
+      ("schema.chat-completion", "documented.request-example"))
 fault("object-misspelled", "`object` is `chat.completions`", ("schema.openai-fields",))
 
 # --- streaming --------------------------------------------------------------------------------------
@@ -188,7 +192,7 @@ fault("models-get-500", "GET /v1/models answers 500, with or without a body",
       ("methods.no-server-error", "methods.models-list", "methods.get-quirk-info", "methods.get-quirk"))
 fault("no-allow-header", "405 answers carry no `Allow` header", ("methods.allow-header",))
 fault("get-models-ignores-body", "GET /v1/models ignores a chat body and lists models (fails only under "
-      "--profile documented)", ("methods.get-quirk",))
+      "--profile documented)", ("methods.get-quirk", "documented.request-example-documented-route"))
 
 # --- usage, response shape, sampling, JSON mode, tools (checks in usage/schema/sampling/json_mode/tools.py)
 fault("usage-missing", "non-stream responses carry no `usage`", ("usage.present",))
@@ -224,6 +228,20 @@ fault("tool-calls-finish-stop", "tool calls end with finish_reason `stop` (earen
       ("tools.finish-reason",))
 fault("unknown-named-tool-accepted", "a tool_choice naming a function not in `tools` is answered with text",
       ("tools.unknown-named-function",))
+
+# --- the document's own example (checks in documented.py) --------------------------------------------
+def _forbid(prop: str) -> SchemaPatch:
+    """A property the server refuses whatever its value (a `false` schema), as if it did not know it."""
+
+    def patch(schema: dict[str, Any]) -> None:
+        schema["properties"][prop] = False
+
+    return patch
+
+
+fault("user-rejected", "a request carrying `user` (documented in 1.2) is refused with 400, as by servers that forbid "
+      "fields they do not know", ("documented.request-example", "documented.request-example-documented-route"),
+      _forbid("user"))
 
 # --- legal variants ---------------------------------------------------------------------------------
 variant("json-charset", "JSON responses say `application/json; charset=utf-8`")

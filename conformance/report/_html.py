@@ -9,7 +9,8 @@ clause, the transcript with the offending SSE bytes marked, a repro curl). Then 
 sortable, filterable table is the one list of every check: a failing check's row links up to its
 detail, any other check's row opens on its detail (collapsed when it passed). What pytest-html
 would add besides (its Environment table, an empty "Summary" heading, a test-run timer) is left
-empty by its hooks and hidden.
+empty by its hooks and hidden. After the checks comes the coverage of the documented API
+(each statement of the document with the verdict of its checks, `_coverage_html.py`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import json
 import shlex
 from typing import Any
 
+from ._coverage_html import coverage_section
 from ._results import (
     VERDICTS,
     anchor,
@@ -155,6 +157,7 @@ def summary_sections(results: dict[str, Any], senders: dict[str, list[str | None
         failing_section(results, senders),
         not_executed(results),
         all_checks_heading(results),
+        coverage_section(results),
         "</section>",
     ]
 
