@@ -3,8 +3,9 @@
 Every check declares an upper bound of the requests it makes (`@check(requests=…)`, kept honest by
 the checks' tests). The bound of a run is their sum over the checks a depth, a profile and
 --only/--skip select: a run sends fewer, because checks share responses (one basic completion
-serves several), and more only by retrying a 429/503 (at most --retries times each) and by the
-preflight (at most 3 requests before the run, usually 1).
+serves several), and more only by retrying a 429/503 (at most --retries times each), by the
+preflight (at most 3 requests before the run, usually 1) and by finding the chat route (at most 3,
+usually 1: `CHAT_ROUTES` in the engine).
 
 Tokens have no such bound before the run: prompt tokens depend on the target's tokenizer, a
 target may ignore max_tokens, and schemathesis' valid requests may leave max_tokens out. Only
@@ -23,6 +24,8 @@ from dataclasses import dataclass
 from ._model import CheckSpec, Depth, Profile
 
 PREFLIGHT_REQUESTS = 3
+# Finding where chat is served: one request per candidate route, stopping at the first that answers.
+CHAT_ROUTE_REQUESTS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,11 +65,12 @@ def table(specs: Iterable[CheckSpec], *, clause: bool = False) -> list[str]:
     width = max((len(s.id) for s in specs), default=2)
     depth = max((len(depth_label(s)) for s in specs), default=5)
     head = f"{'ID':<{width}}  {'LEVEL':<6}  {'FEATURE':<9}  {'DEPTH':<{depth}}  REQUESTS"
-    lines = [head + ("  CLAUSE" if clause else "")]
+    lines = [head + ("  BASIS         CLAUSE" if clause else "")]
     for spec in specs:
         row = (f"{spec.id:<{width}}  {spec.level.value:<6}  {spec.feature.value:<9}  {depth_label(spec):<{depth}}  "
                f"{spec.requests:>8}")
-        lines.append(row + (f"  {spec.clause.source} § {spec.clause.section}" if clause else ""))
+        lines.append(row + (f"  {spec.basis.value:<12}  {spec.clause.source} § {spec.clause.section}" if clause
+                            else ""))
     return lines
 
 
@@ -84,7 +88,8 @@ def dry_run(bound: Cost, target: str, *, retries: int, max_requests: int | None,
              f"profile {bound.profile.value}, against {target}", ""]
     lines += ["  " + line for line in table(bound.checks)]
     requests = (f"at most {bound.requests} (each check's declared bound; checks that share a response send "
-                f"fewer), plus at most {PREFLIGHT_REQUESTS} before the run; each 429/503 may be retried "
+                f"fewer), plus at most {PREFLIGHT_REQUESTS} before the run and {CHAT_ROUTE_REQUESTS} to find the chat "
+                f"route; each 429/503 may be retried "
                 f"{retries} time{'s' if retries != 1 else ''} (--retries)")
     if max_requests is not None and max_requests < bound.requests:
         requests += f"; --max-requests {max_requests} ends the run INCOMPLETE if it needs more"

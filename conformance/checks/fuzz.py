@@ -33,7 +33,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from .._context import CheckContext, excerpt
 from .._http import Exchange
 from .._model import Depth, Feature, Level, Profile, documented
-from ..spec import load_spec
+from ..spec import load_spec, with_openai_structures
 from ._judge import schema_errors, usage_problems
 from ._registry import check
 
@@ -77,7 +77,7 @@ def generation_spec(model: str, base_url: str, mode: str) -> dict[str, Any]:
     """The spec schemathesis draws `mode` cases from (responses untouched; each narrowing says why)."""
     # Negative cases break only what the document states (OpenAI's extra limits are the SHOULD params.*
     # checks' business); positive cases stay inside OpenAI's limits too, so every server must accept them.
-    spec = with_servers(load_spec("document"), base_url)
+    spec = with_servers(with_openai_structures(load_spec("document")), base_url)
     if mode == "positive":
         spec["components"]["schemas"][REQUEST] = load_spec("openai")["components"]["schemas"][REQUEST]
     simplify(spec["components"]["schemas"])

@@ -7,7 +7,6 @@ and the plain model list. Faults and variants (see faults.py) are real code path
 from __future__ import annotations
 
 import asyncio
-import copy
 import functools
 import json
 import time
@@ -22,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from ..spec import load_spec
+from ..spec import load_spec, with_openai_structures
 from . import generate, streaming
 from .faults import FAULTS, VARIANTS
 
@@ -69,14 +68,10 @@ def request_validator(faults: frozenset[str], lenient: bool = False) -> jsonsche
     `lenient` (the variant lenient-params) enforces only what the document states, plus
     max_tokens >= 0 (0 is honoured: nothing is generated).
     """
-    spec = copy.deepcopy(load_spec("document" if lenient else "openai"))
+    # Lenient about OpenAI's limits only; the structures the generator reads stay OpenAI's.
+    spec = with_openai_structures(load_spec("document")) if lenient else load_spec("openai")
     request_schema = spec["components"]["schemas"]["CreateChatCompletionRequest"]
     if lenient:
-        # Lenient about OpenAI's numbers only; structures the generator reads stay OpenAI's.
-        strict = load_spec("openai")["components"]["schemas"]
-        for name in ("tools", "tool_choice", "response_format", "stream_options", "seed"):
-            request_schema["properties"][name] = strict["CreateChatCompletionRequest"]["properties"][name]
-        spec["components"]["schemas"]["Message"] = strict["Message"]
         request_schema["properties"]["max_tokens"]["minimum"] = 0
     for name in sorted(faults):
         patch = FAULTS[name].schema_patch

@@ -43,6 +43,22 @@ def document_view(node: Any) -> Any:
     return out
 
 
+# Request fields whose structure the suite keeps from OpenAI's spec even in the document's view: the
+# document only names them ("object", "array"), and the fuzzer and the reference server read inside.
+STRUCTURED_REQUEST_FIELDS = ("tools", "tool_choice", "response_format", "stream_options", "seed")
+
+
+def with_openai_structures(spec: dict[str, Any]) -> dict[str, Any]:
+    """`spec` (the document's view) with OpenAI's request structures and message schema put back."""
+    strict = load_spec("openai")["components"]["schemas"]
+    schemas = spec["components"]["schemas"]
+    for name in STRUCTURED_REQUEST_FIELDS:
+        schemas["CreateChatCompletionRequest"]["properties"][name] = strict["CreateChatCompletionRequest"][
+            "properties"][name]
+    schemas["Message"] = strict["Message"]
+    return spec
+
+
 def load_spec(view: View = "openai") -> dict[str, Any]:
     """A fresh copy of the spec as a dict (callers may mutate it); `document` drops OpenAI's extras."""
     return copy.deepcopy(_view(view))
