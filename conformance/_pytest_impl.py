@@ -83,6 +83,11 @@ class CatalogueRun:
         return self._session, self._config
 
     @property
+    def opened(self) -> bool:
+        """The target was reached (requests may have been spent even if no check ran)."""
+        return self._session is not None
+
+    @property
     def stopped(self) -> str | None:
         """Why no further check can run (budget, deadline, target down), or None."""
         return self._session.stopped if self._session is not None else None
@@ -280,8 +285,8 @@ class ConformancePlugin:
             results_path = write_results(self.catalogue.start_failure(), self.report_dir)
             self.written = {"results": results_path, **self._render(results_path)}
             return
-        if not self.catalogue.results:
-            return
+        if not self.catalogue.results and not self.catalogue.opened:
+            return  # nothing was sent (e.g. only the project's own tests ran): no record to write
         self.final = self.catalogue.run_result()
         results_path = write_results(self.final.to_json(), self.report_dir)
         self.written = {"results": results_path}

@@ -93,11 +93,12 @@ def test_dry_run_still_rejects_bad_flags_and_writes_nothing(flags: list[str], sa
 def test_checks_lists_depth_and_request_columns(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["checks"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split() == ["ID", "LEVEL", "FEATURE", "DEPTH", "REQUESTS", "CLAUSE"]
+    assert lines[0].split() == ["ID", "LEVEL", "FEATURE", "DEPTH", "REQUESTS", "BASIS", "CLAUSE"]
     for registered in all_checks():
         spec = registered.spec
         row = next(line for line in lines if line.split()[:1] == [spec.id])
-        assert row.split()[1:5] == [spec.level.value, spec.feature.value, depth_label(spec), str(spec.requests)]
+        assert row.split()[1:6] == [spec.level.value, spec.feature.value, depth_label(spec), str(spec.requests),
+                                    spec.basis.value]
     quick, full = cost(Depth.QUICK, Profile.OPENAI), cost(Depth.FULL, Profile.OPENAI)
     assert lines[-1] == (f"{len(all_checks())} checks; at most {quick.requests} requests at depth quick "
                          f"({len(quick.checks)} checks), {full.requests} at full ({len(full.checks)} checks), "

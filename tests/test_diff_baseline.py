@@ -207,7 +207,8 @@ def test_a_results_json_is_a_baseline_its_failures_are_the_known_ones(servers: d
     err = capsys.readouterr().err
     assert err.count("\n") == 1, err
     assert "is the results.json of an incomplete run" in err or "is the results.json of an invalid run" in err
-    assert not (tmp_path / "reports" / "results.json").exists()
+    record = json.loads((tmp_path / "reports" / "results.json").read_text())  # a failed start leaves its record
+    assert (record["verdict"], record["run_complete"], record["start_error"]["stage"]) == ("invalid", False, "baseline")
 
 
 def test_a_baseline_naming_an_unknown_check_warns_and_still_gates(servers: dict[str, ServerThread],

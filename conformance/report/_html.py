@@ -29,7 +29,7 @@ from ._results import (
     failing,
     feature_rollup,
     first_line,
-    run_label,
+    headline,
     run_verdict,
 )
 
@@ -57,9 +57,10 @@ STYLE = """
 .banner .sub { font-size: 15px; margin-top: .2em; }
 .v-passed, .f-certified, .c-passed { background: var(--ok-bg); color: var(--ok); border-color: var(--ok); }
 .v-failed, .f-failed, .c-failed { background: var(--bad-bg); color: var(--bad); border-color: var(--bad); }
-.v-incomplete, .v-invalid, .f-partial, .c-error { background: var(--warn-bg); color: var(--warn);
-  border-color: var(--warn); }
-.f-not-tested, .c-skipped, .c-unsupported { background: var(--na-bg); color: var(--na); border-color: var(--line); }
+.v-incomplete, .v-invalid, .v-partial, .f-partial, .c-error, .c-inconclusive {
+  background: var(--warn-bg); color: var(--warn); border-color: var(--warn); }
+.f-not-tested, .f-unsupported, .c-skipped, .c-unsupported, .c-not_applicable {
+  background: var(--na-bg); color: var(--na); border-color: var(--line); }
 .banner .label, .banner .sub { color: inherit; }
 .badge { display: inline-block; border: 1px solid; border-radius: 1em; padding: 0 .6em; font-size: 12px;
   font-weight: 600; white-space: nowrap; }
@@ -168,19 +169,20 @@ def banner(results: dict[str, Any]) -> str:
     if verdict == "failed":
         sub = f"{len(musts)} MUST check{'s' if len(musts) != 1 else ''} failed"
     elif verdict == "passed":
-        sub = f"every MUST check passed ({results['executed']} checks judged)"
+        sub = (f"every MUST check{' (and SHOULD: --strict)' if results.get('strict') else ''} passed or did "
+               f"not apply ({results['executed']} checks judged)")
     else:
         sub = results.get("reason") or "the run did not judge every planned check: it certifies nothing"
     target = results["target"]
     return (f'<div class="banner v-{esc(verdict)}" id="cert-verdict" data-verdict="{esc(verdict)}">'
-            f'<div class="label">{esc(run_label(results))}</div>'
+            f'<div class="label">{esc(headline(results))}</div>'
             f'<div class="sub">{esc(sub)} · {esc(target["model"])} @ {esc(target["base_url"])} · '
             f'profile {esc(results["profile"])} · depth {esc(results["depth"])}</div></div>')
 
 
 def facts(results: dict[str, Any]) -> str:
     summary = results["summary"]
-    counts = ", ".join(f"{summary[v]} {v}" for v in VERDICTS)
+    counts = ", ".join(f"{summary[v]} {v}" for v in VERDICTS if summary.get(v))
     rows = [
         ("Checks", f"{results['executed']} of {results['planned']} planned judged: {counts}"),
         ("Run complete", "yes" if results["run_complete"] else f"NO — {results.get('reason') or 'stopped early'}"),
@@ -188,11 +190,23 @@ def facts(results: dict[str, Any]) -> str:
         ("Target", results["target"]["base_url"]
          + (" (built-in reference server)" if results["target"].get("builtin") else "")),
         ("Model", results["target"]["model"]),
-        ("Profile / depth", f"{results['profile']} / {results['depth']}"),
+        ("Profile / depth", f"{results['profile']} / {results['depth']}"
+                            + (" / strict: every SHOULD counted as MUST" if results.get("strict") else "")),
+        ("Chat route", _route(results)),
+        ("Selection", "; ".join(results.get("selection") or []) or "the whole catalogue"),
         ("Suite", f"{results['suite']['name']} {results['suite']['version']}, started {results['started_at']}"),
     ]
     items = "".join(f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in rows)
     return f'<dl class="facts" id="run-facts">{items}</dl>'
+
+
+def _route(results: dict[str, Any]) -> str:
+    route = results.get("chat_route") or {}
+    if not route.get("method"):
+        return "POST /chat/completions"
+    how = {"discovered": "found at the start of the run", "forced": "--chat-path",
+           "none": "no route answered a chat completion"}.get(route.get("source", ""), "")
+    return f"{route['method']} {route['path']} ({how})"
 
 
 def feature_table(results: dict[str, Any]) -> str:
