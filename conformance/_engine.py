@@ -308,6 +308,8 @@ def discover_chat_route(session: Session, model: str, forced: tuple[str, str] | 
         serves = (exchange.status is not None and 200 <= exchange.status < 300 and isinstance(payload, dict)
                   and isinstance(payload.get("choices"), list))
         probes.append({"method": method, "path": path, "status": exchange.status, "chat": serves})
+        if exchange.error is not None or exchange.limit_exceeded:
+            break  # no answer at all (a hang, a reset): trying the other routes would only wait again
         if serves:
             return {"method": method, "path": path, "source": "discovered", "probes": probes,
                     "tokens": recorder.tokens}
