@@ -18,7 +18,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import __version__
-from ._options import DEPTH_HELP, DEPTHS, PROFILE_HELP, PROFILES, add_limit_options, limit_values, positive_int
+from ._options import (
+    DEPTH_HELP,
+    DEPTHS,
+    PROFILE_HELP,
+    PROFILES,
+    REPEAT_HELP,
+    add_limit_options,
+    limit_values,
+    positive_int,
+)
 from .errors import BaselineError, ConformanceError, UsageError
 
 if TYPE_CHECKING:
@@ -57,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--concurrency", type=positive_int, default=4,
                      help="requests in flight at once (default 4: well within paid APIs' lowest rate-limit "
                           "tiers and what a small self-hosted server serves in parallel; 429s are retried)")
+    run.add_argument("--repeat", type=positive_int, default=1, metavar="K", help=REPEAT_HELP)
     add_limit_options(run.add_argument)
     run.add_argument("--dry-run", action="store_true",
                      help="send nothing: list the selected checks with their request bounds, and the totals")
@@ -222,7 +232,7 @@ def _run_settings(args: argparse.Namespace) -> dict[str, Any]:
 
     return {"limits": _limits(args), "depth": Depth(args.depth), "profile": Profile(args.profile),
             "only": tuple(args.only), "skip": tuple(args.skip), "concurrency": args.concurrency,
-            "strict": args.strict, "chat_route": _chat_route(args.chat_path)}
+            "strict": args.strict, "chat_route": _chat_route(args.chat_path), "repeat": args.repeat}
 
 
 def _chat_route(given: list[str] | None) -> tuple[str, str] | None:
