@@ -8,15 +8,25 @@ matches that answer:
     rule               matches                                                   key
     bound              the answer broke a bound of the run (too large, too       the bound
                        slow, too many events)
-    status-for-input   HTTP 5xx; or an invalid request (against the spec's       status class and input class:
-                       request schema) answered 2xx without an error body         invalid input, or the route
+    status-for-input   HTTP 5xx; an invalid request (against the spec's request  the status (class) and the
+                       schema) answered 2xx without an error body; and, once     input class: invalid input,
+                       error-shape did not match, a chat request (POST, or GET   or the route
+                       with a body) refused by its route (404, 405) or a valid
+                       one refused with another 4xx than 401/403
     error-shape        an error answer (4xx, or `error` in a 2xx body) that is   status class, media type, top-
                        not 4xx JSON {error: {message, type, param, code}}        level and `error` keys
-    ignored-parameter  the request set stream, tool_choice (forcing a call), n,  the parameter
-                       max_tokens, stop or response_format, and the 2xx answer
+    framing            a 2xx answer not framed as its request asks: JSON for a   what is wrong with the framing
+                       stream, SSE for a non-stream request, a content type
+                       that is not the body's, SSE events that are not JSON or
+                       that follow `data: [DONE]`
+    ignored-parameter  the request set tool_choice (forcing a call), n,          the parameter
+                       max_tokens, stop or response_format and the 2xx answer
                        shows no effect of it
-    missing-key        the 2xx answer lacks a key its response schema requires,  the key's path
-                       and the failure names that key
+    usage-sum          the 2xx answer's usage has total_tokens != prompt_tokens  -
+                       + completion_tokens, and the failure names a count
+    schema-key         the 2xx answer (or a chunk) breaks its response schema    the key's path
+                       at a key (missing, wrong type, out of range), and the
+                       failure names that key
 
 A check's failures that match no rule go with the root cause of its other failures; a check none of
 whose failures matches a rule is a root cause of its own. A check may share several root causes.
@@ -37,7 +47,8 @@ from typing import Any
 
 from ._model import CheckResult, Failure, Level, Verdict
 
-RULES = ("bound", "status-for-input", "error-shape", "ignored-parameter", "missing-key", "check")
+RULES = ("bound", "status-for-input", "error-shape", "framing", "ignored-parameter", "usage-sum", "schema-key",
+         "check")
 ENVELOPE_KEYS = frozenset({"message", "type", "param", "code"})
 LEVEL_ORDER = {Level.MUST: 0, Level.SHOULD: 1, Level.INFO: 2}
 
@@ -77,8 +88,9 @@ class _Group:
             self.examples.append((result, index))
 
 
-def root_causes(results: Sequence[CheckResult]) -> list[RootCause]:
-    """The failed checks grouped by cause, the cause failing most checks first."""
+def root_causes(results: Sequence[CheckResult], model: str | None = None) -> list[RootCause]:
+    """The failed checks grouped by cause, the cause failing most checks first. `model` is the run's: a
+    request for another one is not valid input (the target may refuse it)."""
     groups: dict[Key, _Group] = {}
 
     def group(key: Key, title: str) -> _Group:
@@ -91,7 +103,7 @@ def root_causes(results: Sequence[CheckResult]) -> list[RootCause]:
         unmatched: list[Failure] = []
         for failure in result.failures:
             index, transcript = _offending(result, failure)
-            found = classify(failure, transcript) if transcript is not None else None
+            found = classify(failure, transcript, model) if transcript is not None else None
             if found is None:
                 unmatched.append(failure)
                 continue
@@ -155,9 +167,9 @@ def _first_line(text: str, limit: int = 140) -> str:
 
 
 # -- the rules --------------------------------------------------------------------------------------
-def classify(failure: Failure, transcript: dict[str, Any]) -> tuple[Key, str] | None:
+def classify(failure: Failure, transcript: dict[str, Any], model: str | None = None) -> tuple[Key, str] | None:
     """The root-cause key and title of one failure, from the answer it points at; None: no rule matches."""
-    answer = _Answer(transcript)
+    answer = _Answer(transcript, model)
     for rule in _RULES:
         found = rule(answer, failure)
         if found is not None:
@@ -168,8 +180,9 @@ def classify(failure: Failure, transcript: dict[str, Any]) -> tuple[Key, str] | 
 class _Answer:
     """One transcript, read the way the rules need it (parsed lazily, once)."""
 
-    def __init__(self, transcript: dict[str, Any]) -> None:
+    def __init__(self, transcript: dict[str, Any], model: str | None = None) -> None:
         self.transcript = transcript
+        self.model = model
         request, response = transcript.get("request") or {}, transcript.get("response") or {}
         self.method = str(request.get("method", ""))
         self.path = urllib.parse.urlsplit(str(request.get("url", ""))).path
@@ -197,9 +210,14 @@ class _Answer:
         except ValueError:
             return _NOT_JSON
 
-    def chunks(self) -> list[dict[str, Any]]:
-        """The JSON object events of an SSE body (empty when the body is not SSE)."""
-        if "event-stream" not in self.media and not self.body.lstrip().startswith("data:"):
+    @property
+    def sse(self) -> bool:
+        """The body is (meant as) an event stream: so labelled, or starting with a `data:` line."""
+        return "event-stream" in self.media or self.body.lstrip().startswith("data:")
+
+    def events(self) -> list[str]:
+        """The data of each SSE event (empty when the body is not SSE)."""
+        if not self.sse:
             return []
         from .sse import SSEParser
 
@@ -207,12 +225,16 @@ class _Answer:
         try:
             parser.feed(self.body.encode("utf-8", errors="replace"))
             parser.close()
-        except Exception:  # noqa: BLE001 - a body the parser refuses has no chunks to read
+        except Exception:  # noqa: BLE001 - a body the parser refuses has no events to read
             return []
+        return [event.data for event in parser.events]
+
+    def chunks(self) -> list[dict[str, Any]]:
+        """The JSON object events of an SSE body (empty when the body is not SSE)."""
         out = []
-        for event in parser.events:
+        for data in self.events():
             try:
-                value = json.loads(event.data)
+                value = json.loads(data)
             except ValueError:
                 continue
             if isinstance(value, dict):
@@ -265,7 +287,9 @@ def _bound(answer: _Answer, failure: Failure) -> tuple[Key, str] | None:
 
 
 def _invalid_request(answer: _Answer) -> bool:
-    """The request body is not a chat request the spec (OpenAI's view) allows."""
+    """The request body is not a chat request the target must serve: not a JSON object, against the spec's
+    request schema (OpenAI's view), or inconsistent where the schema cannot say (another model than the
+    run's, a tool_choice naming no tool it sends, stream_options without a stream)."""
     body = answer.request_json()
     if answer.request_body is None:
         return False
@@ -273,10 +297,18 @@ def _invalid_request(answer: _Answer) -> bool:
         return True
     from .spec import schema_validator
 
-    return next(iter(schema_validator("CreateChatCompletionRequest", "openai").iter_errors(body)), None) is not None
+    if next(iter(schema_validator("CreateChatCompletionRequest", "openai").iter_errors(body)), None) is not None:
+        return True
+    names = {_object(_object(tool).get("function")).get("name") for tool in body.get("tools") or []}
+    choice = body.get("tool_choice")
+    return bool((answer.model and body.get("model") != answer.model)
+                or (choice == "required" and not names)
+                or (isinstance(choice, dict) and _object(choice.get("function")).get("name") not in names)
+                or (body.get("stream_options") is not None and body.get("stream") is not True))
 
 
 def _status_for_input(answer: _Answer, failure: Failure) -> tuple[Key, str] | None:
+    """HTTP 5xx for any input; 2xx (no error body) for invalid input."""
     status = answer.status
     if status is None:
         return None
@@ -290,6 +322,22 @@ def _status_for_input(answer: _Answer, failure: Failure) -> tuple[Key, str] | No
     if answer.ok and not (isinstance(body, dict) and "error" in body) and _invalid_request(answer):
         return (("status-for-input", "2xx", "invalid input"),
                 "Invalid requests accepted (HTTP 2xx) instead of rejected with a 4xx")
+    return None
+
+
+def _refused_chat(answer: _Answer, failure: Failure) -> tuple[Key, str] | None:
+    """status-for-input, once error-shape did not match: a chat request (POST, or GET with a body) for the
+    run's model refused by its route (404, 405), or a valid one refused with another 4xx than 401/403."""
+    status, request = answer.status, answer.request_json()
+    chat = answer.method == "POST" or (answer.method == "GET" and answer.request_body is not None)
+    if (status is None or not 400 <= status < 500 or status in (401, 403) or not chat
+            or (isinstance(request, dict) and answer.model and request.get("model") != answer.model)):
+        return None
+    route = f"{answer.method} {answer.path}"
+    if status in (404, 405):
+        return ("status-for-input", str(status), route), f"Chat requests refused with HTTP {status} on {route}"
+    if not _invalid_request(answer):
+        return ("status-for-input", str(status), route), f"Valid requests refused with HTTP {status} on {route}"
     return None
 
 
@@ -318,6 +366,42 @@ def _error_shape(answer: _Answer, failure: Failure) -> tuple[Key, str] | None:
     return ("error-shape", klass, media, ",".join(top), ",".join(inner)), title
 
 
+def _framing(answer: _Answer, failure: Failure) -> tuple[Key, str] | None:  # noqa: PLR0911 - one per framing
+    request = answer.request_json()
+    if not answer.ok or not isinstance(request, dict):
+        return None
+    streamed = request.get("stream") is True
+    if streamed and not answer.sse and isinstance(answer.json(), dict):
+        return ("framing", "stream as json"), "`stream: true` ignored: streams are answered with one JSON body"
+    if not streamed and answer.sse:
+        return (("framing", "json as sse"),
+                "Requests without `stream: true` are answered with an SSE stream, not one JSON completion")
+    if streamed and answer.sse:
+        events = answer.events()
+        done = [i for i, data in enumerate(events) if data == "[DONE]"]
+        if not any(_json_object(data) for data in events):
+            return (("framing", "sse without json"),
+                    "Streams carry no readable `data: {json}` event (SSE framing broken)")
+        if any(data != "[DONE]" and not _json_object(data) for data in events):
+            return ("framing", "sse event not json"), "Stream events that are neither JSON nor `[DONE]`"
+        if done and done[0] < len(events) - 1:
+            return ("framing", "events after done"), "Stream events after `data: [DONE]`"
+        if "event-stream" not in answer.media:
+            return (("framing", "sse labelled", answer.media),
+                    f"Streams labelled `Content-Type: {answer.media or 'none'}`, not text/event-stream")
+    if not streamed and isinstance(answer.json(), dict) and answer.media != "application/json":
+        return (("framing", "json labelled", answer.media),
+                f"JSON completions labelled `Content-Type: {answer.media or 'none'}`, not application/json")
+    return None
+
+
+def _json_object(data: str) -> bool:
+    try:
+        return isinstance(json.loads(data), dict)
+    except ValueError:
+        return False
+
+
 def _ignored_parameter(answer: _Answer, failure: Failure) -> tuple[Key, str] | None:
     request = answer.request_json()
     if not answer.ok or not isinstance(request, dict):
@@ -326,11 +410,6 @@ def _ignored_parameter(answer: _Answer, failure: Failure) -> tuple[Key, str] | N
         if name in request and ignored(request, answer):
             return ("ignored-parameter", name), title
     return None
-
-
-def _stream_ignored(request: dict[str, Any], answer: _Answer) -> bool:
-    body = answer.json()
-    return request.get("stream") is True and "event-stream" not in answer.media and isinstance(body, dict)
 
 
 def _tool_choice_ignored(request: dict[str, Any], answer: _Answer) -> bool:
@@ -380,7 +459,6 @@ def _parses(text: str) -> bool:
 
 
 _IGNORED: tuple[tuple[str, Callable[[dict[str, Any], _Answer], bool], str], ...] = (
-    ("stream", _stream_ignored, "`stream: true` ignored: streams are answered with one JSON completion"),
     ("tool_choice", _tool_choice_ignored, "`tool_choice` ignored: no tool call where the request forces one"),
     ("n", _n_ignored, "`n` ignored: fewer choices than requested"),
     ("max_tokens", _max_tokens_ignored, "`max_tokens` not honoured: completion_tokens above the cap"),
@@ -389,19 +467,43 @@ _IGNORED: tuple[tuple[str, Callable[[dict[str, Any], _Answer], bool], str], ...]
 )
 
 
-def _missing_key(answer: _Answer, failure: Failure) -> tuple[Key, str] | None:
-    if not answer.ok:
+def _mentions(name: str, text: str) -> bool:
+    return re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", text) is not None
+
+
+def _text(failure: Failure) -> str:
+    return f"{failure.expected}\n{failure.received}\n{failure.where}"
+
+
+def _usage_sum(answer: _Answer, failure: Failure) -> tuple[Key, str] | None:
+    if not answer.ok or not any(_mentions(n, _text(failure)) for n in _COUNTS):
         return None
-    text = f"{failure.expected}\n{failure.received}\n{failure.where}"
-    for path in _missing(answer):
-        name = path.rsplit(".", 1)[-1]
-        if re.search(rf"(['\"`]){re.escape(name)}\1|\.{re.escape(name)}(?!\w)", text):
-            return ("missing-key", path), f"Responses lack `{path}`, which the response schema requires"
+    body = answer.json()
+    candidates = [body] if isinstance(body, dict) else answer.chunks()
+    for usage in (c["usage"] for c in candidates if isinstance(c.get("usage"), dict)):
+        counts = [usage.get(n) for n in _COUNTS]
+        if all(isinstance(v, int) and not isinstance(v, bool) for v in counts) and counts[2] != counts[0] + counts[1]:
+            return ("usage-sum",), "usage.total_tokens is not prompt_tokens + completion_tokens"
     return None
 
 
-def _missing(answer: _Answer) -> list[str]:
-    """Required keys absent from a 2xx completion or its chunks, as paths like `choices[].message.role`."""
+_COUNTS = ("prompt_tokens", "completion_tokens", "total_tokens")
+
+
+def _schema_key(answer: _Answer, failure: Failure) -> tuple[Key, str] | None:
+    if not answer.ok:
+        return None
+    text = _text(failure)
+    # The most specific key first: `usage.prompt_tokens` explains a failure better than `usage`.
+    for path, problem in sorted(_violations(answer).items(), key=lambda item: -item[0].count(".")):
+        if _mentions(path.rsplit(".", 1)[-1].removesuffix("[]"), text):
+            return ("schema-key", path), f"Responses break the response schema at `{path}`: {problem}"
+    return None
+
+
+def _violations(answer: _Answer) -> dict[str, str]:
+    """Where a 2xx completion or its chunks break the response schema (OpenAI's view), as paths like
+    `choices[].message.role`, each with the first problem found there ("missing", or jsonschema's message)."""
     from .spec import schema_validator
 
     body = answer.json()
@@ -410,18 +512,27 @@ def _missing(answer: _Answer) -> list[str]:
     else:
         validator = schema_validator("CreateChatCompletionStreamResponse", "openai")
         pairs = [(validator, chunk) for chunk in answer.chunks()]
-    found: dict[str, None] = {}
+    found: dict[str, str] = {}
     for validator, instance in pairs:
-        for error in validator.iter_errors(instance):
-            if error.validator != "required" or not isinstance(error.instance, dict):
-                continue
+        for error in _leaves(list(validator.iter_errors(instance))):
             prefix = "".join("[]" if isinstance(p, int) else f".{p}" for p in error.absolute_path).lstrip(".")
-            for name in error.validator_value:
-                if name not in error.instance:
-                    found[f"{prefix}.{name}" if prefix else str(name)] = None
-    return list(found)
+            if error.validator == "required" and isinstance(error.instance, dict):
+                for name in error.validator_value:
+                    if name not in error.instance:
+                        found.setdefault(f"{prefix}.{name}" if prefix else str(name), "missing")
+            elif prefix:
+                found.setdefault(prefix, _first_line(error.message, 100))
+    return found
+
+
+def _leaves(errors: list[Any]) -> list[Any]:
+    """jsonschema errors, with those of oneOf/anyOf replaced by their branches' own."""
+    out = []
+    for error in errors:
+        out += _leaves(list(error.context)) if error.context else [error]
+    return out
 
 
 _RULES: tuple[Callable[[_Answer, Failure], tuple[Key, str] | None], ...] = (
-    _bound, _status_for_input, _error_shape, _ignored_parameter, _missing_key,
+    _bound, _status_for_input, _error_shape, _refused_chat, _framing, _ignored_parameter, _usage_sum, _schema_key,
 )

@@ -134,7 +134,7 @@ class RunResult:
     @property
     def root_causes(self) -> list[RootCause]:
         """The failures grouped by cause (`conformance._causes`), the cause failing most checks first."""
-        return root_causes(self.results)
+        return root_causes(self.results, self.config.target.model)
 
     @property
     def repeat(self) -> dict[str, Any] | None:
