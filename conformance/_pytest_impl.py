@@ -335,6 +335,13 @@ class ConformancePlugin:
                                     f"(profile {run.config.profile.value}, depth {run.config.depth.value})")
         if run.reason:
             terminalreporter.write_line(f"  why: {run.reason}")
+        causes = run.root_causes
+        if causes:
+            checks = {check_id for cause in causes for check_id in cause.checks}
+            terminalreporter.write_line(f"  root causes: {len(causes)}, failing {len(checks)} checks "
+                                        f"(repro curls in report.html)")
+            for number, cause in enumerate(causes, start=1):
+                terminalreporter.write_line(f"    {number}. {cause.title} ({len(cause.checks)} checks)")
         terminalreporter.write_line("  reports: " + ", ".join(str(p) for p in self.written.values()))
         if self.render_error:
             terminalreporter.write_line(f"  report.html was not rendered: {self.render_error}", red=True)
