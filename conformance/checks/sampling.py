@@ -44,6 +44,7 @@ def truncated(ctx: CheckContext) -> Exchange:
 
 @check(
     "sampling.n-choices",
+    model_dependent=True,
     level=Level.MUST,
     feature=Feature.CORE,
     clause=documented("1.2 n", "How many chat completion choices to generate for each input message."),
@@ -62,6 +63,7 @@ def n_choices(ctx: CheckContext) -> None:
 
 @check(
     "sampling.stop",
+    model_dependent=True,
     level=Level.MUST,
     feature=Feature.CORE,
     clause=documented("1.2 stop", "The model will stop generating further tokens when it encounters these "
@@ -96,6 +98,7 @@ def stop(ctx: CheckContext) -> None:
 
 @check(
     "sampling.max-tokens-length",
+    model_dependent=True,
     level=Level.MUST,
     feature=Feature.CORE,
     clause=documented("2 finish_reason", "E.g., stop (natural stop) or length (reached maximum length)."),
@@ -120,6 +123,7 @@ def max_tokens_length(ctx: CheckContext) -> None:
 
 @check(
     "sampling.finish-reason-enum",
+    model_dependent=True,
     level=Level.SHOULD,
     feature=Feature.CORE,
     clause=openai("CreateChatCompletionResponse.choices[].finish_reason",
@@ -140,6 +144,7 @@ def finish_reason_enum(ctx: CheckContext) -> None:
 
 @check(
     "sampling.deterministic",
+    model_dependent=True,
     level=Level.SHOULD,
     feature=Feature.CORE,
     # SHOULD, advisory: OpenAI documents seed as best-effort; real models often differ in a token or two.

@@ -453,6 +453,7 @@ def _twins(ctx: CheckContext) -> tuple[Stream, dict[str, Any]]:
 
 @check(
     "stream.equivalent-content",
+    model_dependent=True,
     level=Level.SHOULD,
     feature=STREAMING,
     clause=SSE_CLAUSE,
@@ -487,6 +488,7 @@ def equivalent_content(ctx: CheckContext) -> None:
 
 @check(
     "stream.equivalent-usage",
+    model_dependent=True,
     level=Level.SHOULD,
     feature=STREAMING,
     clause=documented("2 usage.completion_tokens", "Number of tokens generated in the output."),

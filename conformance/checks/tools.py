@@ -98,6 +98,7 @@ def call_problems(call: Any, allowed: tuple[str, ...]) -> list[str]:
 
 @check(
     "tools.required-call",
+    model_dependent=True,
     level=Level.MUST,
     feature=Feature.TOOLS,
     clause=documented("1.2 tool_choice", "Controls which (if any) function is called by the model."),
@@ -110,6 +111,7 @@ def required_call(ctx: CheckContext) -> None:
 
 @check(
     "tools.named-call",
+    model_dependent=True,
     level=Level.MUST,
     feature=Feature.TOOLS,
     clause=documented("1.2 tool_choice", "Controls which (if any) function is called by the model."),
@@ -123,6 +125,7 @@ def named_call(ctx: CheckContext) -> None:
 
 @check(
     "tools.finish-reason",
+    model_dependent=True,
     level=Level.SHOULD,
     feature=Feature.TOOLS,
     # Judged under `auto`: under a forced tool_choice OpenAI has been reported to answer finish_reason "stop".
@@ -142,6 +145,7 @@ def finish_reason(ctx: CheckContext) -> None:
 
 @check(
     "tools.none-no-calls",
+    model_dependent=True,
     level=Level.MUST,
     feature=Feature.TOOLS,
     clause=documented("1.2 tool_choice", "Controls which (if any) function is called by the model."),
