@@ -759,7 +759,7 @@ def run_verdict(results: Sequence[CheckResult], planned: int, session: Session, 
     if failed:
         return RunVerdict.FAILED, f"{len(failed)} MUST check(s) failed" + (" (--strict: SHOULD counts as MUST)"
                                                                            if config.strict else "")
-    if not any(r.verdict is Verdict.PASSED for r in results):
+    if not any(r.passed_runs for r in results):  # a flaky check that passed in some run did verify something
         return RunVerdict.INCOMPLETE, "no check passed: nothing was verified (all skipped, unsupported or errored)"
     if config.selected:
         return RunVerdict.PARTIAL, (f"only {len(results)} selected check(s) ran ({'; '.join(config.selected)}): "
