@@ -42,9 +42,9 @@ class CatalogueRun:
     """One engine session for the whole pytest session: checks run one at a time, results are kept."""
 
     def __init__(self, base_url: str, model: str | None, api_key: str | None, depth: Depth, profile: Profile,
-                 *, limits: Limits | None = None) -> None:
+                 *, limits: Limits | None = None, strict: bool = False) -> None:
         self.base_url, self.model, self.api_key = base_url, model, api_key
-        self.depth, self.profile = depth, profile
+        self.depth, self.profile, self.strict = depth, profile, strict
         self.limits = limits or Limits()
         self.results: list[CheckResult] = []
         # IDs of the items left after -k/-m/--deselect, in run order.
@@ -75,7 +75,7 @@ class CatalogueRun:
                 raise
             target = Target(self.base_url, model, self.api_key)
             self._config = RunConfig(target=target, limits=self.limits, depth=self.depth, profile=self.profile,
-                                     concurrency=1)
+                                     concurrency=1, strict=self.strict)
             self._session = Session(target, self.limits)
             self.route = discover_chat_route(self._session, model, None)
             self._session.target = dataclasses.replace(target, chat_method=self.route["method"],
@@ -113,7 +113,8 @@ class CatalogueRun:
 
     def _config_or_placeholder(self) -> RunConfig:
         return self._config or RunConfig(target=Target(self.base_url, self.model or "", self.api_key),
-                                         limits=self.limits, depth=self.depth, profile=self.profile, concurrency=1)
+                                         limits=self.limits, depth=self.depth, profile=self.profile, concurrency=1,
+                                         strict=self.strict)
 
     def start_failure(self) -> dict[str, Any]:
         """results.json of a session whose target could not be used (as `conformance run` writes it)."""
@@ -226,7 +227,8 @@ class ConformancePlugin:
         limits = Limits(**limit_values(config.getoption, prefix="conformance-"))
         self.catalogue = CatalogueRun(base_url, config.getoption("conformance_model"), api_key,
                                       Depth(config.getoption("conformance_depth")),
-                                      Profile(config.getoption("conformance_profile")), limits=limits)
+                                      Profile(config.getoption("conformance_profile")), limits=limits,
+                                      strict=config.getoption("conformance_strict"))
         self.written: dict[str, Path] = {}
         self.final: RunResult | None = None
         self.render_error: str | None = None
