@@ -202,7 +202,8 @@ class _Server:
         except ValueError as exc:
             if self.config.has("500-on-malformed-body"):
                 raise HandlerCrash(exc) from exc
-            status = 422 if self.config.has("malformed-json-422") else 400
+            status = {"malformed-json-422": 422, "malformed-json-415": 415}.get(
+                next((n for n in ("malformed-json-422", "malformed-json-415") if self.config.has(n)), ""), 400)
             raise ApiError(status, f"We could not parse the JSON body of your request: {exc}.",
                            code="invalid_json") from None
         if self.config.has("500-on-malformed-body"):
@@ -246,6 +247,8 @@ class _Server:
             raise ApiError(400, "'messages' must not be empty.", param="messages", code="invalid_value")
         if self.config.has("max-tokens-0-generates") and payload.get("max_tokens") == 0:
             payload["max_tokens"] = None  # 0 read as "no limit"
+        if payload["model"] not in self.config.models and self.config.has("unknown-model-500"):
+            raise HandlerCrash(f"KeyError: {payload['model']!r}")  # looked up without a check
         if payload["model"] not in self.config.models and not self.config.has("any-model"):
             raise ApiError(404, f"The model '{payload['model']}' does not exist or you do not have access to it.",
                            param="model", code="model_not_found")

@@ -177,6 +177,10 @@ fault("500-on-malformed-body", "a body that is not a JSON object crashes the han
       ("params.malformed-body", "fuzz.schemathesis.negative"))
 fault("500-on-missing-messages", "a body without `messages` crashes the handler (plain-text 500)",
       ("params.required",))
+fault("unknown-model-500", "a request for a model the server does not have crashes the handler (plain-text 500)",
+      ("errors.unknown-model",))
+fault("malformed-json-415", "a body that is not valid JSON gets 415 Unsupported Media Type (a 4xx, but not 400)",
+      ("params.malformed-body-400",))
 fault("500-on-wrong-type", "sampling parameters are coerced with float() before validation, so `\"hot\"` "
       "crashes the handler (plain-text 500)", ("params.wrong-type",))
 fault("500-on-null-sampling-param", "a sampling parameter sent as null (legal: nullable) crashes the handler",
