@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import certify, verdicts
+from support import certify, verdicts
 
 from conformance.checks import fuzz
 from conformance.checks._judge import schema_errors

@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import PLAIN_VARIANTS, ServerFactory, certify, verdicts
+from support import PLAIN_VARIANTS, ServerFactory, certify, verdicts
 
 from conformance import Depth, RunConfig, RunResult, Target, run
 from conformance.checks.tools import call_problems

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import PLAIN_VARIANTS, ServerFactory, certify, verdicts
+from support import PLAIN_VARIANTS, ServerFactory, certify, verdicts
 
 from conformance import RunResult
 from conformance.checks import all_checks

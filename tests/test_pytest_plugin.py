@@ -13,8 +13,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import ServerFactory
 from hostile_servers import free_port
+from support import ServerFactory
 
 from conformance import Limits
 from conformance._options import LIMIT_OPTIONS

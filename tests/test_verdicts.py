@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import ServerFactory, certify, verdicts
+from support import ServerFactory, certify, verdicts
 
 from conformance import Depth, Profile, RunConfig, Target
 from conformance._engine import feature_certification, headline
