@@ -334,6 +334,8 @@ class _Server:
     def _usage(self, payload: dict[str, Any], choices: list[dict[str, Any]]) -> dict[str, int]:
         prompt = generate.prompt_tokens(payload["messages"])
         completion = sum(len(c["tokens"]) for c in choices)
+        if self.config.has("usage-counts-one-choice") and choices:
+            completion = len(choices[0]["tokens"])  # as if n were 1: the other choices are free
         if self.config.has("prompt-tokens-constant"):
             prompt = 9
         if self.config.has("usage-negative-count"):

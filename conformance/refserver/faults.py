@@ -200,6 +200,8 @@ fault("usage-negative-count", "usage.prompt_tokens is negative (total stays prom
       ("usage.total-is-sum", "schema.chat-completion"))
 fault("completion-tokens-unbounded", "with max_tokens set, usage.completion_tokens is 5x the tokens generated",
       ("usage.completion-bounded", "sampling.max-tokens-length"))
+fault("usage-counts-one-choice", "with n > 1, usage.completion_tokens counts the first choice only",
+      ("usage.completion-counts-every-choice",))
 fault("prompt-tokens-constant", "usage.prompt_tokens is 9 whatever the prompt", ("usage.prompt-grows",))
 fault("role-missing", "non-stream messages have no `role`", ("schema.message-role", "schema.chat-completion"))
 fault("json-as-text-plain", "non-stream completions are labelled `Content-Type: text/plain`",
