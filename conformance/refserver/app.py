@@ -356,7 +356,8 @@ class _Server:
         envelope = {"id": completion_id, "object": object_name, "created": created, "model": payload["model"]}
         if self.config.has("no-model-field"):
             del envelope["model"]
-        if self.config.has("system-fingerprint"):
+        # The fault `nondeterministic` keeps OpenAI's claim of seeded determinism while breaking it.
+        if self.config.has("system-fingerprint") or self.config.has("nondeterministic"):
             envelope["system_fingerprint"] = "fp_conformance_ref"
         if self.config.has("extra-fields"):
             envelope["x_provider_latency_ms"] = 3

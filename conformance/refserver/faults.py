@@ -94,6 +94,8 @@ fault("stream-no-role", "no delta carries role (openai/openai-node#553)", ("stre
 fault("stream-no-finish-reason", "finish_reason is null in every chunk", ("stream.finish-reason-once",))
 fault("stream-finish-reason-empty-string", "finish_reason is \"\" in every chunk before the last "
       "(ollama/ollama#4357)", ("stream.finish-reason-once",))
+fault("stream-finish-reason-key-omitted", "chunk choices omit the finish_reason key until the last "
+      "(BerriAI/liteLLM-proxy#19)", ("stream.finish-reason-key",))
 fault("stream-n-all-index-0", "with n > 1 every choice streams as index 0", ("stream.n-partition",))
 fault("stream-usage-unrequested", "a usage chunk is sent without include_usage (Rapid-MLX PR #792)",
       ("stream.usage-not-requested",))
@@ -101,6 +103,8 @@ fault("stream-usage-wrong", "the usage chunk's total_tokens is prompt + completi
 fault("stream-usage-on-finish-chunk", "usage rides on the last finish chunk instead of a `choices: []` chunk",
       ("stream.usage-include",))
 fault("stream-usage-twice", "the usage chunk is sent twice", ("stream.usage-include",))
+fault("stream-usage-per-choice", "an n > 1 stream gets one usage chunk per choice, each counting that choice only",
+      ("stream.usage-n-choices",))
 fault("stream-usage-counts-chunks", "stream usage counts SSE chunks as completion tokens (sum kept)",
       ("stream.equivalent-usage",))
 fault("stream-equivalence-broken", "the streamed text's last token differs from the non-stream text",
@@ -217,7 +221,8 @@ fault("finish-stop-when-truncated", "truncation at max_tokens reports finish_rea
       ("sampling.max-tokens-length",))
 fault("finish-reason-eos", "a natural end reports finish_reason `eos` (old llama.cpp shims)",
       ("sampling.finish-reason-enum", "sampling.stop"))
-fault("nondeterministic", "text is random even with temperature 0 and a seed", ("sampling.deterministic",))
+fault("nondeterministic", "text is random even with temperature 0 and a seed, while responses carry "
+      "`system_fingerprint` (OpenAI's marker for seeded determinism)", ("sampling.deterministic",))
 fault("json-mode-ignored", "response_format json_object is ignored: plain text", ("json-mode.object",))
 fault("json-schema-ignored", "response_format json_schema gets a JSON object that ignores the schema",
       ("json-mode.schema",))
