@@ -26,6 +26,8 @@ from . import generate, streaming
 from .faults import FAULTS, VARIANTS
 
 MAX_BODY_BYTES = 1_000_000
+# Prompt tokens (by generate.prompt_tokens) the model holds; a longer prompt is refused, as OpenAI does.
+CONTEXT_WINDOW = 4096
 ALL_METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"]
 DEFAULT_MODEL = "conformance-ref-1"
 
@@ -102,6 +104,8 @@ class _Server:
         param = None if self.config.has("error-without-param") else error.param
         envelope: dict[str, Any] = {"error": {"message": error.message, "type": error.type, "param": param,
                                               "code": error.code}}
+        if self.config.has("error-param-string-none"):  # str() of Python's None and of the status
+            envelope["error"].update(param=str(param), code=str(error.status))
         if self.config.has("errors-message-type-only"):
             envelope = {"error": {"message": error.message, "type": error.type}}
         if self.config.has("detail-error-shape"):
@@ -261,6 +265,19 @@ class _Server:
         if (payload.get("stream_options") is not None and payload.get("stream") is not True
                 and not self.config.has("stream-options-without-stream-accepted")):
             raise ApiError(400, "stream_options is only allowed when stream is true.", param="stream_options")
+        self._check_context(payload)
+
+    def _check_context(self, payload: dict[str, Any]) -> None:
+        prompt = generate.prompt_tokens(payload["messages"])
+        if prompt <= CONTEXT_WINDOW:
+            return
+        if self.config.has("500-on-context-overflow"):
+            raise HandlerCrash("IndexError: index out of range in self")  # the embedding lookup past the window
+        message = (f"This model's maximum context length is {CONTEXT_WINDOW} tokens. However, your messages "
+                   f"resulted in {prompt} tokens. Please reduce the length of the messages.")
+        if self.config.has("context-overflow-generic-error"):
+            raise ApiError(400, message, type="BadRequestError")  # vLLM's names: no code to match on
+        raise ApiError(400, message, param="messages", code="context_length_exceeded")
 
     # -- generation -----------------------------------------------------------------------------
     def _choices(self, payload: dict[str, Any]) -> list[dict[str, Any]]:

@@ -171,6 +171,8 @@ fault("accept-unknown-role", "messages are only checked for a `role` key, so rol
       ("params.unknown-role",), _set_in("messages", items={"type": "object", "required": ["role"]}))
 fault("error-without-param", "errors always carry `param: null`, even for a bad parameter",
       ("params.error-names-param",))
+fault("error-param-string-none", "errors carry `param: \"None\"` for no parameter and `code` as the HTTP status "
+      "string (`\"400\"`)", ("errors.param-code-not-stringified",))
 fault("detail-error-shape", "errors are FastAPI-style `{\"detail\": \"...\"}` instead of the OpenAI envelope",
       ("errors.message", "errors.envelope", "params.wrong-type", "methods.answer-shapes", "fuzz.schemathesis.negative"))
 fault("error-status-200", "invalid parameters get the error envelope with HTTP 200",
@@ -185,6 +187,10 @@ fault("500-on-wrong-type", "sampling parameters are coerced with float() before 
       "crashes the handler (plain-text 500)", ("params.wrong-type",))
 fault("500-on-null-sampling-param", "a sampling parameter sent as null (legal: nullable) crashes the handler",
       ("fuzz.schemathesis.positive",))
+fault("500-on-context-overflow", "a prompt over the context window crashes the handler (plain-text 500)",
+      ("errors.context-overflow",))
+fault("context-overflow-generic-error", "a prompt over the context window gets 400 with type `BadRequestError` and "
+      "no code (vLLM's names), not `context_length_exceeded`", ("errors.context-overflow-code",))
 fault("missing-key-403", "a request without a key gets 403, not 401 (needs --api-key)", ("auth.status-401",))
 fault("missing-key-accepted", "a request without any Authorization header is served, while a wrong key gets 401: "
       "an authentication bypass (needs --api-key)", ("auth.missing-key",))
