@@ -316,10 +316,16 @@ class _Server:
             arguments = generate.tool_arguments(function, payload, index)
             call_id = "call_" + uuid.uuid5(uuid.NAMESPACE_URL, f"{function['name']}{arguments}{index}").hex[:24]
             finish = "stop" if self.config.has("tool-calls-finish-stop") else "tool_calls"
+            tokens = [function["name"], *generate.tokenize(arguments)]
+            max_tokens = payload.get("max_tokens")
+            if max_tokens is not None and len(tokens) > max_tokens and not self.config.has("max-tokens-ignored"):
+                tokens = tokens[:max_tokens]
+                arguments = "".join(tokens[1:])  # cut mid-JSON, as a model's call is cut at max_tokens
+                finish = "tool_calls" if self.config.has("tool-call-cut-finish-tool-calls") else "length"
             return {"index": reported, "content": None, "finish_reason": finish,
                     "tool_calls": [{"id": call_id, "type": "function",
                                     "function": {"name": function["name"], "arguments": arguments}}],
-                    "tokens": generate.tokenize(function["name"] + arguments)}
+                    "tokens": tokens}
         text = self._choice_text(payload, index)
         if not self.config.has("stop-ignored"):
             text, _ = generate.apply_stop(text, payload.get("stop"))

@@ -239,6 +239,8 @@ fault("tool-choice-required-ignored", "tool_choice `required` is treated as `aut
 fault("named-tool-choice-ignored", "a named tool_choice is treated as `auto`", ("tools.named-call",))
 fault("tool-calls-finish-stop", "tool calls end with finish_reason `stop` (earendil-works/pi#6226)",
       ("tools.finish-reason",))
+fault("tool-call-cut-finish-tool-calls", "a tool call cut by max_tokens (arguments not JSON) still says "
+      "finish_reason `tool_calls`", ("tools.cut-call-finish-length",))
 fault("unknown-named-tool-accepted", "a tool_choice naming a function not in `tools` is answered with text",
       ("tools.unknown-named-function",))
 
