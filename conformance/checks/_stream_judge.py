@@ -1,4 +1,9 @@
-"""Shared stream helpers: the run's shared streams, and events decoded into chunks with byte ranges.
+"""Shared stream helpers: the run's shared streams, the reproducibility probe, and events decoded into
+chunks with byte ranges.
+
+The reproducibility probe (the deterministic completion sent twice) is shared by the stream
+equivalence checks and sampling.deterministic: a target that does not repeat itself cannot be held to
+a stream that repeats its non-stream reply.
 
 Every failure a stream check reports points at the offending event through `Chunk.byte_range`
 (byte offsets into the raw response body, as the SSE parser records them).
