@@ -15,7 +15,7 @@ from conformance.refserver import DEFAULT_MODEL, ServerThread
 from conformance.refserver.app import CONTEXT_WINDOW
 from conformance.refserver.faults import FAULTS
 
-CHECKS = ("errors.context-overflow", "errors.context-overflow-code", "errors.param-code-not-stringified")
+CHECKS = ("errors.context-overflow", "errors.context-overflow-type", "errors.param-code-not-stringified")
 # fault -> the checks of this module that must fail under it
 KILLERS = {name: checks for name, f in FAULTS.items() if (checks := tuple(c for c in f.killed_by if c in CHECKS))}
 
@@ -31,7 +31,7 @@ def test_the_probe_overflows_the_reference_window() -> None:
 def test_clean_server_passes(reference_server: ServerThread) -> None:
     result = certify(reference_server.base_url, only=CHECKS)
     assert verdicts(result) == dict.fromkeys(CHECKS, "passed"), [r.message for r in result.results]
-    code = next(r for r in result.results if r.spec.id == "errors.context-overflow-code")
+    code = next(r for r in result.results if r.spec.id == "errors.context-overflow-type")
     assert code.details == {"type": "invalid_request_error", "code": "context_length_exceeded"}
 
 

@@ -190,7 +190,7 @@ fault("500-on-null-sampling-param", "a sampling parameter sent as null (legal: n
 fault("500-on-context-overflow", "a prompt over the context window crashes the handler (plain-text 500)",
       ("errors.context-overflow",))
 fault("context-overflow-generic-error", "a prompt over the context window gets 400 with type `BadRequestError` and "
-      "no code (vLLM's names), not `context_length_exceeded`", ("errors.context-overflow-code",))
+      "no code (vLLM's names), not `invalid_request_error`", ("errors.context-overflow-type",))
 fault("missing-key-403", "a request without a key gets 403, not 401 (needs --api-key)", ("auth.status-401",))
 fault("missing-key-accepted", "a request without any Authorization header is served, while a wrong key gets 401: "
       "an authentication bypass (needs --api-key)", ("auth.missing-key",))
