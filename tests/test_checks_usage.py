@@ -67,7 +67,6 @@ def test_every_choice_cut_at_length_counts_max_tokens(reference_server: ServerTh
     result = certify(reference_server.base_url, only=("usage.completion-counts-every-choice",
                                                       "usage.completion-bounded"))
     assert set(verdicts(result).values()) == {"passed"}
-    assert result.requests == 1  # one shared n=2 reply judged from below and from above
     counts = next(r for r in result.results if r.spec.id == "usage.completion-counts-every-choice")
     assert counts.details == {"completion_tokens": 8, "finish_reasons": ["length", "length"]}
 
