@@ -7,7 +7,11 @@ pins allow, so a private API that moved fails there, named, rather than deep ins
 
 from __future__ import annotations
 
+import ast
+import functools
 import importlib
+import threading
+from collections.abc import Callable
 from typing import Any
 
 # schemathesis 4.32.5 and hypothesis 6.1xx import these lazily while loading a spec, drawing cases and
@@ -29,6 +33,30 @@ WRITTEN_AGAINST = {"schemathesis": "4.32.5", "hypothesis": "6.170", "pytest": "9
 def preload_fuzz_imports() -> None:
     for name in FUZZ_LAZY_IMPORTS:
         importlib.import_module(name)
+
+
+_AST_PARSE_LOCK = threading.RLock()
+
+
+def serialise_ast_parse() -> None:
+    """Let one thread at a time run `ast.parse` (process-wide, idempotent).
+
+    CPython 3.11 counts the AST constructor's recursion depth per interpreter, not per thread
+    (python/cpython#106905): two threads in `ast.parse` at once fail with "SystemError: AST
+    constructor recursion depth mismatch". hypothesis parses lambda sources with `ast.parse` while it
+    draws, and the checks draw in several threads (the fuzzers, the bound properties).
+    """
+    if getattr(ast.parse, "serialised", False):
+        return
+    original: Callable[..., Any] = ast.parse
+
+    @functools.wraps(original)
+    def parse(*args: Any, **kwargs: Any) -> Any:
+        with _AST_PARSE_LOCK:
+            return original(*args, **kwargs)
+
+    parse.serialised = True  # type: ignore[attr-defined]
+    ast.parse = parse
 
 
 def junit_reporter(config: Any, nodeid: str) -> Any | None:

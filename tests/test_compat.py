@@ -41,3 +41,21 @@ def test_httpcore_pools_take_a_network_backend() -> None:
 def test_installed_versions_are_the_ones_written_against_or_newer(distribution: str, version: str) -> None:
     installed = importlib.metadata.version(distribution)
     assert tuple(map(int, installed.split(".")[:2])) >= tuple(map(int, version.split(".")[:2])), installed
+
+
+def test_ast_parse_is_serialised_once_and_still_parses() -> None:
+    # CPython 3.11 (python/cpython#106905): concurrent ast.parse calls share one recursion counter.
+    import ast
+    import concurrent.futures
+
+    from conformance._compat import serialise_ast_parse
+
+    serialise_ast_parse()
+    wrapped = ast.parse
+    serialise_ast_parse()
+    assert ast.parse is wrapped
+    assert getattr(ast.parse, "serialised", False)
+    source = "x = " + "(" * 80 + "1" + ")" * 80
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        trees = list(pool.map(lambda _: ast.parse(source), range(200)))
+    assert all(isinstance(tree, ast.Module) for tree in trees)
