@@ -48,6 +48,9 @@ class ServerConfig:
                              f"--list-faults`)")
 
     def has(self, name: str) -> bool:
+        """Whether fault or variant `name` is on; a name that is neither is a bug in the server's code."""
+        if name not in FAULTS and name not in VARIANTS:
+            raise KeyError(f"{name!r} is not a declared fault or variant (refserver/faults.py)")
         return name in self.faults or name in self.variants
 
 
