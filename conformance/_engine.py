@@ -20,6 +20,7 @@ import httpx
 
 from . import __version__
 from ._causes import RootCause, root_causes
+from ._compat import serialise_ast_parse
 from ._context import CheckContext, SharedExchanges
 from ._http import Exchange, Limits, Recorder, Session, Target, TargetDown, TransportError, limit_failure, urgent
 from ._model import (
@@ -378,6 +379,7 @@ def run(
         all_checks(), depth=config.depth, profile=config.profile, only=config.only, skip=config.skip
     )
     load_spec()  # parsed once here, not by every thread that reaches the cold cache at the same time
+    serialise_ast_parse()
     _preload(chosen)
     session = Session(config.target, config.limits, transport=transport, concurrency=config.concurrency)
     route = discover_chat_route(session, config.target.model, config.chat_route)

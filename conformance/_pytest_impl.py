@@ -46,9 +46,9 @@ class CatalogueRun:
     """
 
     def __init__(self, base_url: str, model: str | None, api_key: str | None, depth: Depth, profile: Profile,
-                 *, limits: Limits | None = None, repeat: int = 1) -> None:
+                 *, limits: Limits | None = None, strict: bool = False, repeat: int = 1) -> None:
         self.base_url, self.model, self.api_key = base_url, model, api_key
-        self.depth, self.profile = depth, profile
+        self.depth, self.profile, self.strict = depth, profile, strict
         self.limits = limits or Limits()
         self.repeat = repeat
         self._repeat_shared = [SharedExchanges() for _ in range(repeat - 1)]
@@ -81,7 +81,7 @@ class CatalogueRun:
                 raise
             target = Target(self.base_url, model, self.api_key)
             self._config = RunConfig(target=target, limits=self.limits, depth=self.depth, profile=self.profile,
-                                     concurrency=1, repeat=self.repeat)
+                                     concurrency=1, strict=self.strict, repeat=self.repeat)
             self._session = Session(target, self.limits)
             self.route = discover_chat_route(self._session, model, None)
             self._session.target = dataclasses.replace(target, chat_method=self.route["method"],
@@ -128,7 +128,7 @@ class CatalogueRun:
     def _config_or_placeholder(self) -> RunConfig:
         return self._config or RunConfig(target=Target(self.base_url, self.model or "", self.api_key),
                                          limits=self.limits, depth=self.depth, profile=self.profile, concurrency=1,
-                                         repeat=self.repeat)
+                                         strict=self.strict, repeat=self.repeat)
 
     def start_failure(self) -> dict[str, Any]:
         """results.json of a session whose target could not be used (as `conformance run` writes it)."""
@@ -251,6 +251,7 @@ class ConformancePlugin:
         self.catalogue = CatalogueRun(base_url, config.getoption("conformance_model"), api_key,
                                       Depth(config.getoption("conformance_depth")),
                                       Profile(config.getoption("conformance_profile")), limits=limits,
+                                      strict=config.getoption("conformance_strict"),
                                       repeat=config.getoption("conformance_repeat"))
         self.written: dict[str, Path] = {}
         self.final: RunResult | None = None

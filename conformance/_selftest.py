@@ -592,10 +592,6 @@ def score(outcomes: Sequence[SubjectOutcome], checks: Sequence[RegisteredCheck],
         for check_id in (*fault.killed_by, *fault.collateral):
             if check_id in kills:
                 kills[check_id].append(fault.name)
-    for variant in (*variants, *([combined] if combined else [])):
-        for check_id in variant.flagged:  # a SHOULD check that flags a legal deviation can fail too
-            if check_id in kills and f"variant:{variant.name}" not in kills[check_id]:
-                kills[check_id].append(f"variant:{variant.name}")
     return SelftestReport(
         clean=clean,
         variants=variants,

@@ -373,7 +373,7 @@ def _mark_in_progress(config: Any, report_dir: Path) -> None:
     write_results(placeholder.to_json(), report_dir)
 
 
-# -- baseline gate (issue 5) ------------------------------------------------------------------------------
+# -- baseline gate ---------------------------------------------------------------------------------------
 def _warn_unknown_checks(reference: Side, path: Path) -> None:
     """A check the suite no longer has is not an error (a newer suite renamed it), but say so once."""
     from ._diff import unknown_checks
@@ -467,7 +467,7 @@ def cmd_checks(args: argparse.Namespace) -> int:
     return 0
 
 
-# -- coverage (issue 15) ------------------------------------------------------------------------------
+# -- coverage of the documented API ------------------------------------------------------------------
 def cmd_coverage(args: argparse.Namespace) -> int:
     """The map of documented-api.txt: key, quote, checks and their faults, or why a row has no check."""
     import shutil
@@ -550,7 +550,7 @@ class _SelftestProgress:
             sys.stderr.flush()
 
 
-# -- report, matrix and diff (issue 5) ---------------------------------------------------------------
+# -- report, matrix and diff -------------------------------------------------------------------------
 def _add_report_parsers(sub: Any) -> None:
     report = sub.add_parser("report", help="re-render reports from results.json; several: a matrix page")
     report.add_argument("results", type=Path, nargs="+", help="results.json file(s)")

@@ -27,6 +27,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="API key (default: env OPENAI_API_KEY); never written to any report")
     group.addoption("--conformance-depth", choices=DEPTHS, default="full", help=DEPTH_HELP)
     group.addoption("--conformance-profile", choices=PROFILES, default="openai", help=PROFILE_HELP)
+    group.addoption("--conformance-strict", action="store_true", default=False,
+                    help="every SHOULD counts as MUST: exact OpenAI parity (as `conformance run --strict`)")
     group.addoption("--conformance-report-dir", default="reports", metavar="DIR",
                     help="where results.json, report.html and junit.xml go (default: reports)")
     group.addoption("--conformance-repeat", type=positive_int, default=1, metavar="K", help=REPEAT_HELP)

@@ -9,7 +9,7 @@ import threading
 from typing import Any
 
 import pytest
-from conftest import ServerFactory, certify, verdicts
+from support import ServerFactory, certify, verdicts
 
 from conformance._http import Limits, Session, Target, _Gate
 from conformance.report import schema_problems

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import certify, verdicts
 from hostile_servers import ASGIServer, RejectFirst
+from support import certify, verdicts
 
 from conformance import Limits
 from conformance._http import Exchange, retry_wait

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import PLAIN_VARIANTS, ServerFactory, certify, verdicts
+from support import PLAIN_VARIANTS, ServerFactory, certify, verdicts
 
 from conformance.checks.documented import documented_shape_problems, example_request
 from conformance.refserver import ServerThread

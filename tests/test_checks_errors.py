@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import certify, verdicts
+from support import certify, verdicts
 
 from conformance.refserver import FAULTS
 

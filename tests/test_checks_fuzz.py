@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import certify, verdicts
+from support import certify, verdicts
 
 from conformance.checks import fuzz
 from conformance.checks._judge import schema_errors
@@ -158,4 +158,4 @@ def test_check_threads_import_nothing_the_engine_did_not_preload():
     rewrites schemathesis and hypothesis) while hypothesis parses source in another is a SystemError."""
     done = subprocess.run([sys.executable, "-c", IMPORTS_IN_CHECK_THREADS], capture_output=True, text=True,
                           timeout=120, check=True)
-    assert done.stdout.strip() == "[]", f"add these to fuzz.LAZY_IMPORTS: {done.stdout}"
+    assert done.stdout.strip() == "[]", f"add these to conformance._compat.FUZZ_LAZY_IMPORTS: {done.stdout}"

@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import PLAIN_VARIANTS, ServerFactory, certify, verdicts
+from support import PLAIN_VARIANTS, ServerFactory, certify, verdicts
 
 from conformance import Depth, RunConfig, RunResult, Target, run
 from conformance.checks.tools import call_problems
@@ -16,7 +16,7 @@ from conformance.refserver import DEFAULT_MODEL, ServerThread
 from conformance.refserver.faults import FAULTS
 
 CHECKS = ("json-mode.object", "json-mode.schema", "tools.required-call", "tools.named-call", "tools.finish-reason",
-          "tools.none-no-calls", "tools.unknown-named-function")
+          "tools.none-no-calls", "tools.unknown-named-function", "tools.cut-call-finish-length")
 # fault -> the checks of this module that must fail under it
 KILLERS = {name: checks for name, f in FAULTS.items() if (checks := tuple(c for c in f.killed_by if c in CHECKS))}
 
@@ -72,14 +72,23 @@ def fake_run(answer: Answer, only: tuple[str, ...]) -> RunResult:
         status, body = answer(json.loads(request.content))
         return httpx.Response(status, json=body)
 
-    config = RunConfig(target=Target("http://fake.test/v1", DEFAULT_MODEL), depth=Depth.FULL, only=only)
+    config = RunConfig(target=Target("http://fake.test/v1", DEFAULT_MODEL), depth=Depth.FULL, only=only,
+                       chat_route=("POST", "/chat/completions"))
     return run(config, transport=httpx.MockTransport(handler))
 
 
-def completion(message: dict[str, Any], finish: str) -> dict[str, Any]:
-    return {"id": "chatcmpl-fake", "object": "chat.completion", "created": 1, "model": DEFAULT_MODEL,
+def completion(message: dict[str, Any], finish: str, tokens: int | None = None) -> dict[str, Any]:
+    """A chat.completion; with `tokens`, a usage whose completion_tokens is that."""
+    body = {"id": "chatcmpl-fake", "object": "chat.completion", "created": 1, "model": DEFAULT_MODEL,
             "choices": [{"index": 0, "message": {"role": "assistant", **message}, "logprobs": None,
                          "finish_reason": finish}]}
+    if tokens is not None:
+        body["usage"] = {"prompt_tokens": 30, "completion_tokens": tokens, "total_tokens": 30 + tokens}
+    return body
+
+
+def tool_call(name: str, arguments: str) -> dict[str, Any]:
+    return {"content": None, "tool_calls": [_call(arguments, function={"name": name, "arguments": arguments})]}
 
 
 REJECTED = (400, {"error": {"message": "response_format is not supported", "type": "invalid_request_error",
@@ -132,3 +141,53 @@ def test_unknown_named_function_answered_401_is_not_a_rejection() -> None:
     unauthorised = (401, {"error": {"message": "no key", "type": "auth", "param": None, "code": None}})
     result = fake_run(lambda body: unauthorised, ("tools.unknown-named-function",))
     assert verdicts(result) == {"tools.unknown-named-function": "failed"}
+
+
+# --- tool calls cut by max_tokens ---------------------------------------------------------------------
+def test_a_call_cut_by_max_tokens_is_retried_with_more_room() -> None:
+    def answer(body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        if body["max_tokens"] <= 64:  # a verbose model: the arguments do not fit in 64 tokens
+            return 200, completion(tool_call("get_time", '{"timezone": "Europe/Par'), "length", body["max_tokens"])
+        return 200, completion(tool_call("get_time", '{"timezone": "Europe/Paris"}'), "tool_calls", 80)
+
+    result = fake_run(answer, ("tools.named-call", "tools.required-call"))
+    assert verdicts(result) == {"tools.named-call": "passed", "tools.required-call": "passed"}
+    assert [r.requests for r in result.results] == [2, 2]
+
+
+def test_cut_at_max_tokens_without_saying_length_is_still_a_cut() -> None:
+    # completion_tokens = max_tokens and arguments that do not parse: cut, whatever finish_reason says.
+    def answer(body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        return 200, completion(tool_call("get_time", '{"timez'), "tool_calls", body["max_tokens"])
+
+    result = fake_run(answer, ("tools.named-call",))
+    assert verdicts(result) == {"tools.named-call": "inconclusive"}
+    assert "cut by max_tokens twice (last at 256: completion_tokens 256 = max_tokens" in result.results[0].message
+
+
+def test_arguments_that_are_not_json_below_the_cap_fail() -> None:
+    result = fake_run(lambda body: (200, completion(tool_call("get_time", "{timezone: UTC}"), "tool_calls", 9)),
+                      ("tools.named-call",))
+    assert verdicts(result) == {"tools.named-call": "failed"}
+    assert result.results[0].requests == 1
+
+
+@pytest.mark.parametrize(("reply", "verdict"), [
+    (completion(tool_call("get_weather", '{"ci'), "length", 2), "passed"),
+    (completion(tool_call("get_weather", '{"ci'), "tool_calls", 2), "failed"),
+    (completion(tool_call("get_weather", ""), "stop", 2), "failed"),
+    (completion({"content": ""}, "length", 2), "passed"),  # a cut before any call: length all the same
+    (completion({"content": "<tool_call>"}, "stop", 2), "failed"),
+    (completion(tool_call("get_weather", "{}"), "tool_calls", 2), "inconclusive"),  # the call fit
+    (completion(tool_call("get_weather", '{"ci'), "tool_calls", 1), "inconclusive"),  # below the cap: no cut
+    (completion(tool_call("get_weather", '{"ci'), "tool_calls"), "not_applicable"),  # no usage to tell a cut
+])
+def test_cut_call_finish_length(reply: dict[str, Any], verdict: str) -> None:
+    assert verdicts(fake_run(lambda body: (200, reply), ("tools.cut-call-finish-length",))) == {
+        "tools.cut-call-finish-length": verdict}
+
+
+def test_the_reference_server_cuts_a_call_at_max_tokens(reference_server: ServerThread) -> None:
+    result = certify(reference_server.base_url, only=("tools.cut-call-finish-length",))
+    assert verdicts(result) == {"tools.cut-call-finish-length": "passed"}
+    assert result.results[0].details == {"completion_tokens": 2, "finish_reason": "length", "broken_calls": [0]}

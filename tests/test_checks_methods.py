@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import certify, verdicts
+from support import certify, verdicts
 
 from conformance._http import Exchange
 from conformance.checks.methods import shape_of

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import certify, verdicts
+from support import certify, verdicts
 
 from conformance.checks._bounds import just_outside
 from conformance.checks.params import names_field

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import PLAIN_VARIANTS, ServerFactory, certify, verdicts
+from support import PLAIN_VARIANTS, ServerFactory, certify, verdicts
 
 from conformance._http import Exchange
 from conformance.checks._judge import media_type

@@ -12,7 +12,7 @@ from typing import Any
 
 import openai
 import pytest
-from conftest import ServerFactory, certify, verdicts
+from support import ServerFactory, certify, verdicts
 
 from conformance import RunResult
 from conformance.checks.sdk import INSTALL_HINT, _dataless_block

@@ -5,14 +5,18 @@ One certification per server, restricted to `stream.*`, keeps each case well und
 
 from __future__ import annotations
 
+import json
+import time
+from collections.abc import Callable
 from typing import Any
 
+import httpx
 import pytest
-from conftest import PLAIN_VARIANTS, ServerFactory, certify, verdicts
+from support import PLAIN_VARIANTS, ServerFactory, certify, verdicts
 
-from conformance import RunResult
+from conformance import Depth, RunConfig, RunResult, Target, run
 from conformance.checks import all_checks
-from conformance.refserver import FAULTS, ServerConfig, ServerThread
+from conformance.refserver import DEFAULT_MODEL, FAULTS, ServerConfig, ServerThread
 
 STREAM = ("stream.*",)
 STREAM_CHECKS = sorted(c.spec.id for c in all_checks() if c.spec.id.startswith("stream."))
@@ -145,12 +149,86 @@ def test_ollama_empty_finish_reason_is_named(fault_results: FaultRuns) -> None:
     assert any('"" is not null' in f["expected"] for f in record["failures"])
 
 
-def test_equivalence_failures_say_they_are_advisory(fault_results: FaultRuns) -> None:
+def test_equivalence_fails_a_reproducible_target_whose_stream_differs(fault_results: FaultRuns) -> None:
     for fault, check_id in (("stream-equivalence-broken", "stream.equivalent-content"),
                             ("stream-usage-counts-chunks", "stream.equivalent-usage")):
         record = _check(fault_results(fault), check_id)
         assert record["failures"]
-        assert all("advisory" in f["expected"] for f in record["failures"])
+        assert all("repeats its non-stream reply exactly" in f["expected"] for f in record["failures"])
+        probe = record["details"]["reproducibility"]
+        assert probe["first"] == probe["second"]
+
+
+def test_finish_reason_key_omitted_is_named(fault_results: FaultRuns) -> None:
+    record = _check(fault_results("stream-finish-reason-key-omitted"), "stream.finish-reason-key")
+    first = record["failures"][0]
+    assert first["expected"] == "the finish_reason key in every chunk choice (null until the choice ends)"
+    assert first["received"].startswith("choice 0 without the key: ")
+    assert '"finish_reason"' not in first["received"]
+
+
+def test_usage_per_choice_is_one_chunk_too_many(fault_results: FaultRuns) -> None:
+    record = _check(fault_results("stream-usage-per-choice"), "stream.usage-n-choices")
+    expected = [f["expected"] for f in record["failures"]]
+    assert expected[0].startswith("exactly one usage chunk for the whole request")
+    # Each per-choice chunk counts one choice cut at 4 tokens: below the 8 of the whole request.
+    assert sum(e.startswith("completion_tokens from 8 to 8") for e in expected) == 2
+
+
+def test_n_choice_usage_counts_the_whole_request(clean_full: RunResult) -> None:
+    record = _check(clean_full, "stream.usage-n-choices")
+    assert record["outcome"] == "passed"
+    stream = next(t for t in record["transcripts"] if '"stream": true' in t["request"]["body"])
+    assert stream["response"]["body"].count('"usage": {') == 1
+
+
+# -- fakes: targets the reference server is not ----------------------------------------------------
+def _sse(chunks: list[dict[str, Any]]) -> bytes:
+    return b"".join(f"data: {json.dumps(c)}\n\n".encode() for c in chunks) + b"data: [DONE]\n\n"
+
+
+def clock_echo(request: httpx.Request) -> httpx.Response:
+    """An echo whose replies carry the time: legal, and never twice the same."""
+    body = json.loads(request.content)
+    text = f"You said {body['messages'][-1]['content']!r} at {time.perf_counter_ns()} ns."
+    usage = {"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12}
+    head = {"id": "chatcmpl-echo", "created": 1, "model": DEFAULT_MODEL}
+    if not body.get("stream"):
+        return httpx.Response(200, json={**head, "object": "chat.completion", "usage": usage, "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}]})
+    chunk = {**head, "object": "chat.completion.chunk"}
+    chunks = [{**chunk, "choices": [{"index": 0, "delta": {"role": "assistant", "content": text},
+                                     "finish_reason": None}]},
+              {**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
+              {**chunk, "choices": [], "usage": {**usage, "completion_tokens": 9, "total_tokens": 14}}]
+    return httpx.Response(200, content=_sse(chunks), headers={"content-type": "text/event-stream"})
+
+
+def fake_run(handler: Callable[[httpx.Request], httpx.Response], only: tuple[str, ...]) -> RunResult:
+    config = RunConfig(target=Target("http://fake.test/v1", DEFAULT_MODEL), depth=Depth.FULL, only=only,
+                       chat_route=("POST", "/chat/completions"))
+    return run(config, transport=httpx.MockTransport(handler))
+
+
+def test_an_echo_of_the_clock_is_not_judged_for_equivalence() -> None:
+    result = fake_run(clock_echo, ("stream.equivalent-*",))
+    assert verdicts(result) == {"stream.equivalent-content": "not_applicable",
+                                "stream.equivalent-usage": "not_applicable"}
+    for outcome in result.results:
+        assert outcome.message.startswith("the target is not reproducible: two identical requests")
+        probe = outcome.details["reproducibility"]
+        assert "You said" in probe["first"]
+        assert probe["first"] != probe["second"]
+    assert result.requests == 2  # the probe, paid once; no stream is needed to know
+
+
+def test_n_choice_usage_declined_is_unsupported_not_failed() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(400, json={"error": {"message": "n > 1 is not supported with stream_options",
+                                                   "type": "invalid_request_error", "param": "n", "code": None}})
+
+    result = fake_run(handler, ("stream.usage-n-choices",))
+    assert verdicts(result) == {"stream.usage-n-choices": "unsupported"}
 
 
 def test_html_report_marks_the_offending_event(fault_results: FaultRuns) -> None:

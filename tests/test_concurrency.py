@@ -9,8 +9,8 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
-from conftest import certify
 from hostile_servers import ASGIServer, InFlight
+from support import certify
 
 from conformance import Depth, Profile, RunConfig, Target, run
 from conformance import _engine as engine

@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import certify
 from hostile_servers import HostileServer, never_answers
+from support import certify
 
 from conformance._cost import cost, depth_label, readme_depth_row
 from conformance._model import Depth, Profile

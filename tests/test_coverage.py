@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import certify
 from documented_api import REPO_ROOT, document_text, find_document
+from support import certify
 
 from conformance import coverage
 from conformance.checks import all_checks

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import certify
+from support import certify
 
 from conformance._diff import (
     BASELINE_SCHEMA_VERSION,

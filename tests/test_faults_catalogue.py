@@ -80,3 +80,13 @@ def test_serve_lists_every_fault_with_its_description_and_checks(capsys: pytest.
         assert all(check_id in line for check_id in fault.killed_by), line
     for variant in VARIANTS.values():
         assert any(line.split()[:1] == [variant.name] and variant.description in line for line in lines)
+
+
+def test_a_misspelt_fault_name_in_the_server_is_an_error_not_silently_off() -> None:
+    from conformance.refserver import ServerConfig
+
+    config = ServerConfig(faults=frozenset({"stream-no-done"}))
+    assert config.has("stream-no-done")
+    assert not config.has("stream-no-role")
+    with pytest.raises(KeyError, match="not a declared fault or variant"):
+        config.has("stream-no-dnoe")

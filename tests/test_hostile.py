@@ -24,7 +24,6 @@ from typing import Any
 
 import httpcore
 import pytest
-from conftest import certify as certify_engine
 from hostile_servers import (
     HostileServer,
     drips,
@@ -37,6 +36,7 @@ from hostile_servers import (
     resets_mid_stream,
     streams_forever,
 )
+from support import certify as certify_engine
 
 from conformance._http import _DeadlineBackend
 from conformance.cli import main
@@ -105,7 +105,7 @@ def test_never_answers_chat_is_error_and_the_breaker_ends_the_run(tmp_path: Path
                                                                    capsys: pytest.CaptureFixture[str]) -> None:
     with HostileServer(never_answers) as server:
         outcome = certify(server.base_url, tmp_path, capsys, *FAST)
-    assert_contained(outcome, within_s=20)
+    assert_contained(outcome, within_s=30)  # the run takes ~2 s; rendering report.html the rest
     assert outcome.code == 2
     assert outcome.results["verdict"] == "incomplete"
     assert "target stopped answering" in outcome.results["reason"]

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
-from conftest import certify
+from support import certify
 
 from conformance.refserver import ServerConfig, ServerThread
 from conformance.report import render_matrix, render_reports, write_results

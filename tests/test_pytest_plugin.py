@@ -13,13 +13,13 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import ServerFactory
 from hostile_servers import free_port
+from support import ServerFactory
 
 from conformance import Limits
 from conformance._options import LIMIT_OPTIONS
 from conformance.cli import build_parser
-from conformance.refserver import ServerThread
+from conformance.refserver import ServerConfig, ServerThread
 
 HEAVY = ("httpx", "hypothesis", "schemathesis", "jsonschema", "starlette", "openai", "conformance._engine",
          "conformance._pytest_impl")
@@ -186,6 +186,22 @@ def test_the_plugin_takes_every_bound_of_the_cli(project: Path) -> None:
         assert re.search(rf"\s--{option.name}(?![\w-])", cli_help), option.name
     assert "--conformance-depth" in plugin_help
     assert "--conformance-profile" in plugin_help
+    assert "--conformance-strict" in plugin_help
+
+
+def test_strict_counts_should_as_must_in_the_plugin_too(project: Path) -> None:
+    """A lenient server (legal by the document) passes; under --conformance-strict its SHOULD failure fails."""
+    with ServerThread(ServerConfig(variants=frozenset({"any-model"}))) as server:
+        lenient = pytest_run(project, "--conformance-base-url", server.base_url, "--conformance-report-dir", "out",
+                             "-k", "errors.unknown-model or usage.present")
+        strict = pytest_run(project, "--conformance-base-url", server.base_url, "--conformance-report-dir", "strict",
+                            "--conformance-strict", "-k", "errors.unknown-model or usage.present")
+    lenient_results = json.loads((project / "out" / "results.json").read_text())
+    strict_results = json.loads((project / "strict" / "results.json").read_text())
+    assert (lenient_results["verdict"], lenient_results["strict"]) == ("partial", False)
+    assert (strict_results["verdict"], strict_results["strict"]) == ("failed", True)
+    assert strict.returncode != 0, strict.stdout
+    assert "errors.unknown-model" in lenient.stdout
 
 
 def run_help() -> str:

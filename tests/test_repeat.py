@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import verdicts
 from hostile_servers import ASGIServer, _replay
+from support import verdicts
 
 from conformance import Depth, Profile, RunConfig, Target, run
 from conformance._engine import feature_certification, merge_runs, run_verdict

@@ -20,7 +20,7 @@ from typing import Any
 
 import jsonschema
 import pytest
-from conftest import certify
+from support import certify
 
 from conformance import RunConfig, Target, __version__, run
 from conformance.cli import main

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ServerFactory, certify
+from support import ServerFactory, certify
 
 from conformance._causes import RULES, classify, root_causes
 from conformance._diff import diff_results

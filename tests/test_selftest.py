@@ -9,7 +9,7 @@ import re
 import time
 
 import pytest
-from conftest import ServerFactory, certify, verdicts
+from support import ServerFactory, certify, verdicts
 
 from conformance import CheckSpec, Depth, Feature, Level, Profile, Verdict
 from conformance._model import documented

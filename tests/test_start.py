@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ServerFactory
 from hostile_servers import (
     ASGIServer,
     Connection,
@@ -34,6 +33,7 @@ from hostile_servers import (
     resets_mid_stream,
     response_head,
 )
+from support import ServerFactory
 
 from conformance._http import Exchange
 from conformance._start import model_refusal

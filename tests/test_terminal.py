@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ServerFactory, certify
+from support import ServerFactory, certify
 
 from conformance._model import CheckResult, Verdict
 from conformance.checks import all_checks

@@ -1,4 +1,9 @@
-"""Shared stream helpers: the run's shared streams, and events decoded into chunks with byte ranges.
+"""Shared stream helpers: the run's shared streams, the reproducibility probe, and events decoded into
+chunks with byte ranges.
+
+The reproducibility probe (the deterministic completion sent twice) is shared by the stream
+equivalence checks and sampling.deterministic: a target that does not repeat itself cannot be held to
+a stream that repeats its non-stream reply.
 
 Every failure a stream check reports points at the offending event through `Chunk.byte_range`
 (byte offsets into the raw response body, as the SSE parser records them).
@@ -158,6 +163,67 @@ def usage_stream(ctx: CheckContext) -> Exchange:
 def deterministic_completion(ctx: CheckContext) -> Exchange:
     """The non-stream twin of `usage_stream` (same body without stream and stream_options)."""
     return ctx.shared("deterministic-completion", lambda c: c.chat(deterministic_request(c)))
+
+
+def deterministic_completion_again(ctx: CheckContext) -> Exchange:
+    """`deterministic_completion`'s body sent a second time: the reproducibility probe's other half."""
+    return ctx.shared("deterministic-completion-again", lambda c: c.chat(deterministic_request(c)))
+
+
+@dataclass(frozen=True, slots=True)
+class Reproducibility:
+    """Two identical non-stream requests at temperature 0 with a seed, and what they gave."""
+
+    first: Any  # choices[0].message.content of each reply
+    second: Any
+    # A reply carries system_fingerprint: OpenAI's marker for seeded determinism, "used in conjunction
+    # with the seed request parameter to understand when backend changes ... might impact determinism".
+    claims_seed: bool
+
+    @property
+    def reproducible(self) -> bool:
+        return bool(self.first == self.second)
+
+    def evidence(self) -> dict[str, Any]:
+        return {"request": f"temperature 0, seed {SEED}, sent twice", "first": short(self.first, 300),
+                "second": short(self.second, 300), "system_fingerprint": self.claims_seed}
+
+    def message(self, judged: str) -> str:
+        return (f"the target is not reproducible: two identical requests (temperature 0, seed {SEED}) gave "
+                f"{short(self.first)} and then {short(self.second)}, so {judged} cannot be told apart from "
+                f"sampling noise")
+
+
+def reproducibility(ctx: CheckContext) -> Reproducibility:
+    """The run's reproducibility probe, paid once: the deterministic completion and its repeat.
+
+    A 4xx naming `seed` declares that request unsupported; any other non-2xx ends the check.
+    """
+    replies = []
+    for exchange in (deterministic_completion(ctx), deterministic_completion_again(ctx)):
+        exchange.require_response()
+        declared = ctx.declined(exchange, None, "seed")
+        if declared is not None:
+            raise declared
+        replies.append(ctx.ok_json(exchange, "a 200 chat.completion"))
+    first, second = (_first_content(body) for body in replies)
+    return Reproducibility(first, second, any(body.get("system_fingerprint") for body in replies))
+
+
+def require_reproducible(ctx: CheckContext, judged: str) -> Reproducibility:
+    """The probe, recorded in the check's details; not applicable (never failed) when the replies differ."""
+    probe = reproducibility(ctx)
+    ctx.details["reproducibility"] = probe.evidence()
+    if not probe.reproducible:
+        raise ctx.not_applicable(probe.message(judged))
+    return probe
+
+
+def _first_content(body: dict[str, Any]) -> Any:
+    choices = body.get("choices")
+    choice = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) else {}
+    message = choice.get("message")
+    return message.get("content") if isinstance(message, dict) else None
 
 
 def timings(exchange: Exchange, stream: Stream) -> dict[str, Any]:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import copy
-import importlib
 import json
 import threading
 from collections.abc import Callable
@@ -30,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import jsonschema
 from hypothesis import HealthCheck, Phase, given, settings
 
+from .._compat import preload_fuzz_imports
 from .._context import CheckContext, excerpt
 from .._http import Exchange
 from .._model import Depth, Feature, Level, Profile, documented
@@ -55,21 +55,9 @@ SCHEMATHESIS_CHECKS = ("not_a_server_error", "status_code_conformance", "content
 SENSITIVE_MARKERS = ["authorization", "api-key", "api_key", "secret", "password", "cookie"]
 
 
-# What loading the spec, drawing cases and judging them import lazily (found by logging the imports made
-# in the check threads): `preload` imports them before the threads start, see `_engine._preload`.
-LAZY_IMPORTS = (
-    "schemathesis", "schemathesis.specs.openapi.schemas", "schemathesis.generation._hooks",
-    "schemathesis.python._constants.orchestrator", "schemathesis.generation.dictionaries",
-    "schemathesis.generation.body_overrides", "schemathesis.transport.asgi", "schemathesis.transport.wsgi",
-    "hypothesis.strategies._internal.flatmapped", "hypothesis.strategies._internal.random",
-    "hypothesis.strategies._internal.regex", "requests",
-)
-
-
 def preload() -> None:
-    """Called by the engine before the check threads start."""
-    for name in LAZY_IMPORTS:
-        importlib.import_module(name)
+    """Called by the engine before the check threads start (why: `_compat.FUZZ_LAZY_IMPORTS`)."""
+    preload_fuzz_imports()
 
 
 # --- the spec schemathesis generates from -----------------------------------------------------------

@@ -21,13 +21,15 @@ from ._judge import (
     stop_word,
 )
 from ._registry import check
+from ._stream_judge import SEED, deterministic_completion_again, reproducibility, short
 
 # A prompt whose answer needs far more than 16 tokens, so small max_tokens truncate on any model.
 LONG_ANSWER = "Write three sentences about the sea."
 TRUNCATE_AT = 3
 # Room for a short reply to end on its own, so the enum check also sees a natural finish.
 NATURAL_END_MAX_TOKENS = 64
-SEED = 1234
+
+
 def long_answer(ctx: CheckContext, **overrides: object) -> dict[str, object]:
     return ctx.chat_request(messages=[{"role": "user", "content": LONG_ANSWER}], **overrides)
 
@@ -151,20 +153,31 @@ def finish_reason_enum(ctx: CheckContext) -> None:
     clause=openai("CreateChatCompletionRequest.seed", "our system will make a best effort to sample "
                   "deterministically, such that repeated requests with the same seed and parameters should "
                   "return the same result"),
-    description=f"Two identical requests with temperature 0 and seed {SEED} give the same content.",
+    description="Two identical requests with temperature 0 and a seed give the same content; judged when they do, "
+                "or when the target claims seeded determinism (system_fingerprint), else not applicable.",
     requests=2,
     depths=(Depth.FULL,),
 )
 def deterministic(ctx: CheckContext) -> None:
-    body = long_answer(ctx, temperature=0, seed=SEED)
-    contents = []
-    for exchange in (ctx.chat(body), ctx.chat(body)):
-        message, _ = first_message(ctx, exchange, completion_or_stop(ctx, exchange))
-        contents.append(message.get("content"))
-    second = ctx.http.exchanges[-1]
-    ctx.expect(contents[0] == contents[1],
-               f"the same content twice for identical requests with temperature 0 and seed {SEED}",
-               f"{excerpt(repr(contents[0]), 150)} then {excerpt(repr(contents[1]), 150)} (advisory: seeding is "
-               f"best-effort, and many real models are not bit-for-bit reproducible even at temperature 0; a "
-               f"SHOULD does not fail certification)",
-               ctx.where(second, "choices[0].message.content"), exchange=second)
+    """Judges the run's reproducibility probe, shared with the stream equivalence checks (paid once).
+
+    Two different replies prove nothing by themselves: a target may be a sampler that is not bit-exact
+    or an echo of the clock, and the document promises no determinism. They fail only a target that
+    claims it: one whose replies carry `system_fingerprint`, which OpenAI pairs with `seed` ("used in
+    conjunction with the seed request parameter to understand when backend changes have been made that
+    might impact determinism"). Any other target that differs is not applicable, with both replies as
+    evidence. The fault `nondeterministic` (random text that still carries the fingerprint) fails here.
+    """
+    probe = reproducibility(ctx)
+    ctx.details["reproducibility"] = probe.evidence()
+    if probe.reproducible:
+        return
+    if not probe.claims_seed:
+        raise ctx.not_applicable(probe.message("determinism") + "; and no reply carries system_fingerprint, so the "
+                                 "target makes no claim of seeded determinism to hold it to")
+    second = deterministic_completion_again(ctx)
+    ctx.fail(f"the same content twice for identical requests with temperature 0 and seed {SEED}, as the "
+             f"system_fingerprint in the replies claims", f"{short(probe.first, 150)} then "
+             f"{short(probe.second, 150)} (advisory: seeding is best-effort, and many real models are not "
+             f"bit-for-bit reproducible even at temperature 0; a SHOULD does not fail certification)",
+             ctx.where(second, "choices[0].message.content"), exchange=second)

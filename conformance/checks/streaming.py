@@ -26,18 +26,20 @@ from ._stream_judge import (
     fail_at,
     fail_event,
     open_stream,
+    require_reproducible,
     short,
     timings,
     usage_stream,
 )
+from .usage import CUT_MAX_TOKENS, CUT_N, cut_choices, cut_choices_request
 
 STREAMING = Feature.STREAMING
 FULL_ONLY = (Depth.FULL,)
 FINISH_REASONS = ("stop", "length", "tool_calls", "content_filter", "function_call")
 # Per check, failures beyond this many events are summarised in one line.
 MAX_REPORTED = 5
-ADVISORY = (" (advisory: a target that is not deterministic at temperature 0 with a seed may differ "
-            "legitimately)")
+# Equivalence is judged only on a target that repeated its non-stream reply exactly (see _twins).
+REPRODUCIBLE = " (the target repeats its non-stream reply exactly, so its stream must match it)"
 SSE_CLAUSE = documented("1.2 stream", "If set to true, partial message deltas will be sent via Server-Sent "
                         "Events (SSE).")
 FAQ_CLAUSE = documented("4 FAQ streaming", "Each data chunk is a JSON string prefixed with data: , and the stream "
@@ -326,6 +328,26 @@ def _no_delta_after(ctx: CheckContext, stream: Stream, index: int, finish: Chunk
 
 
 @check(
+    "stream.finish-reason-key",
+    level=Level.SHOULD,
+    feature=STREAMING,
+    clause=openai("CreateChatCompletionStreamResponse choices (vllm PR #19662)", "Each choice requires delta, "
+                  "finish_reason, index. finish_reason uses the same enum and is nullable."),
+    description="Every choice of every chunk carries the finish_reason key, null until the choice ends (LiteLLM "
+                "dropped it, BerriAI/liteLLM-proxy#19; vLLM fixed it in PR #19662).",
+    requests=2,
+)
+def finish_reason_key(ctx: CheckContext) -> None:
+    expected = "the finish_reason key in every chunk choice (null until the choice ends)"
+    for stream in _per_index_streams(ctx):
+        missing = [entry for entry in stream.choice_entries() if "finish_reason" not in entry[2]]
+        for chunk, index, choice in missing[:MAX_REPORTED]:
+            fail_at(ctx, stream, chunk, expected, f"choice {index} without the key: {short(choice)}",
+                    at=f"→ choices[index={index}]")
+        _more(ctx, stream, len(missing), expected)
+
+
+@check(
     "stream.n-partition",
     level=Level.MUST,
     feature=STREAMING,
@@ -424,6 +446,72 @@ def _judge_usage_position(ctx: CheckContext, stream: Stream, usage: Chunk) -> No
 
 
 @check(
+    "stream.usage-n-choices",
+    level=Level.SHOULD,
+    feature=STREAMING,
+    clause=openai("stream_options.include_usage (epam/ai-dial-adapter-openai#140)", "The usage field on this chunk "
+                  "shows the token usage statistics for the entire request, and the choices field will always be "
+                  "an empty array."),
+    description=f"An n={CUT_N} stream with include_usage and max_tokens={CUT_MAX_TOKENS} has exactly one usage chunk, "
+                f"with choices [], counting the whole request as the non-stream reply does: total = prompt + "
+                f"completion, the same prompt_tokens, and {CUT_MAX_TOKENS} completion tokens per choice cut at "
+                f"length, at most {CUT_N * CUT_MAX_TOKENS}.",
+    requests=2,
+    depths=FULL_ONLY,
+)
+def usage_n_choices(ctx: CheckContext) -> None:
+    exchange = ctx.chat(cut_choices_request(ctx, stream=True, stream_options=INCLUDE_USAGE), stream=True)
+    if _refused(exchange):
+        raise _declined_or_failed(ctx, exchange, None, f"n={CUT_N} with stream_options.include_usage", '"n"', "'n'",
+                                  "`n`", " n ", "stream_options", "include_usage")
+    stream = open_stream(ctx, exchange)
+    usage = stream.usage_chunks()
+    if not usage:
+        fail_at(ctx, stream, stream.chunks[-1], "one chunk with usage before [DONE]", "no chunk carries usage",
+                at="→ usage")
+        return
+    if len(usage) > 1:
+        fail_at(ctx, stream, usage[1], f"exactly one usage chunk for the whole request (n={CUT_N} is one request, "
+                f"not one usage per choice)", f"{len(usage)} chunks carry usage (events "
+                f"{', '.join('#' + str(c.number) for c in usage[:8])})", at="→ usage")
+    cut = sum(any(value == "length" for _, value in found) for found in stream.finishes().values())
+    prompt = _plain_prompt_tokens(ctx)
+    for chunk in usage[:MAX_REPORTED]:
+        if chunk.body.get("choices") != []:
+            fail_at(ctx, stream, chunk, "choices: [] in the usage chunk", f"choices {short(chunk.body.get('choices'))}",
+                    at="→ choices")
+        _judge_request_usage(ctx, stream, chunk, cut, prompt)
+
+
+def _plain_prompt_tokens(ctx: CheckContext) -> int | None:
+    """prompt_tokens of the non-stream reply to the same request, when it has them (the usage checks judge it)."""
+    exchange = cut_choices(ctx)
+    body = exchange.json() if exchange.error is None and exchange.status == 200 else None
+    usage = body.get("usage") if isinstance(body, dict) else None
+    value = usage.get("prompt_tokens") if isinstance(usage, dict) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _judge_request_usage(ctx: CheckContext, stream: Stream, chunk: Chunk, cut: int, prompt: int | None) -> None:
+    """One usage chunk against the whole request: the sum, the prompt, and every choice's tokens."""
+    problems = usage_problems(chunk.body["usage"])
+    for problem in problems:
+        fail_at(ctx, stream, chunk, "total_tokens = prompt_tokens + completion_tokens, integers >= 0", problem,
+                at="→ usage")
+    if problems:
+        return
+    usage = chunk.body["usage"]
+    if prompt is not None and usage["prompt_tokens"] != prompt:
+        fail_at(ctx, stream, chunk, f"prompt_tokens {prompt}, as in the non-stream reply to the same request",
+                f"prompt_tokens {usage['prompt_tokens']}", at="→ usage.prompt_tokens")
+    completion, least, most = usage["completion_tokens"], cut * CUT_MAX_TOKENS, CUT_N * CUT_MAX_TOKENS
+    if not least <= completion <= most:
+        fail_at(ctx, stream, chunk, f"completion_tokens from {least} to {most}: every choice counted ({cut} "
+                f"ended with finish_reason length after max_tokens = {CUT_MAX_TOKENS}), n = {CUT_N} at most",
+                f"completion_tokens {completion}", at="→ usage.completion_tokens")
+
+
+@check(
     "stream.usage-not-requested",
     level=Level.SHOULD,
     feature=STREAMING,
@@ -441,8 +529,14 @@ def usage_not_requested(ctx: CheckContext) -> None:
 
 
 # -- equivalence ---------------------------------------------------------------------------------
-def _twins(ctx: CheckContext) -> tuple[Stream, dict[str, Any]]:
-    """The deterministic stream and its non-stream twin."""
+def _twins(ctx: CheckContext, judged: str) -> tuple[Stream, dict[str, Any]]:
+    """The deterministic stream and its non-stream twin, on a reproducible target only.
+
+    A target that gives two different replies to one temperature-0 seeded request (a sampler that is
+    not bit-exact, an echo of the clock) makes any stream/non-stream difference noise: the check is
+    not applicable, with both replies as evidence. A reproducible target whose stream differs still fails.
+    """
+    require_reproducible(ctx, judged)
     exchange = usage_stream(ctx)
     if _refused(exchange):
         raise ctx.not_applicable(f"the deterministic stream was refused (HTTP {exchange.status}; see "
@@ -458,12 +552,12 @@ def _twins(ctx: CheckContext) -> tuple[Stream, dict[str, Any]]:
     feature=STREAMING,
     clause=SSE_CLAUSE,
     description="The concatenated content deltas equal the non-stream content of the same temperature-0 seeded "
-                "request (advisory on non-deterministic targets).",
-    requests=2,
+                "request (not applicable when two identical non-stream requests differ).",
+    requests=3,
     depths=FULL_ONLY,
 )
 def equivalent_content(ctx: CheckContext) -> None:
-    stream, plain = _twins(ctx)
+    stream, plain = _twins(ctx, "a stream that differs from it")
     choices = plain.get("choices")
     message = choices[0].get("message") if isinstance(choices, list) and choices and isinstance(choices[0], dict) \
         else None
@@ -482,7 +576,7 @@ def equivalent_content(ctx: CheckContext) -> None:
             break
     differs_at = next((i for i, (a, b) in enumerate(zip(received, expected, strict=False)) if a != b),
                       min(len(received), len(expected)))
-    fail_at(ctx, stream, culprit or stream.chunks[-1], f"the non-stream content {short(expected)}{ADVISORY}",
+    fail_at(ctx, stream, culprit or stream.chunks[-1], f"the non-stream content {short(expected)}{REPRODUCIBLE}",
             f"{short(received)}, which differs from character {differs_at}", at="→ concatenated delta.content")
 
 
@@ -493,12 +587,12 @@ def equivalent_content(ctx: CheckContext) -> None:
     feature=STREAMING,
     clause=documented("2 usage.completion_tokens", "Number of tokens generated in the output."),
     description="The stream's usage equals the non-stream usage of the same temperature-0 seeded request "
-                "(advisory on non-deterministic targets).",
-    requests=2,
+                "(not applicable when two identical non-stream requests differ).",
+    requests=3,
     depths=FULL_ONLY,
 )
 def equivalent_usage(ctx: CheckContext) -> None:
-    stream, plain = _twins(ctx)
+    stream, plain = _twins(ctx, "a stream whose usage differs from it")
     usage = stream.usage_chunks()
     if not usage:
         raise ctx.not_applicable("the stream carries no usage (judged by stream.usage-include)")
@@ -510,7 +604,7 @@ def equivalent_usage(ctx: CheckContext) -> None:
     for key in ("prompt_tokens", "completion_tokens", "total_tokens"):
         if streamed.get(key) != expected.get(key):
             fail_at(ctx, stream, usage[-1], f"{key} {short(expected.get(key))}, as in the non-stream usage"
-                    f"{ADVISORY}", f"{key} {short(streamed.get(key))}", at=f"→ usage.{key}")
+                    f"{REPRODUCIBLE}", f"{key} {short(streamed.get(key))}", at=f"→ usage.{key}")
 
 
 # -- max_tokens and stop -------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from typing import Any
 from .._context import CheckContext, excerpt
 from .._http import Exchange
 from .._model import Depth, Feature, Level, documented, openai
-from ._judge import completion_or_stop, envelope_problems, first_message
+from ._judge import completion_or_stop, completion_tokens, envelope_problems, first_message
 from ._registry import check
 
 
@@ -28,15 +28,20 @@ NAMES = tuple(t["function"]["name"] for t in TOOLS)
 ASK = "What is the weather in Paris right now?"
 # Names the function, so that a server treating the choice as `auto` calls it.
 ASK_NAMING = "Use get_weather to look up the weather in Paris."
-# Arguments are JSON: a cut at 16 tokens would break them on a real model.
+# Arguments are JSON: a cut at 16 tokens would break them on a real model; a call cut anyway is
+# retried once with RETRY_MAX_TOKENS before it is judged.
 TOOLS_MAX_TOKENS = 64
+RETRY_MAX_TOKENS = 4 * TOOLS_MAX_TOKENS
+# Small enough to cut any call: the name and the first piece of the arguments at most.
+CUT_MAX_TOKENS = 2
 # Statuses that say "who are you" or "slow down", not "this request is invalid".
 NOT_A_REJECTION = (401, 403, 429)
 
 
-def tools_request(ctx: CheckContext, tool_choice: Any, ask: str = ASK) -> dict[str, Any]:
+def tools_request(ctx: CheckContext, tool_choice: Any, ask: str = ASK, max_tokens: int = TOOLS_MAX_TOKENS
+                  ) -> dict[str, Any]:
     return ctx.chat_request(messages=[{"role": "user", "content": ask}], tools=TOOLS, tool_choice=tool_choice,
-                            max_tokens=TOOLS_MAX_TOKENS)
+                            max_tokens=max_tokens)
 
 
 def named(name: str) -> dict[str, Any]:
@@ -50,6 +55,51 @@ def tools_completion(ctx: CheckContext, exchange: Exchange) -> dict[str, Any]:
     if declared is not None:
         raise declared
     return completion_or_stop(ctx, exchange)
+
+
+def forced_call(ctx: CheckContext, tool_choice: Any) -> Exchange:
+    """The reply to a forced tool_choice that max_tokens did not cut (one retry with more room).
+
+    A call cut by max_tokens has arguments that are legitimately not JSON: judging them would fail
+    the model's length, not the server. Cut twice is inconclusive.
+    """
+    for max_tokens in (TOOLS_MAX_TOKENS, RETRY_MAX_TOKENS):
+        exchange = ctx.chat(tools_request(ctx, tool_choice, max_tokens=max_tokens))
+        body = tools_completion(ctx, exchange)
+        why = cut_by_max_tokens(body, max_tokens)
+        if why is None:
+            return exchange
+    raise ctx.inconclusive(f"the forced tool call was cut by max_tokens twice (last at {max_tokens}: {why}); a "
+                           f"cut call's arguments cannot be judged")
+
+
+def cut_by_max_tokens(body: dict[str, Any], max_tokens: int) -> str | None:
+    """Why the first choice reads as cut by max_tokens: finish_reason length, or a call whose arguments are
+    not JSON when completion_tokens reached max_tokens; None when it was not cut."""
+    choices = body.get("choices")
+    choice = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) else {}
+    if choice.get("finish_reason") == "length":
+        return 'finish_reason "length"'
+    message = choice.get("message")
+    calls = message.get("tool_calls") if isinstance(message, dict) else None
+    tokens = completion_tokens(body)
+    if tokens is not None and tokens >= max_tokens and broken_arguments(calls):
+        return f"completion_tokens {tokens} = max_tokens and arguments that are not JSON"
+    return None
+
+
+def broken_arguments(calls: Any) -> list[int]:
+    """Positions of the calls whose function.arguments is a string that does not parse as JSON."""
+    broken = []
+    for i, call in enumerate(calls if isinstance(calls, list) else []):
+        function = call.get("function") if isinstance(call, dict) else None
+        arguments = function.get("arguments") if isinstance(function, dict) else None
+        if isinstance(arguments, str):
+            try:
+                json.loads(arguments)
+            except ValueError:
+                broken.append(i)
+    return broken
 
 
 def judge_calls(ctx: CheckContext, exchange: Exchange, allowed: tuple[str, ...]) -> list[dict[str, Any]]:
@@ -103,10 +153,12 @@ def call_problems(call: Any, allowed: tuple[str, ...]) -> list[str]:
     feature=Feature.TOOLS,
     clause=documented("1.2 tool_choice", "Controls which (if any) function is called by the model."),
     description='tool_choice "required" gives tool_calls, each with an id, type function, a name among the tools '
-                "and arguments as a JSON string of an object.",
+                "and arguments as a JSON string of an object (a call cut by max_tokens is retried once with more "
+                "room).",
+    requests=2,
 )
 def required_call(ctx: CheckContext) -> None:
-    judge_calls(ctx, ctx.chat(tools_request(ctx, "required")), NAMES)
+    judge_calls(ctx, forced_call(ctx, "required"), NAMES)
 
 
 @check(
@@ -116,11 +168,41 @@ def required_call(ctx: CheckContext) -> None:
     feature=Feature.TOOLS,
     clause=documented("1.2 tool_choice", "Controls which (if any) function is called by the model."),
     description="A named tool_choice (get_time, on a weather question) calls exactly that function, with JSON "
-                "string arguments.",
+                "string arguments (a call cut by max_tokens is retried once with more room).",
+    requests=2,
     depths=(Depth.FULL,),
 )
 def named_call(ctx: CheckContext) -> None:
-    judge_calls(ctx, ctx.chat(tools_request(ctx, named("get_time"))), ("get_time",))
+    judge_calls(ctx, forced_call(ctx, named("get_time")), ("get_time",))
+
+
+@check(
+    "tools.cut-call-finish-length",
+    level=Level.MUST,
+    feature=Feature.TOOLS,
+    clause=documented("2 finish_reason", "E.g., stop (natural stop) or length (reached maximum length)."),
+    description=f"A forced tool call that hits max_tokens={CUT_MAX_TOKENS} (completion_tokens = max_tokens, no "
+                f"call or arguments that are not JSON) says finish_reason length, so no client runs a broken call.",
+    depths=(Depth.FULL,),
+)
+def cut_call_finish_length(ctx: CheckContext) -> None:
+    """A cut reply that says "tool_calls" sends clients off to run a call whose arguments do not parse."""
+    exchange = ctx.chat(tools_request(ctx, named("get_weather"), max_tokens=CUT_MAX_TOKENS))
+    body = tools_completion(ctx, exchange)
+    message, finish = first_message(ctx, exchange, body)
+    tokens = completion_tokens(body)
+    if tokens is None:
+        raise ctx.not_applicable("usage.completion_tokens is missing or not an integer, so a cut call cannot be told "
+                                 "from a malformed one (judged by usage.present and usage.total-is-sum)")
+    calls = message.get("tool_calls")
+    broken = broken_arguments(calls)
+    ctx.details.update(completion_tokens=tokens, finish_reason=finish, broken_calls=broken)
+    if tokens < CUT_MAX_TOKENS or (calls and not broken):
+        raise ctx.inconclusive(f"the reply was not cut at max_tokens={CUT_MAX_TOKENS}: completion_tokens {tokens}, "
+                               f"tool_calls {excerpt(repr(calls), 150)}")
+    what = f"tool_calls[{broken[0]}].function.arguments not JSON" if broken else "no tool call"
+    ctx.expect(finish == "length", f'finish_reason "length": the reply reached max_tokens = {CUT_MAX_TOKENS} ({what})',
+               repr(finish), ctx.where(exchange, "choices[0].finish_reason"), exchange=exchange)
 
 
 @check(

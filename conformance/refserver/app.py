@@ -26,6 +26,8 @@ from . import generate, streaming
 from .faults import FAULTS, VARIANTS
 
 MAX_BODY_BYTES = 1_000_000
+# Prompt tokens (by generate.prompt_tokens) the model holds; a longer prompt is refused, as OpenAI does.
+CONTEXT_WINDOW = 4096
 ALL_METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"]
 DEFAULT_MODEL = "conformance-ref-1"
 
@@ -46,6 +48,9 @@ class ServerConfig:
                              f"--list-faults`)")
 
     def has(self, name: str) -> bool:
+        """Whether fault or variant `name` is on; a name that is neither is a bug in the server's code."""
+        if name not in FAULTS and name not in VARIANTS:
+            raise KeyError(f"{name!r} is not a declared fault or variant (refserver/faults.py)")
         return name in self.faults or name in self.variants
 
 
@@ -103,6 +108,8 @@ class _Server:
         param = None if self.config.has("error-without-param") else error.param
         envelope: dict[str, Any] = {"error": {"message": error.message, "type": error.type, "param": param,
                                               "code": error.code}}
+        if self.config.has("error-param-string-none"):  # str() of Python's None and of the status
+            envelope["error"].update(param=str(param), code=str(error.status))
         if self.config.has("errors-message-type-only"):
             envelope = {"error": {"message": error.message, "type": error.type}}
         if self.config.has("detail-error-shape"):
@@ -204,7 +211,8 @@ class _Server:
         except ValueError as exc:
             if self.config.has("500-on-malformed-body"):
                 raise HandlerCrash(exc) from exc
-            status = 422 if self.config.has("malformed-json-422") else 400
+            status = {"malformed-json-422": 422, "malformed-json-415": 415}.get(
+                next((n for n in ("malformed-json-422", "malformed-json-415") if self.config.has(n)), ""), 400)
             raise ApiError(status, f"We could not parse the JSON body of your request: {exc}.",
                            code="invalid_json") from None
         if self.config.has("500-on-malformed-body"):
@@ -248,6 +256,8 @@ class _Server:
             raise ApiError(400, "'messages' must not be empty.", param="messages", code="invalid_value")
         if self.config.has("max-tokens-0-generates") and payload.get("max_tokens") == 0:
             payload["max_tokens"] = None  # 0 read as "no limit"
+        if payload["model"] not in self.config.models and self.config.has("unknown-model-500"):
+            raise HandlerCrash(f"KeyError: {payload['model']!r}")  # looked up without a check
         if payload["model"] not in self.config.models and not self.config.has("any-model"):
             raise ApiError(404, f"The model '{payload['model']}' does not exist or you do not have access to it.",
                            param="model", code="model_not_found")
@@ -263,6 +273,19 @@ class _Server:
         if (payload.get("stream_options") is not None and payload.get("stream") is not True
                 and not self.config.has("stream-options-without-stream-accepted")):
             raise ApiError(400, "stream_options is only allowed when stream is true.", param="stream_options")
+        self._check_context(payload)
+
+    def _check_context(self, payload: dict[str, Any]) -> None:
+        prompt = generate.prompt_tokens(payload["messages"])
+        if prompt <= CONTEXT_WINDOW:
+            return
+        if self.config.has("500-on-context-overflow"):
+            raise HandlerCrash("IndexError: index out of range in self")  # the embedding lookup past the window
+        message = (f"This model's maximum context length is {CONTEXT_WINDOW} tokens. However, your messages "
+                   f"resulted in {prompt} tokens. Please reduce the length of the messages.")
+        if self.config.has("context-overflow-generic-error"):
+            raise ApiError(400, message, type="BadRequestError")  # vLLM's names: no code to match on
+        raise ApiError(400, message, param="messages", code="context_length_exceeded")
 
     # -- generation -----------------------------------------------------------------------------
     def _choices(self, payload: dict[str, Any]) -> list[dict[str, Any]]:
@@ -301,10 +324,16 @@ class _Server:
             arguments = generate.tool_arguments(function, payload, index)
             call_id = "call_" + uuid.uuid5(uuid.NAMESPACE_URL, f"{function['name']}{arguments}{index}").hex[:24]
             finish = "stop" if self.config.has("tool-calls-finish-stop") else "tool_calls"
+            tokens = [function["name"], *generate.tokenize(arguments)]
+            max_tokens = payload.get("max_tokens")
+            if max_tokens is not None and len(tokens) > max_tokens and not self.config.has("max-tokens-ignored"):
+                tokens = tokens[:max_tokens]
+                arguments = "".join(tokens[1:])  # cut mid-JSON, as a model's call is cut at max_tokens
+                finish = "tool_calls" if self.config.has("tool-call-cut-finish-tool-calls") else "length"
             return {"index": reported, "content": None, "finish_reason": finish,
                     "tool_calls": [{"id": call_id, "type": "function",
                                     "function": {"name": function["name"], "arguments": arguments}}],
-                    "tokens": generate.tokenize(function["name"] + arguments)}
+                    "tokens": tokens}
         text = self._choice_text(payload, index)
         if not self.config.has("stop-ignored"):
             text, _ = generate.apply_stop(text, payload.get("stop"))
@@ -336,6 +365,8 @@ class _Server:
     def _usage(self, payload: dict[str, Any], choices: list[dict[str, Any]]) -> dict[str, int]:
         prompt = generate.prompt_tokens(payload["messages"])
         completion = sum(len(c["tokens"]) for c in choices)
+        if self.config.has("usage-counts-one-choice") and choices:
+            completion = len(choices[0]["tokens"])  # as if n were 1: the other choices are free
         if self.config.has("prompt-tokens-constant"):
             prompt = 9
         if self.config.has("usage-negative-count"):
@@ -356,7 +387,8 @@ class _Server:
         envelope = {"id": completion_id, "object": object_name, "created": created, "model": payload["model"]}
         if self.config.has("no-model-field"):
             del envelope["model"]
-        if self.config.has("system-fingerprint"):
+        # The fault `nondeterministic` keeps OpenAI's claim of seeded determinism while breaking it.
+        if self.config.has("system-fingerprint") or self.config.has("nondeterministic"):
             envelope["system_fingerprint"] = "fp_conformance_ref"
         if self.config.has("extra-fields"):
             envelope["x_provider_latency_ms"] = 3

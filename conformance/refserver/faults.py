@@ -94,6 +94,8 @@ fault("stream-no-role", "no delta carries role (openai/openai-node#553)", ("stre
 fault("stream-no-finish-reason", "finish_reason is null in every chunk", ("stream.finish-reason-once",))
 fault("stream-finish-reason-empty-string", "finish_reason is \"\" in every chunk before the last "
       "(ollama/ollama#4357)", ("stream.finish-reason-once",))
+fault("stream-finish-reason-key-omitted", "chunk choices omit the finish_reason key until the last "
+      "(BerriAI/liteLLM-proxy#19)", ("stream.finish-reason-key",))
 fault("stream-n-all-index-0", "with n > 1 every choice streams as index 0", ("stream.n-partition",))
 fault("stream-usage-unrequested", "a usage chunk is sent without include_usage (Rapid-MLX PR #792)",
       ("stream.usage-not-requested",))
@@ -101,6 +103,8 @@ fault("stream-usage-wrong", "the usage chunk's total_tokens is prompt + completi
 fault("stream-usage-on-finish-chunk", "usage rides on the last finish chunk instead of a `choices: []` chunk",
       ("stream.usage-include",))
 fault("stream-usage-twice", "the usage chunk is sent twice", ("stream.usage-include",))
+fault("stream-usage-per-choice", "an n > 1 stream gets one usage chunk per choice, each counting that choice only",
+      ("stream.usage-n-choices",))
 fault("stream-usage-counts-chunks", "stream usage counts SSE chunks as completion tokens (sum kept)",
       ("stream.equivalent-usage",))
 fault("stream-equivalence-broken", "the streamed text's last token differs from the non-stream text",
@@ -167,6 +171,8 @@ fault("accept-unknown-role", "messages are only checked for a `role` key, so rol
       ("params.unknown-role",), _set_in("messages", items={"type": "object", "required": ["role"]}))
 fault("error-without-param", "errors always carry `param: null`, even for a bad parameter",
       ("params.error-names-param",))
+fault("error-param-string-none", "errors carry `param: \"None\"` for no parameter and `code` as the HTTP status "
+      "string (`\"400\"`)", ("errors.param-code-not-stringified",))
 fault("detail-error-shape", "errors are FastAPI-style `{\"detail\": \"...\"}` instead of the OpenAI envelope",
       ("errors.message", "errors.envelope", "params.wrong-type", "methods.answer-shapes", "fuzz.schemathesis.negative"))
 fault("error-status-200", "invalid parameters get the error envelope with HTTP 200",
@@ -177,10 +183,18 @@ fault("500-on-malformed-body", "a body that is not a JSON object crashes the han
       ("params.malformed-body", "fuzz.schemathesis.negative"))
 fault("500-on-missing-messages", "a body without `messages` crashes the handler (plain-text 500)",
       ("params.required",))
+fault("unknown-model-500", "a request for a model the server does not have crashes the handler (plain-text 500)",
+      ("errors.unknown-model",))
+fault("malformed-json-415", "a body that is not valid JSON gets 415 Unsupported Media Type (a 4xx, but not 400)",
+      ("params.malformed-body-400",))
 fault("500-on-wrong-type", "sampling parameters are coerced with float() before validation, so `\"hot\"` "
       "crashes the handler (plain-text 500)", ("params.wrong-type",))
 fault("500-on-null-sampling-param", "a sampling parameter sent as null (legal: nullable) crashes the handler",
       ("fuzz.schemathesis.positive",))
+fault("500-on-context-overflow", "a prompt over the context window crashes the handler (plain-text 500)",
+      ("errors.context-overflow",))
+fault("context-overflow-generic-error", "a prompt over the context window gets 400 with type `BadRequestError` and "
+      "no code (vLLM's names), not `invalid_request_error`", ("errors.context-overflow-type",))
 fault("missing-key-403", "a request without a key gets 403, not 401 (needs --api-key)", ("auth.status-401",))
 fault("missing-key-accepted", "a request without any Authorization header is served, while a wrong key gets 401: "
       "an authentication bypass (needs --api-key)", ("auth.missing-key",))
@@ -200,6 +214,8 @@ fault("usage-negative-count", "usage.prompt_tokens is negative (total stays prom
       ("usage.total-is-sum", "schema.chat-completion"))
 fault("completion-tokens-unbounded", "with max_tokens set, usage.completion_tokens is 5x the tokens generated",
       ("usage.completion-bounded", "sampling.max-tokens-length"))
+fault("usage-counts-one-choice", "with n > 1, usage.completion_tokens counts the first choice only",
+      ("usage.completion-counts-every-choice",))
 fault("prompt-tokens-constant", "usage.prompt_tokens is 9 whatever the prompt", ("usage.prompt-grows",))
 fault("role-missing", "non-stream messages have no `role`", ("schema.message-role", "schema.chat-completion"))
 fault("json-as-text-plain", "non-stream completions are labelled `Content-Type: text/plain`",
@@ -215,7 +231,8 @@ fault("finish-stop-when-truncated", "truncation at max_tokens reports finish_rea
       ("sampling.max-tokens-length",))
 fault("finish-reason-eos", "a natural end reports finish_reason `eos` (old llama.cpp shims)",
       ("sampling.finish-reason-enum", "sampling.stop"))
-fault("nondeterministic", "text is random even with temperature 0 and a seed", ("sampling.deterministic",))
+fault("nondeterministic", "text is random even with temperature 0 and a seed, while responses carry "
+      "`system_fingerprint` (OpenAI's marker for seeded determinism)", ("sampling.deterministic",))
 fault("json-mode-ignored", "response_format json_object is ignored: plain text", ("json-mode.object",))
 fault("json-schema-ignored", "response_format json_schema gets a JSON object that ignores the schema",
       ("json-mode.schema",))
@@ -226,6 +243,8 @@ fault("tool-choice-required-ignored", "tool_choice `required` is treated as `aut
 fault("named-tool-choice-ignored", "a named tool_choice is treated as `auto`", ("tools.named-call",))
 fault("tool-calls-finish-stop", "tool calls end with finish_reason `stop` (earendil-works/pi#6226)",
       ("tools.finish-reason",))
+fault("tool-call-cut-finish-tool-calls", "a tool call cut by max_tokens (arguments not JSON) still says "
+      "finish_reason `tool_calls`", ("tools.cut-call-finish-length",))
 fault("unknown-named-tool-accepted", "a tool_choice naming a function not in `tools` is answered with text",
       ("tools.unknown-named-function",))
 

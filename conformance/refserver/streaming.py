@@ -84,6 +84,8 @@ def _choice_chunks(server: _Server, make: Make, choice: dict[str, Any]) -> list[
     pending = "" if has("stream-finish-reason-empty-string") else None  # ollama#4357
 
     def entry(delta: dict[str, Any], finish: str | None = pending) -> dict[str, Any]:
+        if finish is None and has("stream-finish-reason-key-omitted"):  # None-valued keys dropped (LiteLLM)
+            return {"index": index, "delta": delta, "logprobs": None}
         return {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}
 
     role = {} if has("stream-no-role") else {"role": "assistant"}
@@ -122,6 +124,12 @@ def _add_usage(server: _Server, payload: dict[str, Any], choices: list[dict[str,
     if has("stream-usage-counts-chunks"):  # counts SSE chunks, not tokens; the sum stays right
         usage["completion_tokens"] = len(out)
         usage["total_tokens"] = usage["prompt_tokens"] + len(out)
+    if has("stream-usage-per-choice") and len(choices) > 1:  # one usage chunk per choice, each counting its own
+        for choice in choices:
+            per_choice = make([])
+            per_choice["usage"] = server._usage(payload, [choice])
+            out.append(per_choice)
+        return
     if has("stream-usage-on-finish-chunk"):
         out[-1]["usage"] = usage
         return

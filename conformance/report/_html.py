@@ -9,8 +9,8 @@ clause, the transcript with the offending SSE bytes marked, a repro curl). Then 
 sortable, filterable table is the one list of every check: a failing check's row links up to its
 detail, any other check's row opens on its detail (collapsed when it passed). What pytest-html
 would add besides (its Environment table, an empty "Summary" heading, a test-run timer) is left
-empty by its hooks and hidden. After the checks comes the coverage of the documented API
-(each statement of the document with the verdict of its checks, `_coverage_html.py`).
+empty by its hooks and hidden. Before that table comes the coverage of the documented API (each
+statement of the document with the verdict of its checks, `_coverage_html.py`).
 """
 
 from __future__ import annotations
@@ -165,8 +165,8 @@ def summary_sections(results: dict[str, Any], senders: dict[str, list[str | None
         flaky_section(results),
         failing_section(results, senders),
         not_executed(results),
-        all_checks_heading(results),
         coverage_section(results),
+        all_checks_heading(results),  # right above pytest-html's table, which is the list of every check
         "</section>",
     ]
 

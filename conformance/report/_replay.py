@@ -102,11 +102,11 @@ class CheckItem(pytest.Item):
 
 def _set_junit_classname(item: pytest.Item, classname: str) -> None:
     """pytest derives classname from the node path (`results.json`); CI systems group by it."""
-    from _pytest.junitxml import xml_key
+    from .._compat import junit_reporter
 
-    xml = item.config.stash.get(xml_key, None)
-    if xml is not None:
-        xml.node_reporter(item.nodeid).add_attribute("classname", classname)
+    reporter = junit_reporter(item.config, item.nodeid)
+    if reporter is not None:
+        reporter.add_attribute("classname", classname)
 
 
 class ReplayPlugin:

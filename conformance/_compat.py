@@ -1,0 +1,68 @@
+"""Every use of another library's internals, in one place, each with the version it was written against.
+
+These are why some dependencies are pinned exactly. `tests/test_compat.py` checks that each still
+exists (a smoke test per item), and `tox -e newest` runs the tests against the newest versions the
+pins allow, so a private API that moved fails there, named, rather than deep inside a check.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import importlib
+import threading
+from collections.abc import Callable
+from typing import Any
+
+# schemathesis 4.32.5 and hypothesis 6.1xx import these lazily while loading a spec, drawing cases and
+# judging answers (found by logging the imports made in the check threads). CPython 3.11 keeps the AST
+# constructor's recursion counter per interpreter, not per thread: a module compiled in one check
+# thread while hypothesis parses source in another fails with "AST constructor recursion depth
+# mismatch". The engine imports these before the check threads start (`preload_fuzz_imports`).
+FUZZ_LAZY_IMPORTS = (
+    "schemathesis", "schemathesis.specs.openapi.schemas", "schemathesis.generation._hooks",
+    "schemathesis.python._constants.orchestrator", "schemathesis.generation.dictionaries",
+    "schemathesis.generation.body_overrides", "schemathesis.transport.asgi", "schemathesis.transport.wsgi",
+    "hypothesis.strategies._internal.flatmapped", "hypothesis.strategies._internal.random",
+    "hypothesis.strategies._internal.regex", "requests",
+)
+WRITTEN_AGAINST = {"schemathesis": "4.32.5", "hypothesis": "6.170", "pytest": "9.1", "httpx": "0.28.1",
+                   "httpcore": "1.0"}
+
+
+def preload_fuzz_imports() -> None:
+    for name in FUZZ_LAZY_IMPORTS:
+        importlib.import_module(name)
+
+
+_AST_PARSE_LOCK = threading.RLock()
+
+
+def serialise_ast_parse() -> None:
+    """Let one thread at a time run `ast.parse` (process-wide, idempotent).
+
+    CPython 3.11 counts the AST constructor's recursion depth per interpreter, not per thread
+    (python/cpython#106905): two threads in `ast.parse` at once fail with "SystemError: AST
+    constructor recursion depth mismatch". hypothesis parses lambda sources with `ast.parse` while it
+    draws, and the checks draw in several threads (the fuzzers, the bound properties).
+    """
+    if getattr(ast.parse, "serialised", False):
+        return
+    original: Callable[..., Any] = ast.parse
+
+    @functools.wraps(original)
+    def parse(*args: Any, **kwargs: Any) -> Any:
+        with _AST_PARSE_LOCK:
+            return original(*args, **kwargs)
+
+    parse.serialised = True  # type: ignore[attr-defined]
+    ast.parse = parse
+
+
+def junit_reporter(config: Any, nodeid: str) -> Any | None:
+    """pytest's JUnit reporter of one test (pytest 9.1: `_pytest.junitxml.xml_key` in the config stash),
+    or None when no junit.xml is written. pytest has no public API to set a test case's classname."""
+    from _pytest.junitxml import xml_key
+
+    xml = config.stash.get(xml_key, None)
+    return xml.node_reporter(nodeid) if xml is not None else None

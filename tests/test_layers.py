@@ -1,0 +1,88 @@
+"""The layers of the package (README, Development): a module imports only from layers below its own.
+
+    9  __main__                              `python -m conformance`
+    8  cli, pytest_plugin                    thin consumers
+    7  _pytest_impl, _diff                   the plugin's session; comparing results.json files
+    6  report/, _start, _selftest            renderers of results.json; the start of a run; the selftest
+    5  _engine, _cost, coverage/             runs checks, decides verdicts; cost bounds; the document map
+    4  checks/, _causes                      one small function per check; root causes from the evidence
+    3  _context                              what a check sees
+    2  _http                                 the bounded, redacting transport
+    1  errors, refserver/                    the exceptions; the reference server (a tool of its own)
+    0  _model, sse, spec/, _options, _compat, the package facade
+
+Imports inside one package (checks/ → checks/) are free. Every import counts, also the lazy ones
+inside functions: a lazy import is still a dependency.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "conformance"
+LAYERS = {
+    "conformance.__main__": 9, "conformance.cli": 8, "conformance.pytest_plugin": 8,
+    "conformance._pytest_impl": 7, "conformance._diff": 7,
+    "conformance.report": 6, "conformance._start": 6, "conformance._selftest": 6,
+    "conformance._engine": 5, "conformance._cost": 5, "conformance.coverage": 5,
+    "conformance.checks": 4, "conformance._causes": 4,
+    "conformance._context": 3,
+    "conformance._http": 2,
+    "conformance.errors": 1, "conformance.refserver": 1,
+    "conformance": 0, "conformance._model": 0, "conformance.sse": 0, "conformance.spec": 0,
+    "conformance._options": 0, "conformance._compat": 0,
+}
+
+
+def unit(module: str) -> str:
+    """The layer unit a module belongs to: `conformance.checks.usage` → `conformance.checks`."""
+    parts = module.split(".")
+    return ".".join(parts[:2])
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports(path: Path) -> set[str]:
+    """Every conformance module `path` imports, at the top or lazily."""
+    name = module_name(path)
+    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            found.add(target)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+    return {t for t in found if t == "conformance" or t.startswith("conformance.")}
+
+
+MODULES = sorted(PACKAGE.rglob("*.py"))
+
+
+def test_every_module_has_a_layer() -> None:
+    assert {unit(module_name(p)) for p in MODULES} <= set(LAYERS)
+
+
+@pytest.mark.parametrize("path", MODULES, ids=module_name)
+def test_imports_go_down_the_layers(path: Path) -> None:
+    own = unit(module_name(path))
+    upward = [target for target in imports(path)
+              if unit(target) != own and LAYERS[unit(target)] >= LAYERS[own]]
+    assert not upward, f"{module_name(path)} (layer {LAYERS[own]}) imports {upward} from its own layer or above"
+
+
+def test_renderers_never_import_the_engine_or_the_transport() -> None:
+    """Reports are rendered from results.json alone (never recomputed from a live run)."""
+    for path in (PACKAGE / "report").glob("*.py"):
+        assert not {unit(t) for t in imports(path)} & {"conformance._engine", "conformance._http",
+                                                        "conformance.checks"}, path.name
