@@ -178,6 +178,7 @@ def named_call(ctx: CheckContext) -> None:
 
 @check(
     "tools.cut-call-finish-length",
+    model_dependent=True,
     level=Level.MUST,
     feature=Feature.TOOLS,
     clause=documented("2 finish_reason", "E.g., stop (natural stop) or length (reached maximum length)."),
