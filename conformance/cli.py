@@ -218,6 +218,11 @@ def _dry_run(args: argparse.Namespace, origin: Any) -> None:
     target = display_url(origin.base_url) if origin.base_url is not None else BUILTIN_LABEL
     print(dry_run(bound, target, retries=args.retries, max_requests=args.max_requests, max_tokens=args.max_tokens),
           end="")
+    repeated = [spec for spec in bound.checks if spec.model_dependent]
+    if args.repeat > 1 and repeated:
+        more = (args.repeat - 1) * sum(spec.requests for spec in repeated)
+        print(f"  Repeat    --repeat {args.repeat}: the {len(repeated)} model-dependent checks run {args.repeat} "
+              f"times, at most {more} more requests")
 
 
 def _limits(args: argparse.Namespace) -> Any:

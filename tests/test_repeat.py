@@ -195,3 +195,14 @@ def test_repeat_one_changes_nothing(reference_server: Any) -> None:
     assert verdicts(result) == {"sampling.stop": "passed"}
     assert "repeat" not in result.to_json()
     assert result.results[0].repeats == ()
+
+
+def test_dry_run_states_what_repeat_costs(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--dry-run", "-q", "--depth", "quick", "--only", "sampling.*", "--repeat", "3"]) == 0
+    out = capsys.readouterr().out
+    from conformance._cost import cost
+
+    repeated = [s for s in cost(Depth.QUICK, Profile.OPENAI, only=("sampling.*",)).checks if s.model_dependent]
+    more = 2 * sum(s.requests for s in repeated)
+    assert f"  Repeat    --repeat 3: the {len(repeated)} model-dependent checks run 3 times, at most {more} more " \
+           "requests" in out
