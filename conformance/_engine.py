@@ -407,6 +407,9 @@ def run(
         _run_all([c for c in chosen if not c.spec.alone], session, shared, config, finished)
         reruns = _rerun_contended(chosen, results, session, config)
         _repeat(chosen, results, session, config)
+    except KeyboardInterrupt:  # stop sending and cut what is in flight (the re-runs run in this thread)
+        session.interrupt("interrupted")
+        raise
     finally:
         session.close()
     order = {r.spec.id: i for i, r in enumerate(chosen)}

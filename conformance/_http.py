@@ -491,7 +491,8 @@ class Session:
     def _contended(self, exchange: Exchange, kind: str, label: str) -> None:
         """A failure only while others were in flight: recorded, and the concurrency is halved."""
         exchange.contended = kind
-        event = {"check": label or None, "request": f"{exchange.method} {exchange.url}", "kind": kind,
+        # The path only: a base URL may carry a password in its userinfo.
+        event = {"check": label or None, "request": f"{exchange.method} {httpx.URL(exchange.url).path}", "kind": kind,
                  "in_flight_with": exchange.in_flight_with, "error": exchange.error or f"HTTP {exchange.status}"}
         with self._lock:
             self.contention.append(event)
