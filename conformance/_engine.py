@@ -129,7 +129,7 @@ class RunResult:
     tokens_estimated: int = 0
     # 429/503 answers that were retried (never counted as non-conformance).
     retries: int = 0
-    # What the run did about requests that failed only while others were in flight (see `_adapted`).
+    # What the run did about requests that failed only while others were in flight (see `adapted`).
     concurrency: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -261,10 +261,11 @@ def _scrub(value: Any, secrets: tuple[str, ...]) -> Any:
 def feature_certification(results: Sequence[CheckResult], *, strict: bool = False) -> dict[str, FeatureVerdict]:
     """Per feature, from its MUST checks (SHOULD too under --strict): the one place this is decided.
 
-    failed: a MUST failed (every time it ran). unsupported: an optional feature the target declared unsupported (a 4xx
-    naming it), the rest of its MUST checks passed or not applicable. certified: every MUST passed
-    or did not apply. partial: a MUST could not be judged (inconclusive, error, skipped, a limit) or
-    is flaky (--repeat: its verdict changed between runs, so neither a pass nor a failure is proven).
+    failed: a MUST failed (in every run, when repeated). unsupported: an optional feature the target
+    declared unsupported (a 4xx naming it), the rest of its MUST checks passed or not applicable.
+    certified: every MUST passed or did not apply. partial: a MUST could not be judged (inconclusive,
+    error, skipped, a limit) or is flaky (--repeat: its verdict changed between runs, so neither a pass
+    nor a failure is proven).
     """
     declared = declared_features(results)
     verdicts: dict[str, FeatureVerdict] = {}

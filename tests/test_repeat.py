@@ -162,6 +162,8 @@ def test_cli_repeat_records_and_shows_the_flaky_check(alternating: str, tmp_path
     page = (tmp_path / "report.html").read_text(encoding="utf-8")
     assert 'id="flaky-checks"' in page
     assert "flaky: passed 1 of 2 runs (failed, passed)" in page
+    junit = (tmp_path / "junit.xml").read_text(encoding="utf-8")
+    assert "flaky: passed 1 of 2 runs (failed, passed); the most severe run:" in junit
 
 
 def test_cli_refuses_a_repeat_below_one(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
