@@ -193,7 +193,7 @@ def root_causes_section(results: dict[str, Any]) -> str:
     causes = root_causes(results)
     if not causes:
         return ""
-    out = [f'<h3 id="root-causes">Root causes: {esc(root_cause_line(results))}</h3>'
+    out = [f'<h3 id="root-causes">{esc(root_cause_line(results))}</h3>'
            '<p class="note">Failures that share one cause, grouped by the engine from the evidence: the same '
            "answer shape, the same status for one class of input, one framing or ignored parameter, one schema key. "
            "Each cause lists the checks it fails and one exchange that shows it.</p>",
@@ -209,12 +209,18 @@ def root_causes_section(results: dict[str, Any]) -> str:
                      f"<code>$OPENAI_API_KEY</code>)</span></p>"
                      f'<pre class="repro"><code>{esc(curl_for(transcript))}</code></pre>')
         failures = cause["failures"]
-        out.append(f'<li id="root-cause-{number}" data-cause="{esc(cause["id"])}"><b>{esc(cause["title"])}</b> '
+        out.append(f'<li id="root-cause-{number}" data-cause="{esc(cause["id"])}"><b>{_code(cause["title"])}</b> '
                    f'<span class="badge">{esc(cause["rule"])}</span><br><span class="meta">'
                    f'{len(cause["checks"])} check{"s" if len(cause["checks"]) != 1 else ""}, {failures} '
                    f'failure{"s" if failures != 1 else ""}: {links}</span>{repro}</li>')
     out.append("</ol>")
     return "".join(out)
+
+
+def _code(text: str) -> str:
+    """Escaped text with its `backticked` parts as <code>."""
+    parts = esc(text).split("`")
+    return "".join(f"<code>{part}</code>" if i % 2 else part for i, part in enumerate(parts))
 
 
 def flaky_section(results: dict[str, Any]) -> str:
