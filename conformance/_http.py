@@ -763,8 +763,13 @@ class Recorder:
                 exchange.attempts.append({"status": None, "error": exchange.error, "waited_s": 0.0})
                 continue
             if _timed_out(exchange) and session.run_deadline_passed():
-                # Cut by the run's deadline, not by the target's slowness: not a verdict on the target.
-                raise BudgetExhausted(session.stop_for_deadline())
+                # Cut by the run's deadline, not by the target's slowness: not a verdict on the target, so
+                # not a bound hit either (that would be a failure of every check that judged it).
+                why = session.stop_for_deadline()
+                if exchange.limit_exceeded:
+                    exchange.error = f"cut when the {why} ({exchange.limit_exceeded})"
+                    exchange.error_kind, exchange.limit_exceeded = "timeout", None
+                raise BudgetExhausted(why)
             kind = _contention(exchange) if exchange.in_flight_with and not session.stopped else None
             if kind:
                 session._contended(exchange, kind, self.label)
