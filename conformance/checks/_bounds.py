@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import math
-import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -142,23 +141,10 @@ def probe_values(ctx: CheckContext, param: str, *, inside: st.SearchStrategy[Any
 
 
 def drawn(ctx: CheckContext, strategy: st.SearchStrategy[Any], explicit: Sequence[Any], generated: int) -> list[Any]:
-    """The values the property runs on, in its order: the explicit examples, then (full depth) the drawn ones.
-
-    Derandomized, so the same every time: drawn once per process, one property at a time (hypothesis
-    parses source as it starts a property, and CPython 3.11 fails with "AST constructor recursion
-    depth mismatch" when two threads do that at once: see conformance._engine._preload).
-    """
-    key = (repr(strategy), repr(list(explicit)), generated, ctx.full)
-    with _DRAWN_LOCK:
-        if key not in _DRAWN:
-            values: list[Any] = []
-            run_property(ctx, values.append, strategy, explicit, generated)
-            _DRAWN[key] = values
-        return list(_DRAWN[key])
-
-
-_DRAWN: dict[tuple[str, str, int, bool], list[Any]] = {}
-_DRAWN_LOCK = threading.Lock()
+    """The values the property runs on, in its order: the explicit examples, then (full depth) the drawn ones."""
+    values: list[Any] = []
+    run_property(ctx, values.append, strategy, explicit, generated)
+    return values
 
 
 def run_property(ctx: CheckContext, test: Callable[[Any], None], strategy: st.SearchStrategy[Any],
