@@ -16,9 +16,9 @@ from concurrent.futures import Future
 from typing import Any
 
 import pytest
-from conftest import certify, verdicts
 from hostile_servers import ASGIServer
 from hypothesis import strategies as st
+from support import certify, verdicts
 
 from conformance._context import SharedExchanges
 from conformance._http import Exchange
