@@ -82,6 +82,8 @@ class Side:
     levels: dict[str, str] = field(default_factory=dict)
     messages: dict[str, str] = field(default_factory=dict)
     reasons: dict[str, str] = field(default_factory=dict)
+    # The run's root causes as results.json has them (a baseline has none).
+    causes: tuple[dict[str, Any], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {"label": self.label, "kind": self.kind, "model": self.model, "base_url": self.base_url,
@@ -122,6 +124,18 @@ class Diff:
         return self.new.verdict in ("passed", "failed")
 
     @property
+    def new_causes(self) -> list[dict[str, Any]]:
+        """Root causes of the new run that the old one did not have (all of them against a baseline)."""
+        known = {cause["id"] for cause in self.old.causes}
+        return [cause for cause in self.new.causes if cause["id"] not in known]
+
+    @property
+    def gone_causes(self) -> list[dict[str, Any]]:
+        """Root causes of the old run that the new one no longer has (none against a baseline)."""
+        now = {cause["id"] for cause in self.new.causes}
+        return [cause for cause in self.old.causes if cause["id"] not in now]
+
+    @property
     def exit_code(self) -> int:
         """2 for an invalid run (its failures are the harness's); 1 on a regression; 2 when the new run is
         incomplete (a missing regression proves nothing); else 0."""
@@ -140,6 +154,8 @@ class Diff:
             "regressions": [c.id for c in self.regressions],
             "counts": {name: len(self.of(name)) for name in CATEGORIES},
             "checks": [c.to_json() for c in self.changes],
+            "root_causes": {"new_run": [dict(c) for c in self.new.causes], "new": [c["id"] for c in self.new_causes],
+                            "gone": [c["id"] for c in self.gone_causes]},
         }
 
     def to_markdown(self) -> str:
@@ -157,7 +173,8 @@ def side_of_results(results: dict[str, Any], label: str) -> Side:
             messages[check["id"]] = _why(check)
     target = results["target"]
     return Side(label, "results", target["model"], target["base_url"], results["profile"], results["depth"],
-                run_verdict(results), {k: tuple(v) for k, v in verdicts.items()}, levels, messages)
+                run_verdict(results), {k: tuple(v) for k, v in verdicts.items()}, levels, messages,
+                causes=tuple(results.get("root_causes") or ()))
 
 
 def _why(check: dict[str, Any]) -> str:
@@ -441,6 +458,23 @@ def _table(changes: Iterable[Change], *, with_reason: bool) -> list[str]:
     return rows
 
 
+def _causes_markdown(diff: Diff) -> list[str]:
+    """The new run's root causes (the engine's grouping), those new since the old run marked."""
+    causes = diff.new.causes
+    if not causes:
+        return []
+    checks = {check_id for cause in causes for check_id in cause["checks"]}
+    fresh = {cause["id"] for cause in diff.new_causes} if diff.old.kind == "results" else set()
+    lines = [f"#### Root causes of the new run ({len(causes)}, failing {len(checks)} checks)", ""]
+    for number, cause in enumerate(causes, start=1):
+        shown = ", ".join(f"`{c}`" for c in cause["checks"][:6]) + (" …" if len(cause["checks"]) > 6 else "")
+        lines.append(f"{number}. {'**new** ' if cause['id'] in fresh else ''}{_cell(cause['title'])} — {shown}")
+    gone = diff.gone_causes
+    if gone:
+        lines += ["", "Gone since the old run: " + "; ".join(_cell(c["title"]) for c in gone)]
+    return [*lines, ""]
+
+
 def _markdown(diff: Diff) -> str:
     new, old = diff.new, diff.old
     verdict = RUN_LABEL.get(new.verdict or "", str(new.verdict).upper())
@@ -458,6 +492,7 @@ def _markdown(diff: Diff) -> str:
               if diff.of(name)]
     regressions = len(diff.regressions)
     lines += ["", f"**{regressions} regression{'s' if regressions != 1 else ''}** · " + " · ".join(counts), ""]
+    lines += _causes_markdown(diff)
     for name, label in CATEGORIES.items():
         changes = diff.of(name)
         if not changes:

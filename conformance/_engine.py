@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 
 from . import __version__
+from ._causes import RootCause, root_causes
 from ._compat import serialise_ast_parse
 from ._context import CheckContext, SharedExchanges
 from ._http import Exchange, Limits, Recorder, Session, Target, TargetDown, TransportError, limit_failure, urgent
@@ -45,7 +46,7 @@ from .errors import (
 )
 from .spec import load_spec
 
-SCHEMA_VERSION = "1.1"
+SCHEMA_VERSION = "1.2"
 EventHandler = Callable[[str, dict[str, Any]], None]
 
 
@@ -56,6 +57,9 @@ HEADLINE_LABEL = {RunVerdict.PASSED: "CERTIFIED", RunVerdict.FAILED: "NOT CERTIF
 # Where a chat completion may be served, in the order the run tries them: OpenAI's route, then the
 # documented URL with POST (the FAQ's fallback) and with GET (the document's own call).
 CHAT_ROUTES: tuple[tuple[str, str], ...] = (("POST", "/chat/completions"), ("POST", "/models"), ("GET", "/models"))
+# Which run of a repeated check its record shows: the most severe (a failure's evidence is never hidden).
+SEVERITY = {Verdict.PASSED: 0, Verdict.NOT_APPLICABLE: 1, Verdict.SKIPPED: 2, Verdict.UNSUPPORTED: 3,
+            Verdict.INCONCLUSIVE: 4, Verdict.ERROR: 5, Verdict.FAILED: 6}
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +78,8 @@ class RunConfig:
     chat_route: tuple[str, str] | None = None
     # A selection made outside --only/--skip (pytest's -k): recorded, and never a certification.
     selection: tuple[str, ...] = ()
+    # --repeat K: the model-dependent checks run K times; a verdict that changes makes them flaky.
+    repeat: int = 1
 
     @property
     def selected(self) -> tuple[str, ...]:
@@ -95,6 +101,7 @@ class RunConfig:
             "strict": self.strict,
             "chat_path": list(self.chat_route) if self.chat_route else None,
             "concurrency": self.concurrency,
+            "repeat": self.repeat,
             "api_key": "***REDACTED***" if self.target.api_key else None,
             "limits": {name: getattr(lim, name) for name in lim.__dataclass_fields__},
         }
@@ -122,6 +129,26 @@ class RunResult:
     tokens_estimated: int = 0
     # 429/503 answers that were retried (never counted as non-conformance).
     retries: int = 0
+    # What the run did about requests that failed only while others were in flight (see `adapted`).
+    concurrency: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def root_causes(self) -> list[RootCause]:
+        """The failures grouped by cause (`conformance._causes`), the cause failing most checks first."""
+        return root_causes(self.results, self.config.target.model)
+
+    @property
+    def repeat(self) -> dict[str, Any] | None:
+        """--repeat K: which checks ran K times, pass^k (the share that passed every time), the flaky ones."""
+        k = self.config.repeat
+        if k <= 1:
+            return None
+        repeated = [r for r in self.results if r.repeats]
+        judged = [r for r in repeated if any(v in (Verdict.PASSED, Verdict.FAILED) for v in r.verdicts)]
+        always = [r for r in judged if r.passed_runs == len(r.verdicts)]
+        return {"k": k, "checks": [r.spec.id for r in repeated],
+                "pass_k": round(len(always) / len(judged), 4) if judged else None,
+                "flaky": [r.spec.id for r in repeated if r.flaky]}
 
     @property
     def exit_code(self) -> int:
@@ -182,7 +209,13 @@ class RunResult:
                 "features": {k: v.value for k, v in self.features.items()},
             },
             "checks": [r.to_json() for r in self.results],
+            "root_causes": [cause.to_json() for cause in self.root_causes],
+            "concurrency": self.concurrency or {"requested": self.config.concurrency, "final": self.config.concurrency,
+                                                "lowered": False, "reason": None, "steps": [], "contention": [],
+                                                "rerun": []},
         }
+        if self.repeat is not None:
+            document["repeat"] = self.repeat
         scrubbed: dict[str, Any] = _scrub(document, _secret_forms(self.config.target.api_key))
         return scrubbed
 
@@ -228,9 +261,11 @@ def _scrub(value: Any, secrets: tuple[str, ...]) -> Any:
 def feature_certification(results: Sequence[CheckResult], *, strict: bool = False) -> dict[str, FeatureVerdict]:
     """Per feature, from its MUST checks (SHOULD too under --strict): the one place this is decided.
 
-    failed: a MUST failed. unsupported: an optional feature the target declared unsupported (a 4xx
-    naming it), the rest of its MUST checks passed or not applicable. certified: every MUST passed
-    or did not apply. partial: a MUST could not be judged (inconclusive, error, skipped, a limit).
+    failed: a MUST failed (in every run, when repeated). unsupported: an optional feature the target
+    declared unsupported (a 4xx naming it), the rest of its MUST checks passed or not applicable.
+    certified: every MUST passed or did not apply. partial: a MUST could not be judged (inconclusive,
+    error, skipped, a limit) or is flaky (--repeat: its verdict changed between runs, so neither a pass
+    nor a failure is proven).
     """
     declared = declared_features(results)
     verdicts: dict[str, FeatureVerdict] = {}
@@ -238,7 +273,7 @@ def feature_certification(results: Sequence[CheckResult], *, strict: bool = Fals
         musts = [r for r in results if r.spec.feature is feature and r.spec.effective_level(strict) is Level.MUST]
         if not musts:
             verdicts[feature.value] = FeatureVerdict.NOT_TESTED
-        elif any(r.verdict is Verdict.FAILED for r in musts):
+        elif any(r.verdict is Verdict.FAILED and not r.flaky for r in musts):
             verdicts[feature.value] = FeatureVerdict.FAILED
         elif not all(_judged(r, declared) for r in musts):
             verdicts[feature.value] = FeatureVerdict.PARTIAL
@@ -256,7 +291,10 @@ def declared_features(results: Sequence[CheckResult]) -> set[Feature | None]:
 
 
 def _judged(result: CheckResult, declared: set[Feature | None]) -> bool:
-    """Passed, not applicable, or unsupported because the target declared a whole optional feature."""
+    """Passed, not applicable, or unsupported because the target declared a whole optional feature
+    (every time, for a repeated check)."""
+    if result.flaky:
+        return False
     if result.verdict in (Verdict.PASSED, Verdict.NOT_APPLICABLE):
         return True
     return result.verdict is Verdict.UNSUPPORTED and result.declared_unsupported in declared
@@ -264,8 +302,8 @@ def _judged(result: CheckResult, declared: set[Feature | None]) -> bool:
 
 def unjudged_musts(results: Sequence[CheckResult], *, strict: bool = False) -> list[CheckResult]:
     declared = declared_features(results)
-    return [r for r in results if r.spec.effective_level(strict) is Level.MUST and r.verdict is not Verdict.FAILED
-            and not _judged(r, declared)]
+    return [r for r in results if r.spec.effective_level(strict) is Level.MUST
+            and (r.verdict is not Verdict.FAILED or r.flaky) and not _judged(r, declared)]
 
 
 def headline(verdict: RunVerdict, features: dict[str, FeatureVerdict], catalogue: int, executed: int, *,
@@ -328,10 +366,14 @@ def run(
 ) -> RunResult:
     """Run the selected checks; never raises for anything the target does.
 
-    Checks start longest first (by their declared `requests`) and their requests are served in that
-    order, so the longest chain of sequential requests starts at once and the run ends close to
-    total requests × latency / concurrency. A check that never sent a request because the budget or
-    the run deadline ran out is reported as not executed, not as a result.
+    In order: the checks that must run alone (the load checks, `alone=True`), one at a time with
+    nothing else in flight; then every other check at once, within --concurrency. Checks start longest
+    first (by their declared `requests`) and their requests are served in that order, so the longest
+    chain of sequential requests starts at once and the run ends close to total requests × latency /
+    concurrency. Then the checks that a request failing only under contention left unjudged run again,
+    one at a time (`_rerun_contended`), and with --repeat K the model-dependent checks run K - 1 more
+    times (`_repeat`). A check that never sent a request because the budget or the run deadline ran
+    out is reported as not executed, not as a result.
     """
     emit = on_event or (lambda kind, payload: None)
     chosen = list(checks) if checks is not None else select(
@@ -348,40 +390,37 @@ def run(
     started_at = dt.datetime.now(dt.UTC)
     started = time.monotonic()
     emit("run-started", {"planned": len(chosen)})
-    results: list[CheckResult] = []
+    results: dict[str, CheckResult] = {}
     not_executed: list[str] = []
-    # Not a `with` block: its exit joins the workers, and on Ctrl-C one of them may sit in a request
-    # that connected just after the cut (a read timeout).
-    pool = concurrent.futures.ThreadPoolExecutor(max_workers=_workers(config.concurrency, len(chosen)),
-                                                 thread_name_prefix="check")
+
+    def finished(registered: RegisteredCheck, result: CheckResult | None) -> None:
+        if result is None:
+            not_executed.append(registered.spec.id)
+            emit("check-not-executed", {"spec": registered.spec, "reason": session.stopped})
+        else:
+            results[registered.spec.id] = result
+            emit("check-finished", {"result": result, "done": len(results), "planned": len(chosen)})
+
+    reruns: list[dict[str, Any]] = []
     try:
-        futures = {pool.submit(_run_scheduled, registered, rank, session, shared, config): registered
-                   for rank, registered in enumerate(schedule(chosen))}
-        try:
-            for future in concurrent.futures.as_completed(futures):
-                result, spec = future.result(), futures[future].spec
-                if result is None:
-                    not_executed.append(spec.id)
-                    emit("check-not-executed", {"spec": spec, "reason": session.stopped})
-                else:
-                    results.append(result)
-                    emit("check-finished", {"result": result, "done": len(results), "planned": len(chosen)})
-        except KeyboardInterrupt:
-            # Threads cannot be killed: stop sending and cut what is in flight, so they end at once.
-            session.interrupt("interrupted")
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
-        pool.shutdown(wait=True)
+        for registered in (c for c in chosen if c.spec.alone):
+            _run_all([registered], session, shared, config, finished)
+        _run_all([c for c in chosen if not c.spec.alone], session, shared, config, finished)
+        reruns = _rerun_contended(chosen, results, session, config)
+        _repeat(chosen, results, session, config)
+    except KeyboardInterrupt:  # stop sending and cut what is in flight (the re-runs run in this thread)
+        session.interrupt("interrupted")
+        raise
     finally:
         session.close()
     order = {r.spec.id: i for i, r in enumerate(chosen)}
-    results.sort(key=lambda r: order[r.spec.id])
+    ordered = sorted(results.values(), key=lambda r: order[r.spec.id])
     not_executed.sort(key=order.__getitem__)
     status_counts = dict(session.status_counts)
-    verdict, reason = _run_verdict(results, len(chosen), session, status_counts, config)
+    verdict, reason = run_verdict(ordered, len(chosen), session, status_counts, config)
     outcome = RunResult(
         config=config,
-        results=results,
+        results=ordered,
         planned=len(chosen),
         started_at=started_at,
         duration_s=time.monotonic() - started,
@@ -395,9 +434,111 @@ def run(
         retries=session.retries,
         chat_route=route,
         catalogue=len(select(all_checks(), depth=config.depth, profile=config.profile)),
+        concurrency=adapted(session, reruns),
     )
     emit("run-finished", {"run": outcome})
     return outcome
+
+
+def _run_all(checks: Sequence[RegisteredCheck], session: Session, shared: SharedExchanges, config: RunConfig,
+             finished: Callable[[RegisteredCheck, CheckResult | None], None]) -> None:
+    """Run `checks` at once in a pool of threads (the session's gate bounds the requests in flight)."""
+    if not checks:
+        return
+    # Not a `with` block: its exit joins the workers, and on Ctrl-C one of them may sit in a request
+    # that connected just after the cut (a read timeout).
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=_workers(config.concurrency, len(checks)),
+                                                 thread_name_prefix="check")
+    futures = {pool.submit(_run_scheduled, registered, rank, session, shared, config): registered
+               for rank, registered in enumerate(schedule(checks))}
+    try:
+        for future in concurrent.futures.as_completed(futures):
+            finished(futures[future], future.result())
+    except KeyboardInterrupt:
+        # Threads cannot be killed: stop sending and cut what is in flight, so they end at once.
+        session.interrupt("interrupted")
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+
+
+def contended(result: CheckResult) -> bool:
+    """One of the check's requests failed only while others were in flight (a cut stream, a reset…)."""
+    return any("contended" in transcript for transcript in result.exchanges)
+
+
+def _rerun_contended(chosen: Sequence[RegisteredCheck], results: dict[str, CheckResult], session: Session,
+                     config: RunConfig) -> list[dict[str, Any]]:
+    """Judge again, one at a time and on fresh exchanges, every check that contention left without a
+    pass: a request that failed only next to others says nothing of the check's clause. The load checks
+    (`alone`) keep their verdict: contention is what they judge."""
+    affected = [c for c in chosen if c.spec.id in results and not c.spec.alone
+                and results[c.spec.id].verdict is not Verdict.PASSED and contended(results[c.spec.id])]
+    if not affected or session.stopped:
+        return []
+    session.lower_concurrency(1, f"re-running {len(affected)} check(s) hit by contention one at a time")
+    fresh = _UrgentSharedExchanges()
+    reruns = []
+    for registered in affected:
+        before = results[registered.spec.id]
+        result, started = _execute(registered, session, fresh, config)
+        if not started:  # the budget ran out: the first verdict stays, the run says it stopped early
+            break
+        results[registered.spec.id] = result
+        reruns.append({"id": registered.spec.id, "before": before.verdict.value, "after": result.verdict.value})
+    return reruns
+
+
+def adapted(session: Session, reruns: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """results.json's record of the concurrency: requested and final, each step down and why, the re-runs."""
+    events = session.contention
+    kinds = Counter(e["kind"] for e in events)
+    reason = None
+    if session.steps:
+        failed = f"{len(events)} request{'s' if len(events) != 1 else ''} failed only while others were in flight (" \
+                 + ", ".join(f"{kind} ×{n}" for kind, n in kinds.items()) + ")"
+        judged = [r for r in reruns if r["after"] not in (Verdict.ERROR.value,)]
+        alone = (f"; {len(judged)} of {len(reruns)} check(s) re-run one at a time were judged alone" if reruns
+                 else "")
+        reason = failed + alone
+    return {
+        "requested": session.requested_concurrency,
+        "final": session.concurrency,
+        "lowered": session.concurrency < session.requested_concurrency,
+        "reason": reason,
+        "steps": list(session.steps),
+        "contention": events[:50],
+        "rerun": list(reruns),
+    }
+
+
+def _repeat(chosen: Sequence[RegisteredCheck], results: dict[str, CheckResult], session: Session,
+            config: RunConfig) -> None:
+    """--repeat K: K - 1 more rounds of the model-dependent checks, each on fresh shared exchanges (a
+    repeat that judged the same response again would prove nothing); each check's runs are merged."""
+    repeated = [c for c in chosen if c.spec.model_dependent and c.spec.id in results]
+    if config.repeat <= 1 or not repeated:
+        return
+    runs: dict[str, list[CheckResult]] = {c.spec.id: [results[c.spec.id]] for c in repeated}
+
+    def finished(registered: RegisteredCheck, result: CheckResult | None) -> None:
+        if result is not None:
+            runs[registered.spec.id].append(result)
+
+    for _ in range(config.repeat - 1):
+        if session.stopped:
+            break
+        _run_all(repeated, session, _UrgentSharedExchanges(), config, finished)
+    for check_id, check_runs in runs.items():
+        results[check_id] = merge_runs(check_runs)
+
+
+def merge_runs(runs: Sequence[CheckResult]) -> CheckResult:
+    """One record for the runs of a repeated check: the most severe run's (its evidence is shown) with the
+    other runs' verdicts as `repeats`, in the order they ran."""
+    main = max(runs, key=lambda r: SEVERITY[r.verdict])  # the first of the most severe
+    others = tuple(r.verdict for r in runs if r is not main)
+    return dataclasses.replace(main, repeats=others) if len(runs) > 1 else main
 
 
 def _preload(checks: Sequence[RegisteredCheck]) -> None:
@@ -449,9 +590,12 @@ def _run_scheduled(registered: RegisteredCheck, rank: int, session: Session, sha
     return result if started else None
 
 
-def _run_one(registered: RegisteredCheck, session: Session, shared: SharedExchanges, config: RunConfig) -> CheckResult:
-    """Run one check to a result (a check cut off by the budget is an error here)."""
-    return _execute(registered, session, shared, config)[0]
+def execute_check(registered: RegisteredCheck, session: Session, shared: SharedExchanges,
+                  config: RunConfig) -> CheckResult | None:
+    """One check to its result, as `run` does, for a consumer that schedules checks itself (the pytest
+    plugin); None when the run had stopped before the check sent anything."""
+    result, started = _execute(registered, session, shared, config)
+    return result if started else None
 
 
 def _execute(registered: RegisteredCheck, session: Session, shared: SharedExchanges, config: RunConfig, *,
@@ -459,6 +603,7 @@ def _execute(registered: RegisteredCheck, session: Session, shared: SharedExchan
     """The check's result, and whether it started (False: the budget ran out before its first request)."""
     ctx = CheckContext(session, shared, depth=config.depth, profile=config.profile)
     ctx.http.priority = priority
+    ctx.http.label = registered.spec.id
     started = time.monotonic()
     try:
         registered.run(ctx)
@@ -596,7 +741,7 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def _run_verdict(results: Sequence[CheckResult], planned: int, session: Session,  # noqa: PLR0911 - one per verdict
+def run_verdict(results: Sequence[CheckResult], planned: int, session: Session,  # noqa: PLR0911 - one per verdict
                  status_counts: dict[str, int], config: RunConfig) -> tuple[RunVerdict, str | None]:
     """The run's verdict, decided here only: every report reads it.
 
@@ -616,20 +761,26 @@ def _run_verdict(results: Sequence[CheckResult], planned: int, session: Session,
     if stopped:
         return RunVerdict.INCOMPLETE, stopped
     failed = [r.spec.id for r in results
-              if r.verdict is Verdict.FAILED and r.spec.effective_level(config.strict) is Level.MUST]
+              if r.verdict is Verdict.FAILED and not r.flaky and r.spec.effective_level(config.strict) is Level.MUST]
     if failed:
         return RunVerdict.FAILED, f"{len(failed)} MUST check(s) failed" + (" (--strict: SHOULD counts as MUST)"
                                                                            if config.strict else "")
-    if not any(r.verdict is Verdict.PASSED for r in results):
+    if not any(r.passed_runs for r in results):  # a flaky check that passed in some run did verify something
         return RunVerdict.INCOMPLETE, "no check passed: nothing was verified (all skipped, unsupported or errored)"
     if config.selected:
         return RunVerdict.PARTIAL, (f"only {len(results)} selected check(s) ran ({'; '.join(config.selected)}): "
                                     f"a partial run is never a certification")
     unjudged = unjudged_musts(results, strict=config.strict)
     if unjudged:
-        shown = ", ".join(f"{r.spec.id} ({r.verdict.value})" for r in unjudged[:5])
+        shown = ", ".join(f"{r.spec.id} ({_unjudged_why(r)})" for r in unjudged[:5])
         return RunVerdict.INCOMPLETE, f"{len(unjudged)} MUST check(s) could not be judged: {shown}"
     return RunVerdict.PASSED, None
+
+
+def _unjudged_why(result: CheckResult) -> str:
+    if result.flaky:
+        return f"flaky: passed {result.passed_runs} of {len(result.verdicts)} runs"
+    return result.verdict.value
 
 
 def _stopped_reason(results: Sequence[CheckResult], planned: int, session: Session) -> str | None:

@@ -20,6 +20,11 @@ Outcome of one request, from the target's behaviour:
     no usable answer ................................. `error`: the check's verdict is error
       (refused, reset, not HTTP, silent until a timeout)
     429/503 still after every retry .................. `RateLimited`: the check's verdict is error
+
+Contention: a request that fails only while others are in flight (a stream cut or a connection reset
+while another request was sent, a 503 without Retry-After) halves the requests allowed in flight
+(`Session.contention`, `Session.steps`); such a failure does not count towards the breaker, since the
+target answered the others. The engine re-runs the checks it hit one at a time.
 """
 
 from __future__ import annotations
@@ -129,6 +134,11 @@ class Exchange:
     # Tokens charged to the budget; `tokens_estimated` when the response reported no usage.
     tokens: int = 0
     tokens_estimated: bool = False
+    # Other requests in flight when the last attempt started (or started during it).
+    in_flight_with: int = 0
+    # Set when the request failed only while others were in flight: "cut stream", "reset", "503 without
+    # Retry-After" (see Session.contention).
+    contended: str | None = None
     _json: Any = None
     _json_parsed: bool = False
 
@@ -177,6 +187,8 @@ class Exchange:
             "attempts": self.attempts,
             "tokens": self.tokens,
         }
+        if self.contended:
+            record["contended"] = {"kind": self.contended, "in_flight_with": self.in_flight_with}
         if self.sse is not None:
             record["sse"] = {
                 "events": len(self.sse.events),
@@ -336,10 +348,23 @@ class _Gate:
     """
 
     def __init__(self, slots: int) -> None:
-        self._free = max(1, slots)
+        self._slots = max(1, slots)
+        self._free = self._slots
         self._waiting: list[tuple[int, int]] = []
         self._cond = threading.Condition()
         self._seq = itertools.count()
+
+    @property
+    def slots(self) -> int:
+        return self._slots
+
+    def resize(self, slots: int) -> None:
+        """Allow `slots` requests in flight from now on; requests already in flight finish."""
+        with self._cond:
+            slots = max(1, slots)
+            self._free += slots - self._slots
+            self._slots = slots
+            self._cond.notify_all()
 
     @contextmanager
     def slot(self, priority: int) -> Iterator[None]:
@@ -397,6 +422,13 @@ class Session:
         self._gate = _Gate(concurrency)
         self._concurrency = max(1, concurrency)
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        # Requests in flight now, and how many were ever started (to tell an overlap after the fact).
+        self._in_flight = 0
+        self._started_total = 0
+        # Failures that happened only while other requests were in flight ({check, request, kind,
+        # in_flight_with, error}), and each lowering of the concurrency ({from, to, reason, check}).
+        self.contention: list[dict[str, Any]] = []
+        self.steps: list[dict[str, Any]] = []
         timeout = httpx.Timeout(connect=limits.connect_timeout_s, read=limits.read_timeout_s,
                                 write=limits.read_timeout_s, pool=limits.request_deadline_s)
         self.client = httpx.Client(
@@ -421,6 +453,52 @@ class Session:
             if self._pool is None:
                 self._pool = concurrent.futures.ThreadPoolExecutor(self._concurrency, thread_name_prefix="send")
             return self._pool
+
+    @property
+    def requested_concurrency(self) -> int:
+        """--concurrency as given: the bound the user set, whatever the run lowered it to since."""
+        return self._concurrency
+
+    @property
+    def concurrency(self) -> int:
+        """Requests allowed in flight now (lowered when requests failed only under contention)."""
+        return self._gate.slots
+
+    def lower_concurrency(self, slots: int, reason: str, check: str | None = None) -> None:
+        """Allow at most `slots` requests in flight from now on; recorded in `steps` with the reason."""
+        slots = max(1, slots)
+        with self._lock:
+            current = self._gate.slots
+            if slots >= current:
+                return
+            self._gate.resize(slots)
+            self.steps.append({"from": current, "to": slots, "reason": reason, "check": check or None})
+
+    def _flight_begin(self) -> tuple[int, int]:
+        with self._lock:
+            others, seq = self._in_flight, self._started_total
+            self._in_flight += 1
+            self._started_total += 1
+            return others, seq
+
+    def _flight_end(self, begun: tuple[int, int]) -> int:
+        """Other requests that shared the attempt's time: in flight at its start or started during it."""
+        others, seq = begun
+        with self._lock:
+            self._in_flight -= 1
+            return max(others, self._started_total - seq - 1)
+
+    def _contended(self, exchange: Exchange, kind: str, label: str) -> None:
+        """A failure only while others were in flight: recorded, and the concurrency is halved."""
+        exchange.contended = kind
+        # The path only: a base URL may carry a password in its userinfo.
+        event = {"check": label or None, "request": f"{exchange.method} {httpx.URL(exchange.url).path}", "kind": kind,
+                 "in_flight_with": exchange.in_flight_with, "error": exchange.error or f"HTTP {exchange.status}"}
+        with self._lock:
+            self.contention.append(event)
+        others = exchange.in_flight_with
+        self.lower_concurrency(self._gate.slots // 2, f"{kind} on {event['request']} while {others} other request"
+                               f"{'s were' if others != 1 else ' was'} in flight ({event['error']})", label)
 
     @property
     def stopped(self) -> str | None:
@@ -511,6 +589,8 @@ class Session:
             if usable:
                 self._consecutive_bad = 0
                 return
+            if exchange.contended:  # the target answered the others: not a sign that it is down
+                return
             self._consecutive_bad += 1
             if self._consecutive_bad >= self.limits.max_consecutive_transport_errors and not self.target_down:
                 last = exchange.error or exchange.limit_exceeded
@@ -564,6 +644,8 @@ class Recorder:
         self.exchanges: list[Exchange] = []
         # Scheduling priority of this check's requests (lower first), set by the engine.
         self.priority = 0
+        # Who sends (the check ID), for the run's record of contention.
+        self.label = ""
         # What this check itself sent (shared exchanges fetched by another check are not counted).
         self.sent = 0
         self.tokens = 0
@@ -669,7 +751,11 @@ class Recorder:
                     raise
                 with self._lock:
                     self.sent += 1
-                received = _send_once(session, exchange, headers, content, stream)
+                begun = session._flight_begin()
+                try:
+                    received = _send_once(session, exchange, headers, content, stream)
+                finally:
+                    exchange.in_flight_with = session._flight_end(begun)
             if stale_retry and _dropped_unanswered(exchange, received) and not session.target_down:
                 # A keep-alive connection the server had closed (or closes as we reuse it, as uvicorn does
                 # after an unhandled error): no byte came back, so send once more on a fresh connection.
@@ -679,6 +765,9 @@ class Recorder:
             if _timed_out(exchange) and session.run_deadline_passed():
                 # Cut by the run's deadline, not by the target's slowness: not a verdict on the target.
                 raise BudgetExhausted(session.stop_for_deadline())
+            kind = _contention(exchange) if exchange.in_flight_with and not session.stopped else None
+            if kind:
+                session._contended(exchange, kind, self.label)
             wait = retry_wait(exchange, attempt, lim.max_retry_wait_s)
             final = wait is None or attempt == lim.retries
             answered = exchange.error is None and not _timed_out(exchange)
@@ -695,6 +784,15 @@ class Recorder:
                                   f"{attempt + 1} attempts; lower --concurrency or retry later")
             session._cool_down(wait)
             attempt += 1
+
+
+def _contention(exchange: Exchange) -> str | None:
+    """What a failure looks like when the target cannot serve this request next to others."""
+    if exchange.error_kind in ("network", "protocol"):
+        return "cut stream" if exchange.status is not None else "reset"
+    if exchange.status == 503 and exchange.error is None and "retry-after" not in exchange.response_headers:
+        return "503 without Retry-After"
+    return None
 
 
 def _dropped_unanswered(exchange: Exchange, received: int) -> bool:

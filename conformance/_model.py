@@ -126,6 +126,12 @@ class CheckSpec:
     # The document's words (basis document), the client and its evidence link (client-break), or the
     # OpenAI reference (openai).
     evidence: str = ""
+    # The verdict depends on what the model generates (sampling, tools, JSON mode): `--repeat K` runs
+    # the check K times and a verdict that changes between runs makes it flaky.
+    model_dependent: bool = False
+    # Runs on its own before every other check, at the run's full concurrency, so that its requests are
+    # the only ones in flight (the load checks: what they measure is the target under their own load).
+    alone: bool = False
 
     def effective_level(self, strict: bool) -> Level:
         """Under --strict every SHOULD counts as MUST (exact OpenAI parity)."""
@@ -144,6 +150,7 @@ class CheckSpec:
             "requests": self.requests,
             "depths": [d.value for d in self.depths],
             "profiles": [p.value for p in self.profiles],
+            "model_dependent": self.model_dependent,
         }
 
 
@@ -185,10 +192,32 @@ class CheckResult:
     details: dict[str, Any] = field(default_factory=dict)
     # For an unsupported verdict: the optional feature the target declared unsupported.
     declared_unsupported: Feature | None = None
+    # --repeat: the verdicts of the check's other runs (this record is the most severe run's).
+    repeats: tuple[Verdict, ...] = ()
+
+    @property
+    def verdicts(self) -> tuple[Verdict, ...]:
+        return (self.verdict, *self.repeats)
+
+    @property
+    def flaky(self) -> bool:
+        """The verdict changed between the runs of a repeated check: it certifies nothing either way."""
+        return len(set(self.verdicts)) > 1
+
+    @property
+    def passed_runs(self) -> int:
+        return sum(v is Verdict.PASSED for v in self.verdicts)
 
     def to_json(self) -> dict[str, Any]:
+        repeated: dict[str, Any] = {}
+        if self.repeats:
+            runs = len(self.verdicts)
+            repeated = {"repeats": [v.value for v in self.repeats], "flaky": self.flaky,
+                        "pass_rate": {"passed": self.passed_runs, "runs": runs,
+                                      "rate": round(self.passed_runs / runs, 4)}}
         return {
             **self.spec.to_json(),
+            **repeated,
             "outcome": self.verdict.value,
             "declared_unsupported": self.declared_unsupported.value if self.declared_unsupported else None,
             "message": self.message,

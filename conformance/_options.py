@@ -17,6 +17,9 @@ DEPTH_HELP = ("quick: the cheap subset, for PR CI against a paid API; full (defa
               "`conformance run --dry-run` shows what a depth costs")
 PROFILE_HELP = "openai (default): POST must work; documented: the GET /v1/models quirk must work too"
 MAX_RETRIES = 10
+REPEAT_HELP = ("run the model-dependent checks (sampling, tools, JSON mode, stream equivalence, prompt usage) K "
+               "times: the report gives each one's pass rate and pass^k, and a check whose verdict changes is flaky "
+               "(a flaky MUST check leaves its feature partial); default 1")
 
 
 def positive_int(text: str) -> int:

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from ._context import SharedExchanges
-from ._engine import RunConfig, RunResult, _execute, _run_verdict, discover_chat_route
+from ._engine import RunConfig, RunResult, discover_chat_route, execute_check, merge_runs, run_verdict
 from ._http import Limits, Session, Target
 from ._model import CheckResult, Depth, Profile, RunVerdict, Verdict
 from .checks import RegisteredCheck, all_checks, select
@@ -39,13 +39,19 @@ class HarnessError(Exception):
 
 
 class CatalogueRun:
-    """One engine session for the whole pytest session: checks run one at a time, results are kept."""
+    """One engine session for the whole pytest session: checks run one at a time, results are kept.
+
+    With `repeat` K, a model-dependent check runs K times in its item; repetition i of every check
+    shares its exchanges with repetition i of the others (as `conformance run` does per round).
+    """
 
     def __init__(self, base_url: str, model: str | None, api_key: str | None, depth: Depth, profile: Profile,
-                 *, limits: Limits | None = None, strict: bool = False) -> None:
+                 *, limits: Limits | None = None, strict: bool = False, repeat: int = 1) -> None:
         self.base_url, self.model, self.api_key = base_url, model, api_key
         self.depth, self.profile, self.strict = depth, profile, strict
         self.limits = limits or Limits()
+        self.repeat = repeat
+        self._repeat_shared = [SharedExchanges() for _ in range(repeat - 1)]
         self.results: list[CheckResult] = []
         # IDs of the items left after -k/-m/--deselect, in run order.
         self.planned: list[str] = []
@@ -75,7 +81,7 @@ class CatalogueRun:
                 raise
             target = Target(self.base_url, model, self.api_key)
             self._config = RunConfig(target=target, limits=self.limits, depth=self.depth, profile=self.profile,
-                                     concurrency=1, strict=self.strict)
+                                     concurrency=1, strict=self.strict, repeat=self.repeat)
             self._session = Session(target, self.limits)
             self.route = discover_chat_route(self._session, model, None)
             self._session.target = dataclasses.replace(target, chat_method=self.route["method"],
@@ -101,9 +107,17 @@ class CatalogueRun:
         else:
             if session.budget_exhausted:
                 return None
-            result, started = _execute(registered, session, self._shared, config)
-            if not started:
+            first = execute_check(registered, session, self._shared, config)
+            if first is None:
                 return None
+            runs = [first]
+            if registered.spec.model_dependent:
+                for shared in self._repeat_shared:
+                    again = execute_check(registered, session, shared, config)
+                    if again is None:  # the budget ran out: the run reads incomplete
+                        break
+                    runs.append(again)
+            result = merge_runs(runs)
         self.results.append(result)
         return result
 
@@ -114,7 +128,7 @@ class CatalogueRun:
     def _config_or_placeholder(self) -> RunConfig:
         return self._config or RunConfig(target=Target(self.base_url, self.model or "", self.api_key),
                                          limits=self.limits, depth=self.depth, profile=self.profile, concurrency=1,
-                                         strict=self.strict)
+                                         strict=self.strict, repeat=self.repeat)
 
     def start_failure(self) -> dict[str, Any]:
         """results.json of a session whose target could not be used (as `conformance run` writes it)."""
@@ -132,7 +146,7 @@ class CatalogueRun:
             verdict, reason = RunVerdict.INCOMPLETE, self.start_error or "no check ran"
         else:
             config = dataclasses.replace(config, selection=self.selection)
-            verdict, reason = _run_verdict(self.results, len(self.planned), session, counts, config)
+            verdict, reason = run_verdict(self.results, len(self.planned), session, counts, config)
         ran = {r.spec.id for r in self.results}
         return RunResult(config=config, results=list(self.results), planned=len(self.planned),
                          started_at=self.started_at, duration_s=time.monotonic() - self._started,
@@ -184,11 +198,13 @@ class CheckItem(pytest.Item):
                         returncode=pytest.ExitCode.INTERRUPTED)
         self.result = result
         if result.verdict is Verdict.ERROR:
-            raise HarnessError(result.message)
+            raise HarnessError(_flaky_prefix(result) + result.message)
 
     def runtest(self) -> None:
         result = self.result
         assert result is not None, "setup() runs the check"
+        if result.flaky:  # never a silent pass: the most severe run's verdict, with the pass rate
+            raise CheckFailure(_flaky_prefix(result) + result.message)
         if result.verdict is Verdict.FAILED:
             raise CheckFailure(result.message)
         if result.verdict in (Verdict.SKIPPED, Verdict.UNSUPPORTED, Verdict.NOT_APPLICABLE, Verdict.INCONCLUSIVE):
@@ -204,6 +220,13 @@ class CheckItem(pytest.Item):
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
         return self.path, None, f"{self.registered.spec.id} [{self.registered.spec.level.value}]"
+
+
+def _flaky_prefix(result: CheckResult) -> str:
+    if not result.flaky:
+        return ""
+    runs = ", ".join(v.value for v in result.verdicts)
+    return f"flaky: passed {result.passed_runs} of {len(result.verdicts)} runs ({runs}); the most severe run:\n"
 
 
 class ConformancePlugin:
@@ -228,7 +251,8 @@ class ConformancePlugin:
         self.catalogue = CatalogueRun(base_url, config.getoption("conformance_model"), api_key,
                                       Depth(config.getoption("conformance_depth")),
                                       Profile(config.getoption("conformance_profile")), limits=limits,
-                                      strict=config.getoption("conformance_strict"))
+                                      strict=config.getoption("conformance_strict"),
+                                      repeat=config.getoption("conformance_repeat"))
         self.written: dict[str, Path] = {}
         self.final: RunResult | None = None
         self.render_error: str | None = None
@@ -312,6 +336,13 @@ class ConformancePlugin:
                                     f"(profile {run.config.profile.value}, depth {run.config.depth.value})")
         if run.reason:
             terminalreporter.write_line(f"  why: {run.reason}")
+        causes = run.root_causes
+        if causes:
+            checks = {check_id for cause in causes for check_id in cause.checks}
+            terminalreporter.write_line(f"  root causes: {len(causes)}, failing {len(checks)} checks "
+                                        f"(repro curls in report.html)")
+            for number, cause in enumerate(causes, start=1):
+                terminalreporter.write_line(f"    {number}. {cause.title} ({len(cause.checks)} checks)")
         terminalreporter.write_line("  reports: " + ", ".join(str(p) for p in self.written.values()))
         if self.render_error:
             terminalreporter.write_line(f"  report.html was not rendered: {self.render_error}", red=True)

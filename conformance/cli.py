@@ -18,7 +18,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import __version__
-from ._options import DEPTH_HELP, DEPTHS, PROFILE_HELP, PROFILES, add_limit_options, limit_values, positive_int
+from ._options import (
+    DEPTH_HELP,
+    DEPTHS,
+    PROFILE_HELP,
+    PROFILES,
+    REPEAT_HELP,
+    add_limit_options,
+    limit_values,
+    positive_int,
+)
 from .errors import BaselineError, ConformanceError, UsageError
 
 if TYPE_CHECKING:
@@ -57,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--concurrency", type=positive_int, default=4,
                      help="requests in flight at once (default 4: well within paid APIs' lowest rate-limit "
                           "tiers and what a small self-hosted server serves in parallel; 429s are retried)")
+    run.add_argument("--repeat", type=positive_int, default=1, metavar="K", help=REPEAT_HELP)
     add_limit_options(run.add_argument)
     run.add_argument("--dry-run", action="store_true",
                      help="send nothing: list the selected checks with their request bounds, and the totals")
@@ -208,6 +218,11 @@ def _dry_run(args: argparse.Namespace, origin: Any) -> None:
     target = display_url(origin.base_url) if origin.base_url is not None else BUILTIN_LABEL
     print(dry_run(bound, target, retries=args.retries, max_requests=args.max_requests, max_tokens=args.max_tokens),
           end="")
+    repeated = [spec for spec in bound.checks if spec.model_dependent]
+    if args.repeat > 1 and repeated:
+        more = (args.repeat - 1) * sum(spec.requests for spec in repeated)
+        print(f"  Repeat    --repeat {args.repeat}: the {len(repeated)} model-dependent checks run {args.repeat} "
+              f"times, at most {more} more requests")
 
 
 def _limits(args: argparse.Namespace) -> Any:
@@ -222,7 +237,7 @@ def _run_settings(args: argparse.Namespace) -> dict[str, Any]:
 
     return {"limits": _limits(args), "depth": Depth(args.depth), "profile": Profile(args.profile),
             "only": tuple(args.only), "skip": tuple(args.skip), "concurrency": args.concurrency,
-            "strict": args.strict, "chat_route": _chat_route(args.chat_path)}
+            "strict": args.strict, "chat_route": _chat_route(args.chat_path), "repeat": args.repeat}
 
 
 def _chat_route(given: list[str] | None) -> tuple[str, str] | None:

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    from ._options import DEPTH_HELP, DEPTHS, PROFILE_HELP, PROFILES, add_limit_options
+    from ._options import DEPTH_HELP, DEPTHS, PROFILE_HELP, PROFILES, REPEAT_HELP, add_limit_options, positive_int
 
     group = parser.getgroup("conformance", "OpenAI-compatible Chat Completions conformance (openai-conformance)")
     group.addoption("--conformance-base-url", default=None, metavar="URL",
@@ -31,6 +31,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="every SHOULD counts as MUST: exact OpenAI parity (as `conformance run --strict`)")
     group.addoption("--conformance-report-dir", default="reports", metavar="DIR",
                     help="where results.json, report.html and junit.xml go (default: reports)")
+    group.addoption("--conformance-repeat", type=positive_int, default=1, metavar="K", help=REPEAT_HELP)
     # The bounds and spending caps of `conformance run`, declared once for both (conformance._options).
     add_limit_options(group.addoption, prefix="conformance-")
 

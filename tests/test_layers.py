@@ -5,7 +5,7 @@
     7  _pytest_impl, _diff                   the plugin's session; comparing results.json files
     6  report/, _start, _selftest            renderers of results.json; the start of a run; the selftest
     5  _engine, _cost, coverage/             runs checks, decides verdicts; cost bounds; the document map
-    4  checks/                               one small function per check
+    4  checks/, _causes                      one small function per check; root causes from the evidence
     3  _context                              what a check sees
     2  _http                                 the bounded, redacting transport
     1  errors, refserver/                    the exceptions; the reference server (a tool of its own)
@@ -28,7 +28,7 @@ LAYERS = {
     "conformance._pytest_impl": 7, "conformance._diff": 7,
     "conformance.report": 6, "conformance._start": 6, "conformance._selftest": 6,
     "conformance._engine": 5, "conformance._cost": 5, "conformance.coverage": 5,
-    "conformance.checks": 4,
+    "conformance.checks": 4, "conformance._causes": 4,
     "conformance._context": 3,
     "conformance._http": 2,
     "conformance.errors": 1, "conformance.refserver": 1,

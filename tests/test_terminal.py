@@ -125,7 +125,8 @@ def test_the_failing_list_shows_expected_and_received(start_server: ServerFactor
         results: dict[str, Any] = certify(server.base_url, only=("usage.total-is-sum",)).to_json()
     failure = results["checks"][0]["failures"][0]
     lines = summary(results, {}).splitlines()
-    at = next(i for i, line in enumerate(lines) if "usage.total-is-sum" in line)
+    failing = lines.index("  Failing")  # after the root causes, which name the check too
+    at = next(i for i, line in enumerate(lines) if i > failing and "usage.total-is-sum" in line)
     assert lines[at].split()[0] == "MUST"
     assert lines[at].endswith(f"Expected: {failure['expected']}"[:80])
     assert lines[at + 1].strip().startswith("Received: ")

@@ -36,12 +36,16 @@ def check(
     depths: tuple[Depth, ...] = (Depth.QUICK, Depth.FULL),
     profiles: tuple[Profile, ...] = (Profile.OPENAI, Profile.DOCUMENTED),
     client_break: str | None = None,
+    model_dependent: bool = False,
+    alone: bool = False,
 ) -> Callable[[CheckFunction], CheckFunction]:
     """Register a check; IDs are stable and never reused.
 
     The basis follows from the clause: documented-api is `document`; otherwise `client_break` (the
     client that breaks and the evidence link) makes it `client-break`, else it is `openai`, which may
-    be SHOULD at most.
+    be SHOULD at most. `model_dependent`: the verdict depends on what the model generates, so
+    `--repeat K` runs it K times. `alone`: it runs before the other checks with nothing else in flight
+    (a load check).
     """
     basis, evidence = basis_of(clause, client_break)
     if level is Level.MUST and basis is Basis.OPENAI:
@@ -51,7 +55,7 @@ def check(
         if id in _REGISTRY and _REGISTRY[id].run is not func:
             raise ValueError(f"check ID {id!r} is registered twice")
         spec = CheckSpec(id, level, feature, clause, description, accepts, requests, depths, profiles, basis,
-                         evidence)
+                         evidence, model_dependent, alone)
         _REGISTRY[id] = RegisteredCheck(spec, func)
         return func
 

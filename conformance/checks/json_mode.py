@@ -73,6 +73,7 @@ def parsed_object(ctx: CheckContext, exchange: Exchange, content: str) -> dict[s
 
 @check(
     "json-mode.object",
+    model_dependent=True,
     level=Level.MUST,
     feature=Feature.JSON_MODE,
     clause=documented("4 FAQ JSON mode", 'You need to set { "type": "json_object" } within the response_format '
@@ -90,6 +91,7 @@ def json_object(ctx: CheckContext) -> None:
 
 @check(
     "json-mode.schema",
+    model_dependent=True,
     level=Level.SHOULD,
     feature=Feature.JSON_MODE,
     # SHOULD: json_schema is OpenAI behaviour beyond the documented json_object; a 4xx means unsupported.

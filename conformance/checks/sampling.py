@@ -46,6 +46,7 @@ def truncated(ctx: CheckContext) -> Exchange:
 
 @check(
     "sampling.n-choices",
+    model_dependent=True,
     level=Level.MUST,
     feature=Feature.CORE,
     clause=documented("1.2 n", "How many chat completion choices to generate for each input message."),
@@ -64,6 +65,7 @@ def n_choices(ctx: CheckContext) -> None:
 
 @check(
     "sampling.stop",
+    model_dependent=True,
     level=Level.MUST,
     feature=Feature.CORE,
     clause=documented("1.2 stop", "The model will stop generating further tokens when it encounters these "
@@ -98,6 +100,7 @@ def stop(ctx: CheckContext) -> None:
 
 @check(
     "sampling.max-tokens-length",
+    model_dependent=True,
     level=Level.MUST,
     feature=Feature.CORE,
     clause=documented("2 finish_reason", "E.g., stop (natural stop) or length (reached maximum length)."),
@@ -122,6 +125,7 @@ def max_tokens_length(ctx: CheckContext) -> None:
 
 @check(
     "sampling.finish-reason-enum",
+    model_dependent=True,
     level=Level.SHOULD,
     feature=Feature.CORE,
     clause=openai("CreateChatCompletionResponse.choices[].finish_reason",
@@ -142,6 +146,7 @@ def finish_reason_enum(ctx: CheckContext) -> None:
 
 @check(
     "sampling.deterministic",
+    model_dependent=True,
     level=Level.SHOULD,
     feature=Feature.CORE,
     # SHOULD, advisory: OpenAI documents seed as best-effort; real models often differ in a token or two.

@@ -547,6 +547,7 @@ def _twins(ctx: CheckContext, judged: str) -> tuple[Stream, dict[str, Any]]:
 
 @check(
     "stream.equivalent-content",
+    model_dependent=True,
     level=Level.SHOULD,
     feature=STREAMING,
     clause=SSE_CLAUSE,
@@ -581,6 +582,7 @@ def equivalent_content(ctx: CheckContext) -> None:
 
 @check(
     "stream.equivalent-usage",
+    model_dependent=True,
     level=Level.SHOULD,
     feature=STREAMING,
     clause=documented("2 usage.completion_tokens", "Number of tokens generated in the output."),

@@ -148,6 +148,7 @@ def call_problems(call: Any, allowed: tuple[str, ...]) -> list[str]:
 
 @check(
     "tools.required-call",
+    model_dependent=True,
     level=Level.MUST,
     feature=Feature.TOOLS,
     clause=documented("1.2 tool_choice", "Controls which (if any) function is called by the model."),
@@ -162,6 +163,7 @@ def required_call(ctx: CheckContext) -> None:
 
 @check(
     "tools.named-call",
+    model_dependent=True,
     level=Level.MUST,
     feature=Feature.TOOLS,
     clause=documented("1.2 tool_choice", "Controls which (if any) function is called by the model."),
@@ -176,6 +178,7 @@ def named_call(ctx: CheckContext) -> None:
 
 @check(
     "tools.cut-call-finish-length",
+    model_dependent=True,
     level=Level.MUST,
     feature=Feature.TOOLS,
     clause=documented("2 finish_reason", "E.g., stop (natural stop) or length (reached maximum length)."),
@@ -205,6 +208,7 @@ def cut_call_finish_length(ctx: CheckContext) -> None:
 
 @check(
     "tools.finish-reason",
+    model_dependent=True,
     level=Level.SHOULD,
     feature=Feature.TOOLS,
     # Judged under `auto`: under a forced tool_choice OpenAI has been reported to answer finish_reason "stop".
@@ -224,6 +228,7 @@ def finish_reason(ctx: CheckContext) -> None:
 
 @check(
     "tools.none-no-calls",
+    model_dependent=True,
     level=Level.MUST,
     feature=Feature.TOOLS,
     clause=documented("1.2 tool_choice", "Controls which (if any) function is called by the model."),

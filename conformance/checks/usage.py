@@ -126,6 +126,7 @@ def completion_counts_every_choice(ctx: CheckContext) -> None:
 
 @check(
     "usage.prompt-grows",
+    model_dependent=True,
     level=Level.INFO,
     feature=Feature.CORE,
     clause=documented("2 usage.prompt_tokens", "Number of tokens consumed by the input prompt."),

@@ -96,6 +96,7 @@ class _Server:
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
         self.validator = request_validator(config.faults, config.has("lenient-params"))
+        self.slot = streaming.Slot()
 
     # -- transport helpers ----------------------------------------------------------------------
     def json_response(self, payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -203,6 +204,7 @@ class _Server:
 
     # -- chat -----------------------------------------------------------------------------------
     async def _chat(self, request: Request, body: bytes | None = None) -> Response:
+        cut = self.slot.take() if self.config.has("single-slot-cuts-streams") else None
         raw = body if body is not None else await self._read_body(request)
         try:
             payload = json.loads(raw)
@@ -232,7 +234,7 @@ class _Server:
             if isinstance(payload.get(name), float):
                 payload[name] = int(payload[name])
         if streaming.serves_sse(self, payload):  # stream faults decide (refserver/streaming.py)
-            return StreamingResponse(self._stream(payload), media_type=streaming.media_type(self),
+            return StreamingResponse(self._stream(payload, cut), media_type=streaming.media_type(self),
                                      headers={"Cache-Control": "no-cache"})
         completion = self._completion(payload)
         if self.config.has("non-stream-as-event-stream"):
@@ -415,8 +417,8 @@ class _Server:
         return response
 
     # -- streaming ------------------------------------------------------------------------------
-    def _stream(self, payload: dict[str, Any]) -> AsyncIterator[bytes]:
-        return streaming.stream_bytes(self, payload)
+    def _stream(self, payload: dict[str, Any], cut: asyncio.Event | None = None) -> AsyncIterator[bytes]:
+        return streaming.stream_bytes(self, payload, cut)
 
 
 SAMPLING_PARAMS = ("temperature", "top_p", "presence_penalty", "frequency_penalty")

@@ -248,6 +248,11 @@ fault("tool-call-cut-finish-tool-calls", "a tool call cut by max_tokens (argumen
 fault("unknown-named-tool-accepted", "a tool_choice naming a function not in `tools` is answered with text",
       ("tools.unknown-named-function",))
 
+# --- load (checks in load.py; refserver/streaming.py Slot) --------------------------------------------
+fault("single-slot-cuts-streams", "one request at a time: a request that arrives cuts the stream in progress "
+      "(streams are paced so that they are in progress)", ("load.concurrent-streams",))
+
+
 # --- the document's own example (checks in documented.py) --------------------------------------------
 def _forbid(prop: str) -> SchemaPatch:
     """A property the server refuses whatever its value (a `false` schema), as if it did not know it."""

@@ -140,6 +140,23 @@ def _add_usage(server: _Server, payload: dict[str, Any], choices: list[dict[str,
         out.append(copy.deepcopy(usage_chunk))
 
 
+# -- load ----------------------------------------------------------------------------------------
+class Slot:
+    """The fault single-slot-cuts-streams: one generation at a time. Each chat request takes the slot
+    (`take`); the stream that held it stops mid-way, which the client reads as a cut connection."""
+
+    PACE_S = 0.01  # between pieces, so that a stream is still in progress when the next request comes
+
+    def __init__(self) -> None:
+        self._holder: asyncio.Event | None = None
+
+    def take(self) -> asyncio.Event:
+        if self._holder is not None:
+            self._holder.set()
+        self._holder = asyncio.Event()
+        return self._holder
+
+
 # -- bytes ---------------------------------------------------------------------------------------
 def _newline(server: _Server) -> str:
     return "\r\n" if server.config.has("sse-crlf") else "\n"
@@ -178,8 +195,13 @@ def _pieces(server: _Server, payload: dict[str, Any]) -> list[bytes]:
     return pieces
 
 
-async def stream_bytes(server: _Server, payload: dict[str, Any]) -> AsyncIterator[bytes]:
+async def stream_bytes(server: _Server, payload: dict[str, Any], cut: asyncio.Event | None = None
+                       ) -> AsyncIterator[bytes]:
     for piece in _pieces(server, payload):
+        if cut is not None:  # single-slot-cuts-streams
+            await asyncio.sleep(Slot.PACE_S)
+            if cut.is_set():
+                raise ConnectionAbortedError("single-slot-cuts-streams: another request took the slot")
         if server.config.has("sse-small-writes"):
             for start in range(0, len(piece), 7):
                 yield piece[start:start + 7]

@@ -18,18 +18,24 @@ from __future__ import annotations
 import html
 import itertools
 import json
-import shlex
 from typing import Any
 
 from ._coverage_html import coverage_section
 from ._results import (
     VERDICTS,
     anchor,
+    concurrency_note,
+    curl_for,
     duration,
+    example_transcript,
     failing,
     feature_rollup,
     first_line,
+    flaky_note,
     headline,
+    repeat_note,
+    root_cause_line,
+    root_causes,
     run_verdict,
 )
 
@@ -152,9 +158,11 @@ def summary_sections(results: dict[str, Any], senders: dict[str, list[str | None
         '<section class="cert" id="certification">',
         "<h2>Certification</h2>",
         banner(results),
+        root_causes_section(results),
         facts(results),
         feature_table(results),
         method_matrix(results),
+        flaky_section(results),
         failing_section(results, senders),
         not_executed(results),
         coverage_section(results),
@@ -180,6 +188,54 @@ def banner(results: dict[str, Any]) -> str:
             f'profile {esc(results["profile"])} · depth {esc(results["depth"])}</div></div>')
 
 
+def root_causes_section(results: dict[str, Any]) -> str:
+    """The failures grouped by cause (decided by the engine), each with a curl that reproduces it."""
+    causes = root_causes(results)
+    if not causes:
+        return ""
+    out = [f'<h3 id="root-causes">{esc(root_cause_line(results))}</h3>'
+           '<p class="note">Failures that share one cause, grouped by the engine from the evidence: the same '
+           "answer shape, the same status for one class of input, one framing or ignored parameter, one schema key. "
+           "Each cause lists the checks it fails and one exchange that shows it.</p>",
+           '<ol class="root-causes" id="root-causes-list">']
+    for number, cause in enumerate(causes, start=1):
+        links = ", ".join(f'<a href="#{esc(anchor(c))}"><code>{esc(c)}</code></a>' for c in cause["checks"])
+        transcript = example_transcript(results, cause)
+        repro = ""
+        if transcript is not None:
+            example = cause["example"]
+            repro = (f'<p><b>Reproduce</b> <span class="note">(transcript #{example["transcript"]} of '
+                     f'<a href="#{esc(anchor(example["check"]))}">{esc(example["check"])}</a>; reads the key from '
+                     f"<code>$OPENAI_API_KEY</code>)</span></p>"
+                     f'<pre class="repro"><code>{esc(curl_for(transcript))}</code></pre>')
+        failures = cause["failures"]
+        out.append(f'<li id="root-cause-{number}" data-cause="{esc(cause["id"])}"><b>{_code(cause["title"])}</b> '
+                   f'<span class="badge">{esc(cause["rule"])}</span><br><span class="meta">'
+                   f'{len(cause["checks"])} check{"s" if len(cause["checks"]) != 1 else ""}, {failures} '
+                   f'failure{"s" if failures != 1 else ""}: {links}</span>{repro}</li>')
+    out.append("</ol>")
+    return "".join(out)
+
+
+def _code(text: str) -> str:
+    """Escaped text with its `backticked` parts as <code>."""
+    parts = esc(text).split("`")
+    return "".join(f"<code>{part}</code>" if i % 2 else part for i, part in enumerate(parts))
+
+
+def flaky_section(results: dict[str, Any]) -> str:
+    """--repeat: pass^k, and each check whose verdict changed between runs."""
+    if not results.get("repeat"):
+        return ""
+    flaky = [c for c in results["checks"] if c.get("flaky")]
+    items = "".join(f'<li><span class="badge">{esc(c["level"])}</span> <a href="#{esc(anchor(c["id"]))}"><code>'
+                    f'{esc(c["id"])}</code></a> — {esc(flaky_note(c))}</li>' for c in flaky)
+    listing = (f'<ul id="flaky-checks">{items}</ul><p class="note">A flaky MUST check leaves its feature partial: '
+               f"neither a pass nor a failure is proven.</p>" if flaky else
+               '<p id="flaky-checks">None: every repeated check gave the same verdict each time.</p>')
+    return f'<h3 id="flaky">Repeated checks</h3><p>{esc(repeat_note(results))}</p>{listing}'
+
+
 def facts(results: dict[str, Any]) -> str:
     summary = results["summary"]
     counts = ", ".join(f"{summary[v]} {v}" for v in VERDICTS if summary.get(v))
@@ -194,6 +250,8 @@ def facts(results: dict[str, Any]) -> str:
                             + (" / strict: every SHOULD counted as MUST" if results.get("strict") else "")),
         ("Chat route", _route(results)),
         ("Selection", "; ".join(results.get("selection") or []) or "the whole catalogue"),
+        *([("Concurrency", concurrency_note(results))] if concurrency_note(results) else []),
+        *([("Repeat", repeat_note(results))] if repeat_note(results) else []),
         ("Suite", f"{results['suite']['name']} {results['suite']['version']}, started {results['started_at']}"),
     ]
     items = "".join(f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in rows)
@@ -258,8 +316,9 @@ def failing_section(results: dict[str, Any], senders: dict[str, list[str | None]
     out.append('<ol id="failing-checks">')
     for check in checks:
         why = first_line(check["failures"][0]["expected"] if check["failures"] else check["message"], 110)
+        flaky = ' <span class="badge c-inconclusive">flaky</span>' if check.get("flaky") else ""
         out.append(f'<li><span class="badge c-{esc(check["outcome"])}">{esc(check["outcome"])}</span> '
-                   f'<span class="badge">{esc(check["level"])}</span> '
+                   f'<span class="badge">{esc(check["level"])}</span>{flaky} '
                    f'<a href="#{esc(anchor(check["id"]))}"><code>{esc(check["id"])}</code></a> — {esc(why)}</li>')
     out.append("</ol>")
     out.extend(check_detail(check, senders=(senders or {}).get(check["id"], [])) for check in checks)
@@ -304,6 +363,8 @@ def check_detail(check: dict[str, Any], *, collapsed: bool = False, prefix: str 
 def _detail_body(check: dict[str, Any], prefix: str, senders: list[str | None]) -> str:
     outcome = check["outcome"]
     body = [_clause(check)]
+    if check.get("flaky"):
+        body.append(f'<p class="flaky"><b>{esc(flaky_note(check))}</b>; shown: the most severe run.</p>')
     if outcome == "failed" and check["failures"]:
         body.append(_failures(check))
         body.append(_transcripts(check, prefix))
@@ -385,6 +446,10 @@ def transcript_html(transcript: dict[str, Any], marks: list[tuple[int, int]], ma
         notes.append(f"[transport error] {transcript['error']}")
     if transcript.get("limit_exceeded"):
         notes.append(f"[limit] {transcript['limit_exceeded']}")
+    contended = transcript.get("contended")
+    if contended:
+        notes.append(f"[contention] {contended['kind']} while {contended['in_flight_with']} other request(s) were "
+                     f"sent alongside: the run lowered its concurrency")
     if response.get("truncated"):
         notes.append(f"[body cut at {len(response['body'].encode())} of {response['body_bytes']} bytes]")
     sse = transcript.get("sse")
@@ -436,23 +501,6 @@ def _trim_end(raw: bytes, start: int, end: int) -> int:
     while end - 1 > start and raw[end - 1 : end] in (b"\n", b"\r"):
         end -= 1
     return end
-
-
-def curl_for(transcript: dict[str, Any]) -> str:
-    """A copy-pasteable curl for bash; the key is always `$OPENAI_API_KEY`, never the real one."""
-    request = transcript["request"]
-    accept = next((v for k, v in request["headers"].items() if k.lower() == "accept"), "")
-    parts = ["curl", "-sS", "-i"] + (["-N"] if "event-stream" in accept else [])
-    parts += ["-X", request["method"], shlex.quote(request["url"])]
-    for name, value in request["headers"].items():
-        if value in ("Bearer $OPENAI_API_KEY", "***REDACTED***"):
-            prefix = "Bearer " if value.startswith("Bearer") else ""
-            parts += ["-H", f'"{name}: {prefix}$OPENAI_API_KEY"']
-        else:
-            parts += ["-H", shlex.quote(f"{name}: {value}")]
-    if request.get("body") is not None:
-        parts += ["--data-raw", shlex.quote(request["body"])]
-    return " ".join(parts)
 
 
 def row_extra(check: dict[str, Any], senders: list[str | None] | None = None) -> str:

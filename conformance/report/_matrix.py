@@ -22,6 +22,8 @@ from ._results import (
     base_url_label,
     exchange_senders,
     first_line,
+    root_cause_line,
+    root_causes,
     run_label,
     run_verdict,
     target_label,
@@ -161,6 +163,12 @@ def _feature_rows(columns: list[Column]) -> str:
             state = column.results["summary"]["features"].get(feature, "not-tested")
             out.append(f'<td class="cell f-{esc(state)}">{esc(state)}</td>')
         out.append("</tr>")
+    out.append('<tr data-row="root-causes"><td><b>root causes</b></td><td></td>')
+    for column in columns:
+        causes = root_causes(column.results)
+        titles = "\n".join(f"{i}. {c['title']}" for i, c in enumerate(causes, start=1))
+        out.append(f'<td class="cell" title="{esc(titles)}">{esc(root_cause_line(column.results) or "none")}</td>')
+    out.append("</tr>")
     return "".join(out)
 
 
@@ -180,8 +188,9 @@ def _cell(column: Column, check_id: str, out_dir: Path) -> str:
         return '<td class="cell c-none">—</td>'
     outcome = check["outcome"]
     title = first_line(check["message"], 200) if outcome != "passed" else "passed"
+    label = f"{outcome} (flaky)" if check.get("flaky") else outcome
     return (f'<td class="cell c-{esc(outcome)}" title="{esc(title)}"><a href="{esc(_link(column, check_id, out_dir))}">'
-            f"{esc(outcome)}</a></td>")
+            f"{esc(label)}</a></td>")
 
 
 def _inline_details(columns: list[Column]) -> str:

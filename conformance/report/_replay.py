@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 
 from . import _html
-from ._results import duration, exchange_senders, run_verdict
+from ._results import duration, exchange_senders, flaky_note, run_verdict
 
 RESULTS_KEY = pytest.StashKey[dict[str, Any]]()
 
@@ -79,12 +79,12 @@ class CheckItem(pytest.Item):
     def setup(self) -> None:
         _set_junit_classname(self, f"conformance.{self.check['feature']}")
         if self.check["outcome"] == "error":
-            raise HarnessError(self.check["message"])
+            raise HarnessError(_with_flaky(self.check))
 
     def runtest(self) -> None:
         outcome = self.check["outcome"]
         if outcome == "failed":
-            raise CheckFailure(self.check["message"])
+            raise CheckFailure(_with_flaky(self.check))
         if outcome in ("skipped", "unsupported", "not_applicable", "inconclusive"):
             pytest.skip(f"{outcome}: {self.check['message']}")
 
@@ -98,6 +98,12 @@ class CheckItem(pytest.Item):
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
         return self.path, None, f"{self.check['id']} [{self.check['level']}]"
+
+
+def _with_flaky(check: dict[str, Any]) -> str:
+    """The check's message, after its flakiness when --repeat found its verdict changing."""
+    note = flaky_note(check)
+    return f"{note}; the most severe run:\n{check['message']}" if note else str(check["message"])
 
 
 def _set_junit_classname(item: pytest.Item, classname: str) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import shlex
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -206,3 +207,85 @@ def failing(results: dict[str, Any]) -> list[dict[str, Any]]:
 def first_line(text: str, limit: int = 160) -> str:
     line = text.strip().splitlines()[0] if text.strip() else ""
     return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def root_causes(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """The engine's root causes (empty for a results.json older than schema 1.2)."""
+    return list(results.get("root_causes") or [])
+
+
+def root_cause_line(results: dict[str, Any]) -> str:
+    """`8 root causes, failing 37 checks`; empty when nothing failed."""
+    causes = root_causes(results)
+    if not causes:
+        return ""
+    checks = {check_id for cause in causes for check_id in cause["checks"]}
+    return (f"{len(causes)} root cause{'s' if len(causes) != 1 else ''}, failing {len(checks)} "
+            f"check{'s' if len(checks) != 1 else ''}")
+
+
+def example_transcript(results: dict[str, Any], cause: dict[str, Any]) -> dict[str, Any] | None:
+    """The transcript that shows a root cause (and reproduces it), or None."""
+    example = cause.get("example")
+    if not example:
+        return None
+    check = next((c for c in results["checks"] if c["id"] == example["check"]), None)
+    transcripts = check["transcripts"] if check else []
+    index = int(example["transcript"])
+    return transcripts[index] if 0 <= index < len(transcripts) else None
+
+
+def curl_for(transcript: dict[str, Any]) -> str:
+    """A copy-pasteable curl for bash; the key is always `$OPENAI_API_KEY`, never the real one."""
+    return " ".join(" ".join(group) for group in curl_groups(transcript))
+
+
+def curl_lines(transcript: dict[str, Any]) -> list[str]:
+    """The same curl over several lines (` \\` continuations): the URL, then each header and the body."""
+    groups = [" ".join(group) for group in curl_groups(transcript)]
+    return [line + " \\" for line in groups[:-1]] + groups[-1:]
+
+
+def curl_groups(transcript: dict[str, Any]) -> list[list[str]]:
+    """The curl's words, grouped: the command and URL, each header, the body."""
+    request = transcript["request"]
+    accept = next((v for k, v in request["headers"].items() if k.lower() == "accept"), "")
+    groups = [["curl", "-sS", "-i", *(["-N"] if "event-stream" in accept else []), "-X", request["method"],
+               shlex.quote(request["url"])]]
+    for name, value in request["headers"].items():
+        if value in ("Bearer $OPENAI_API_KEY", "***REDACTED***"):
+            prefix = "Bearer " if value.startswith("Bearer") else ""
+            groups.append(["-H", f'"{name}: {prefix}$OPENAI_API_KEY"'])
+        else:
+            groups.append(["-H", shlex.quote(f"{name}: {value}")])
+    if request.get("body") is not None:
+        groups.append(["--data-raw", shlex.quote(request["body"])])
+    return groups
+
+
+def flaky_note(check: dict[str, Any]) -> str:
+    """`flaky: passed 3 of 5 runs (passed, failed, …)` for a repeated check whose verdict changed; else ''."""
+    if not check.get("flaky"):
+        return ""
+    rate = check.get("pass_rate") or {}
+    runs = ", ".join([check["outcome"], *check.get("repeats", [])])
+    return f"flaky: passed {rate.get('passed', '?')} of {rate.get('runs', '?')} runs ({runs})"
+
+
+def concurrency_note(results: dict[str, Any]) -> str:
+    """`lowered 4 → 1: …` when the run lowered its concurrency; empty otherwise."""
+    record = results.get("concurrency") or {}
+    if not record.get("lowered") and not record.get("rerun"):
+        return ""
+    return f"lowered {record['requested']} → {record['final']}: {record.get('reason') or 'see results.json'}"
+
+
+def repeat_note(results: dict[str, Any]) -> str:
+    """`--repeat 5: pass^5 0.92 over 12 checks; flaky: …` for a repeated run; empty otherwise."""
+    record = results.get("repeat")
+    if not record:
+        return ""
+    k = record["k"]
+    share = "n/a" if record.get("pass_k") is None else f"{record['pass_k']:.2f}"
+    flaky = ", ".join(record.get("flaky") or []) or "none"
+    return f"--repeat {k}: pass^{k} {share} over {len(record['checks'])} model-dependent checks; flaky: {flaky}"

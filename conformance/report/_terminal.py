@@ -16,7 +16,25 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from ._results import VERDICTS, failing, first_line, headline, run_verdict
+from ._results import (
+    VERDICTS,
+    concurrency_note,
+    curl_for,
+    curl_lines,
+    example_transcript,
+    failing,
+    first_line,
+    flaky_note,
+    headline,
+    repeat_note,
+    root_cause_line,
+    root_causes,
+    run_verdict,
+)
+
+# Root causes listed in full; a repro curl longer than this points at the report instead.
+ROOT_CAUSES_SHOWN = 8
+CURL_SHOWN = 1000
 
 GLYPH = {"passed": "✓", "failed": "✗", "not_applicable": "·", "skipped": "-", "unsupported": "~", "inconclusive": "?",
          "error": "!"}
@@ -159,6 +177,10 @@ def summary(results: dict[str, Any], paths: dict[str, Path], *, colour: bool = F
     rows = []
     if results.get("reason") or verdict != "passed":
         rows.append(("Why", results.get("reason") or _why(results)))
+    if concurrency_note(results):
+        rows.append(("Load", concurrency_note(results)))
+    if repeat_note(results):
+        rows.append(("Repeat", repeat_note(results)))
     rows += [
         ("Checks", f"{results['executed']}/{results['planned']} judged: "
                    + " · ".join(paint(f"{s[v]} {v}", v) for v in VERDICTS if s.get(v))),
@@ -168,7 +190,7 @@ def summary(results: dict[str, Any], paths: dict[str, Path], *, colour: bool = F
     route = results.get("chat_route") or {}
     if route.get("method"):
         rows.append(("Chat", f"{route['method']} {route['path']} ({route.get('source', 'discovered')})"))
-    lines = [first] + [f"  {name:<9} {value}" for name, value in rows]
+    lines = [first, *_cause_lines(results)] + [f"  {name:<9} {value}" for name, value in rows]
     lines += _failed_lines(results)
     lines += [f"  {'Baseline' if i == 0 else '':<9} {text}" for i, text in enumerate(baseline)]
     named = {path.name: path for path in paths.values()}
@@ -176,6 +198,27 @@ def summary(results: dict[str, Any], paths: dict[str, Path], *, colour: bool = F
     lines += [f"  {'Reports' if i == 0 else '':<9} {name:<{width}}  {path}" for i, (name, path) in
               enumerate(named.items())]
     return "\n".join(lines) + "\n"
+
+
+def _cause_lines(results: dict[str, Any]) -> list[str]:
+    """The root causes, first after the headline: each one's title, its checks and a curl that reproduces it."""
+    causes = root_causes(results)
+    if not causes:
+        return []
+    out = [f"  {'Causes':<9} {root_cause_line(results)}"]
+    for number, cause in enumerate(causes[:ROOT_CAUSES_SHOWN], start=1):
+        checks = cause["checks"]
+        shown = ", ".join(checks[:4]) + (f" and {len(checks) - 4} more" if len(checks) > 4 else "")
+        out.append(f"    {number}. {first_line(cause['title'], 110)}")
+        out.append(f"       {len(checks)} check{'s' if len(checks) != 1 else ''}: {shown}")
+        transcript = example_transcript(results, cause)
+        if transcript is not None:
+            length = len(curl_for(transcript))
+            out += ([f"       {line}" for line in curl_lines(transcript)] if length <= CURL_SHOWN else
+                    [f"       repro: report.html#root-cause-{number} (a {length}-character curl)"])
+    if len(causes) > ROOT_CAUSES_SHOWN:
+        out.append(f"    … and {len(causes) - ROOT_CAUSES_SHOWN} more (see the report)")
+    return out
 
 
 def _why(results: dict[str, Any]) -> str:
@@ -191,8 +234,11 @@ def _failed_lines(results: dict[str, Any], limit: int = 20) -> list[str]:
     out = ["  Failing"]
     for check in checks[:limit]:
         tag = check["level"] if check["outcome"] == "failed" else "error"
+        tag = "flaky" if check.get("flaky") else tag
         head = f"    {tag:<6} {check['id']:<{width}}  "
-        if check["failures"]:  # the first violation, as Expected / Received (the report has them all)
+        if check.get("flaky"):
+            out.append(head + first_line(flaky_note(check), 100))
+        elif check["failures"]:  # the first violation, as Expected / Received (the report has them all)
             failure = check["failures"][0]
             out.append(head + "Expected: " + first_line(failure["expected"], 80))
             out.append(" " * len(head) + "Received: " + first_line(failure["received"], 80))
