@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import threading
 from collections.abc import Callable
+from concurrent.futures import Future
 from typing import Any
 
 from ._http import Exchange, Recorder, Session, fail_on_limit
@@ -18,20 +19,50 @@ SMALL_MAX_TOKENS = 16
 
 
 class SharedExchanges:
-    """Responses that several checks judge, fetched once per run (saves requests on paid targets)."""
+    """Responses that several checks judge, fetched once per run (saves requests on paid targets).
+
+    Each key holds the future of its one request: `get` sends in the caller's thread, `submit`
+    without waiting (Recorder.submit); whoever asks for the key meanwhile waits for that request.
+    A fetch that raised is not kept: the next caller tries for itself.
+    """
 
     def __init__(self) -> None:
-        self._values: dict[str, Exchange] = {}
-        self._locks: dict[str, threading.Lock] = {}
+        self._futures: dict[str, Future[Exchange]] = {}
         self._guard = threading.Lock()
 
     def get(self, key: str, fetch: Callable[[], Exchange]) -> Exchange:
+        while True:
+            with self._guard:
+                future = self._futures.get(key)
+                if future is None or _raised(future):
+                    future = self._futures[key] = Future()
+                    mine = True
+                else:
+                    mine = False
+            if not mine:
+                try:
+                    return future.result()
+                except Exception:  # noqa: BLE001 - raised where it was sent: this caller tries for itself
+                    continue
+            try:
+                exchange = fetch()
+            except BaseException as exc:
+                future.set_exception(exc)
+                raise
+            future.set_result(exchange)
+            return exchange
+
+    def submit(self, key: str, send: Callable[[], Future[Exchange]]) -> Future[Exchange]:
+        """The key's future: `send()` (which must not block) unless it was sent or is being sent."""
         with self._guard:
-            lock = self._locks.setdefault(key, threading.Lock())
-        with lock:
-            if key not in self._values:
-                self._values[key] = fetch()
-            return self._values[key]
+            future = self._futures.get(key)
+            if future is None or _raised(future):
+                future = self._futures[key] = send()
+            return future
+
+
+def _raised(future: Future[Exchange]) -> bool:
+    return future.done() and future.exception() is not None
 
 
 class CheckContext:
@@ -106,6 +137,11 @@ class CheckContext:
         if exchange not in self.http.exchanges:
             self.http.exchanges.append(exchange)
         return exchange
+
+    def shared_submit(self, key: str, send: Callable[[CheckContext], Future[Exchange]]) -> Future[Exchange]:
+        """Like `shared` without waiting: `send` submits the request (`self.http.submit`) unless another
+        check sent it already; `checks._parallel.Batch` adds it to this check's transcript."""
+        return self._shared.submit(key, lambda: send(self))
 
     def shared_completion(self) -> Exchange:
         """The run's basic non-stream completion, judged by several checks."""

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import httpx
 import pytest
-from conftest import PLAIN_VARIANTS, ServerFactory, certify, verdicts
+from support import PLAIN_VARIANTS, ServerFactory, certify, verdicts
 
 from conformance import Depth, RunConfig, RunResult, Target, run
 from conformance.checks.error_details import OVERFLOW_WORDS

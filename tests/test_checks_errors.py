@@ -71,3 +71,22 @@ def test_envelope_failure_names_the_probe(start_server):
     assert len(failures) == 2  # the bad temperature and the unknown route (the unknown model has its own check)
     assert "temperature 2.0000001" in failures[0].expected
     assert "'error' is a required property" in failures[0].received
+
+
+def test_a_target_that_serves_invalid_requests_is_not_failed_twice() -> None:
+    """A server that answers everything 200 (a mock) fails the params.* checks; the error checks have no
+    error body to judge, so they are not applicable rather than a second report of the same cause."""
+    import httpx
+
+    from conformance import Depth, RunConfig, Target, run
+    from conformance.refserver import DEFAULT_MODEL
+
+    completion = {"id": "c", "object": "chat.completion", "created": 1, "model": DEFAULT_MODEL,
+                  "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hi."},
+                               "finish_reason": "stop"}],
+                  "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}}
+    config = RunConfig(target=Target("http://fake.test/v1", DEFAULT_MODEL), depth=Depth.FULL,
+                       only=("errors.message", "errors.envelope", "params.temperature.bounds"))
+    result = run(config, transport=httpx.MockTransport(lambda request: httpx.Response(200, json=completion)))
+    assert verdicts(result) == {"errors.message": "not_applicable", "errors.envelope": "not_applicable",
+                                "params.temperature.bounds": "failed"}

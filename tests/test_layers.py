@@ -86,3 +86,11 @@ def test_renderers_never_import_the_engine_or_the_transport() -> None:
     for path in (PACKAGE / "report").glob("*.py"):
         assert not {unit(t) for t in imports(path)} & {"conformance._engine", "conformance._http",
                                                         "conformance.checks"}, path.name
+
+
+def test_tests_import_helpers_from_support_not_from_conftest() -> None:
+    """conftest.py is pytest's plugin (fixtures); importing it as a module loads it twice."""
+    tests = Path(__file__).resolve().parent
+    pattern = "from " + "conftest import"  # split, so this file does not match itself
+    offenders = [p.name for p in tests.glob("*.py") if pattern in p.read_text(encoding="utf-8")]
+    assert not offenders

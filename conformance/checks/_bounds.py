@@ -5,8 +5,11 @@ every bounded parameter gets an explicit property: the edges are accepted, value
 are rejected with a 4xx and the error envelope.
 
 At quick depth only the explicit examples run (the edges and the values just outside them); full
-depth adds generated values on each side. Every request of an explicit example is shared through
-`ctx.shared`, so `params.error-names-param` judges the same rejections without paying for them again.
+depth adds generated values on each side. The values do not depend on any answer, so hypothesis
+draws them first (derandomized: the same values every run), then every request is sent at once
+and the answers are judged in the order the property lists them. Every request is shared
+(`ctx.shared`), so `params.error-names-param` and `errors.*` judge the same rejections without
+paying for them again.
 """
 
 from __future__ import annotations
@@ -22,12 +25,14 @@ from hypothesis import strategies as st
 from .._context import CheckContext, excerpt
 from .._http import Exchange
 from ._judge import envelope_problems, schema_errors
+from ._parallel import Batch, submit_chat
 
 REJECT_STATUSES = (400, 422)
 # Generated values above a one-sided minimum stay small: max_tokens and n cost tokens on paid targets.
 ONE_SIDED_SPAN = 16
 
 Wrap = Callable[[Any], Any]
+Judge = Callable[[CheckContext, str, Exchange], None]
 
 
 def probe_settings(ctx: CheckContext, generated: int) -> settings:
@@ -59,7 +64,16 @@ def bounds_body(ctx: CheckContext, param: str, value: Any, wrap: Wrap | None = N
 
 def send_shared(ctx: CheckContext, body: dict[str, Any]) -> Exchange:
     """Send `body` once per run; any check sending the same body (2.0 and 2 alike) reuses the exchange."""
-    return ctx.shared("bounds:" + json.dumps(_same_numbers(body), sort_keys=True), lambda c: c.chat(body))
+    return ctx.shared(shared_key(body), lambda c: c.chat(body))
+
+
+def submit_shared(batch: Batch, body: dict[str, Any]) -> None:
+    """`send_shared` without waiting, into `batch`."""
+    batch.shared(shared_key(body), lambda c: submit_chat(c, body))
+
+
+def shared_key(body: dict[str, Any]) -> str:
+    return "bounds:" + json.dumps(_same_numbers(body), sort_keys=True)
 
 
 def _same_numbers(value: Any) -> Any:
@@ -106,28 +120,38 @@ def probe_values(ctx: CheckContext, param: str, *, inside: st.SearchStrategy[Any
     def body_for(value: Any) -> dict[str, Any]:
         return bounds_body(ctx, param, value, wrap)
 
-    def accepted(value: Any) -> None:
-        if schema_errors("CreateChatCompletionRequest", body_for(value), view="openai"):
-            return
-        judge_accepted(ctx, shown(param, value, wrap), send_shared(ctx, body_for(value)))
+    def legal(value: Any) -> bool:
+        return not schema_errors("CreateChatCompletionRequest", body_for(value), view="openai")
 
-    def rejected(value: Any) -> None:
+    def outside_range(value: Any) -> bool:
         if isinstance(value, float) and not math.isfinite(value):
-            return
+            return False
         # Re-validate the exact payload before calling it invalid (schemathesis's false-positive trap).
-        if not schema_errors("CreateChatCompletionRequest", body_for(value), view="openai"):
-            return
-        judge_rejected(ctx, shown(param, value, wrap), send_shared(ctx, body_for(value)))
+        return not legal(value)
 
+    plan: list[tuple[Judge, Any]] = []
     if inside is not None:
-        run_property(ctx, accepted, inside, accept, generated)
-    run_property(ctx, rejected, outside, reject, generated)
+        plan += [(judge_accepted, v) for v in drawn(ctx, inside, accept, generated) if legal(v)]
+    plan += [(judge_rejected, v) for v in drawn(ctx, outside, reject, generated) if outside_range(v)]
+    batch = Batch(ctx)
+    for _, value in plan:
+        submit_shared(batch, body_for(value))
+    for (judge, value), exchange in zip(plan, batch.results(), strict=True):
+        judge(ctx, shown(param, value, wrap), exchange)
+
+
+def drawn(ctx: CheckContext, strategy: st.SearchStrategy[Any], explicit: Sequence[Any], generated: int) -> list[Any]:
+    """The values the property runs on, in its order: the explicit examples, then (full depth) the drawn ones."""
+    values: list[Any] = []
+    run_property(ctx, values.append, strategy, explicit, generated)
+    return values
 
 
 def run_property(ctx: CheckContext, test: Callable[[Any], None], strategy: st.SearchStrategy[Any],
                  explicit: Sequence[Any], generated: int) -> None:
     """Run `test` on the explicit examples, then (full depth) on `generated` drawn values."""
 
+    # derandomize seeds hypothesis from this function's source: changing it changes the drawn values.
     def prop(value: Any) -> None:
         test(value)
 
@@ -164,3 +188,8 @@ def probe_range(ctx: CheckContext, param: str, minimum: float, maximum: float | 
 def rejection_for(ctx: CheckContext, param: str, value: Any, wrap: Wrap | None = None) -> Exchange:
     """The (shared) exchange a bounds property got for an out-of-range value."""
     return send_shared(ctx, bounds_body(ctx, param, value, wrap))
+
+
+def submit_rejection(batch: Batch, param: str, value: Any, wrap: Wrap | None = None) -> None:
+    """`rejection_for` without waiting, into `batch`."""
+    submit_shared(batch, bounds_body(batch.ctx, param, value, wrap))

@@ -1,7 +1,8 @@
 """Errors and authentication: the OpenAI error envelope, JSON Content-Type, 401 for a bad key.
 
 The error probes (an out-of-range temperature, an unknown route, an unknown model) are shared, so
-errors.envelope and errors.content-type judge the same three responses.
+errors.envelope and errors.content-type judge the same three responses; a check that judges several
+sends them at once.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from .._context import CheckContext, excerpt
 from .._http import Exchange
 from .._model import Feature, Level, documented, openai
 from ..spec import View
-from ._bounds import rejection_for
+from ._bounds import rejection_for, submit_rejection
 from ._judge import envelope_problems, media_type
+from ._parallel import Batch, submit_chat
 from ._registry import check
 
 UNKNOWN_ROUTE = "/nonexistent-route"
@@ -26,18 +28,42 @@ def bad_temperature(ctx: CheckContext) -> Exchange:
     return rejection_for(ctx, "temperature", 2 + 1e-7)
 
 
+def submit_bad_temperature(batch: Batch) -> None:
+    submit_rejection(batch, "temperature", 2 + 1e-7)
+
+
 def unknown_route(ctx: CheckContext) -> Exchange:
     return ctx.shared("errors:unknown-route", lambda c: c.http.request("GET", UNKNOWN_ROUTE))
+
+
+def submit_unknown_route(batch: Batch) -> None:
+    batch.shared("errors:unknown-route", lambda c: c.http.submit("GET", UNKNOWN_ROUTE))
+
+
+def submit_no_messages(batch: Batch) -> None:
+    """A request without `messages`: refused by nearly every server, even those that check no range."""
+    batch.shared("errors:no-messages", lambda c: submit_chat(c, c.chat_request(messages=None, max_tokens=1)))
+
+
+def accepted(exchange: Exchange) -> bool:
+    """A 2xx answer that is a completion, not an error body: the invalid request was served, which the
+    check of that parameter reports (an error body under a 2xx status is a failure of the error checks)."""
+    body = exchange.json() if exchange.status is not None and 200 <= exchange.status < 300 else None
+    return isinstance(body, dict) and "error" not in body
 
 
 def unknown_model(ctx: CheckContext) -> Exchange:
     return ctx.shared("errors:unknown-model", lambda c: c.chat(c.chat_request(model=UNKNOWN_MODEL, max_tokens=1)))
 
 
-# (what was sent, how to get it, the statuses a conformant server may answer)
-ERROR_PROBES: tuple[tuple[str, Callable[[CheckContext], Exchange], tuple[int, ...]], ...] = (
-    ("temperature 2.0000001", bad_temperature, (400, 422)),
-    (f"GET {UNKNOWN_ROUTE}", unknown_route, (400, 404, 405)),
+def submit_unknown_model(batch: Batch) -> None:
+    batch.shared("errors:unknown-model", lambda c: submit_chat(c, c.chat_request(model=UNKNOWN_MODEL, max_tokens=1)))
+
+
+# (what was sent, how to get it alone, how to send it in a batch, the statuses a conformant server may answer)
+ERROR_PROBES: tuple[tuple[str, Callable[[CheckContext], Exchange], Callable[[Batch], None], tuple[int, ...]], ...] = (
+    ("temperature 2.0000001", bad_temperature, submit_bad_temperature, (400, 422)),
+    (f"GET {UNKNOWN_ROUTE}", unknown_route, submit_unknown_route, (400, 404, 405)),
 )
 # openai-python's APIStatusError takes its message from error.message; without it the user sees a raw body.
 SDK_READS_MESSAGE = ("openai-python: APIStatusError's message comes from the body's error.message "
@@ -51,13 +77,26 @@ SDK_READS_MESSAGE = ("openai-python: APIStatusError's message comes from the bod
     feature=Feature.CORE,
     clause=openai("ErrorResponse", "{error: Error} with Error requiring message"),
     client_break=SDK_READS_MESSAGE,
-    description="An out-of-range temperature gets 400/422 with a JSON body {\"error\": {\"message\": string}}.",
-    accepts=("400/422 with error.message",),
-    requests=1,
+    description="An out-of-range temperature and a request without `messages`, when refused, get a 4xx with a JSON "
+                "body {\"error\": {\"message\": string}}; never a 5xx, never an error body under 2xx.",
+    accepts=("4xx with error.message", "not applicable when the target serves both (params.* report that)"),
+    requests=2,
 )
 def message(ctx: CheckContext) -> None:
-    what, fetch, statuses = ERROR_PROBES[0]
-    judge_error(ctx, what, fetch(ctx), statuses, view="document")
+    batch = Batch(ctx)
+    submit_bad_temperature(batch)
+    submit_no_messages(batch)
+    judged = 0
+    for what, exchange in zip(("temperature 2.0000001", "a request without `messages`"), batch.results(),
+                              strict=True):
+        exchange.require_response()
+        if accepted(exchange):
+            continue  # served: params.temperature.bounds / params.required fail it, once
+        judged += 1
+        judge_error(ctx, what, exchange, tuple(range(400, 500)), view="document")
+    if not judged:
+        raise ctx.not_applicable("the target served both invalid requests, so it sent no error body to judge "
+                                 "(params.temperature.bounds and params.required report the acceptance)")
 
 
 @check(
@@ -68,12 +107,22 @@ def message(ctx: CheckContext) -> None:
                   "code are string or null"),
     description="A bad parameter and an unknown route each get a 4xx whose body is OpenAI's full error envelope "
                 "(message, type, param, code).",
-    accepts=("400/422 bad parameter", "400/404/405 unknown route"),
+    accepts=("400/422 bad parameter", "400/404/405 unknown route", "a served probe is not judged here"),
     requests=2,
 )
 def envelope(ctx: CheckContext) -> None:
-    for what, fetch, statuses in ERROR_PROBES:
-        judge_error(ctx, what, fetch(ctx), statuses, view="openai")
+    batch = Batch(ctx)
+    for _, _, submit, _ in ERROR_PROBES:
+        submit(batch)
+    judged = 0
+    for (what, _, _, statuses), exchange in zip(ERROR_PROBES, batch.results(), strict=True):
+        exchange.require_response()
+        if accepted(exchange):
+            continue  # served, not refused: the bounds and methods checks report that
+        judged += 1
+        judge_error(ctx, what, exchange, statuses, view="openai")
+    if not judged:
+        raise ctx.not_applicable("the target served every probe, so it sent no error body to judge")
 
 
 @check(
@@ -112,7 +161,12 @@ def judge_error(ctx: CheckContext, what: str, exchange: Exchange, statuses: tupl
     requests=4,
 )
 def content_type(ctx: CheckContext) -> None:
-    for exchange in [ctx.shared_completion(), unknown_model(ctx)] + [fetch(ctx) for _, fetch, _ in ERROR_PROBES]:
+    batch = Batch(ctx)
+    batch.fetch(ctx.shared_completion)
+    submit_unknown_model(batch)
+    for _, _, submit, _ in ERROR_PROBES:
+        submit(batch)
+    for exchange in batch.results():
         exchange.require_response()
         if media_type(exchange) != "application/json":
             ctx.fail("Content-Type: application/json", f"HTTP {exchange.status}, Content-Type "
@@ -125,8 +179,7 @@ AUTH_CLAUSE = documented("1.1 Authorization", "Bearer {{YOUR_API_KEY}} API key u
 
 def without_key(ctx: CheckContext) -> Exchange:
     """The cheapest chat request, sent with no Authorization header; shared by the auth checks."""
-    if not ctx.has_api_key:
-        raise ctx.not_applicable("no API key was given (--api-key), so there is no authentication to test")
+    require_key(ctx)
     exchange = ctx.shared("auth:no-key", lambda c: c.chat(c.chat_request(max_tokens=1), api_key=None))
     exchange.require_response()
     return exchange
@@ -138,6 +191,22 @@ def with_wrong_key(ctx: CheckContext) -> Exchange:
     exchange = ctx.shared("auth:wrong-key", lambda c: c.chat(c.chat_request(max_tokens=1), api_key=made_up))
     exchange.require_response()
     return exchange
+
+
+def both_keys(ctx: CheckContext) -> None:
+    """Send the request without a key and the one with a made-up key at once, for a check that judges
+    both; `without_key` and `with_wrong_key` then read them."""
+    require_key(ctx)
+    made_up = "sk-wrong-" + secrets.token_hex(16)
+    batch = Batch(ctx)
+    batch.shared("auth:no-key", lambda c: submit_chat(c, c.chat_request(max_tokens=1), api_key=None))
+    batch.shared("auth:wrong-key", lambda c: submit_chat(c, c.chat_request(max_tokens=1), api_key=made_up))
+    batch.results()
+
+
+def require_key(ctx: CheckContext) -> None:
+    if not ctx.has_api_key:
+        raise ctx.not_applicable("no API key was given (--api-key), so there is no authentication to test")
 
 
 def served(exchange: Exchange) -> bool:
@@ -189,6 +258,7 @@ def missing_key(ctx: CheckContext) -> None:
     requests=2,
 )
 def wrong_key(ctx: CheckContext) -> None:
+    both_keys(ctx)
     keyless_target(ctx)
     judge_refused(ctx, "a request with a made-up key (sk-wrong-…)", with_wrong_key(ctx))
 
@@ -203,6 +273,7 @@ def wrong_key(ctx: CheckContext) -> None:
     requests=2,
 )
 def status_401(ctx: CheckContext) -> None:
+    both_keys(ctx)
     keyless_target(ctx)
     for what, exchange in (("a request without a key", without_key(ctx)),
                            ("a request with a made-up key", with_wrong_key(ctx))):

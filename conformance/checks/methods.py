@@ -2,11 +2,13 @@
 
 The documented API names `GET /v1/models` with a chat body; OpenAI-compatible servers serve
 `POST /v1/chat/completions`. Six probes are fetched once per run (shared) and judged by several
-checks; methods.answer-shapes records the matrix that the HTML report renders.
+checks, each sending the ones it needs at once; methods.answer-shapes records the matrix that the
+HTML report renders.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +16,7 @@ from .._context import CHAT_PATH, MODELS_PATH, CheckContext, excerpt
 from .._http import Exchange
 from .._model import Clause, Feature, Level, Profile, documented, openai
 from ._judge import envelope_problems, schema_errors
+from ._parallel import Batch
 from ._registry import check
 
 CHAT_COMPLETION = "chat.completion"
@@ -55,6 +58,25 @@ def answer(ctx: CheckContext, probe: Probe) -> Exchange:
                               lambda c: c.http.request(probe.method, probe.path, json_body=body))
     exchange.require_response()
     return exchange
+
+
+def answered(ctx: CheckContext, probes: Sequence[Probe]) -> Iterator[tuple[Probe, Exchange]]:
+    """Each probe with its exchange, in this order, every probe sent at once (`answer` for each)."""
+    batch = Batch(ctx)
+    for probe in probes:
+        if ctx.chat_route == (probe.method, probe.path) and probe.chat_body:
+            batch.fetch(ctx.shared_completion)
+        else:
+            submit_probe(batch, probe)
+    for probe, exchange in zip(probes, batch.results(), strict=True):
+        exchange.require_response()
+        yield probe, exchange
+
+
+def submit_probe(batch: Batch, probe: Probe) -> None:
+    """The probe's shared exchange (as `answer` fetches it), without waiting."""
+    body = batch.ctx.chat_request() if probe.chat_body else None
+    batch.shared(f"method:{probe.label}", lambda c: c.http.submit(probe.method, probe.path, json_body=body))
 
 
 def shape_of(exchange: Exchange) -> str:
@@ -119,8 +141,7 @@ def post_chat(ctx: CheckContext) -> None:
     requests=len(PROBES),
 )
 def no_server_error(ctx: CheckContext) -> None:
-    for probe in PROBES:
-        exchange = answer(ctx, probe)
+    for probe, exchange in answered(ctx, PROBES):
         ctx.expect((exchange.status or 0) < 500, f"{probe.label}: an answer below 500",
                    f"HTTP {exchange.status}: {excerpt(exchange.text, 200)}", ctx.where(exchange), exchange=exchange)
 
@@ -138,8 +159,7 @@ def no_server_error(ctx: CheckContext) -> None:
 )
 def answer_shapes(ctx: CheckContext) -> None:
     rows: list[dict[str, Any]] = []
-    for probe in PROBES:
-        exchange = answer(ctx, probe)
+    for probe, exchange in answered(ctx, PROBES):
         shape, valid = shape_of(exchange), is_valid_answer(probe, exchange)
         rows.append({"request": probe.label, "status": exchange.status, "shape": shape,
                      "allow": exchange.response_headers.get("allow"), "judgement": "ok" if valid else "invalid"})
@@ -162,7 +182,7 @@ def answer_shapes(ctx: CheckContext) -> None:
     requests=len(PROBES),
 )
 def allow_header(ctx: CheckContext) -> None:
-    answered_405 = [(p, e) for p in PROBES if (e := answer(ctx, p)).status == 405]
+    answered_405 = [(p, e) for p, e in answered(ctx, PROBES) if e.status == 405]
     if not answered_405:
         raise ctx.not_applicable("no probe of the method matrix was answered with 405")
     for probe, exchange in answered_405:
@@ -202,7 +222,7 @@ def models_list(ctx: CheckContext) -> None:
     profiles=(Profile.DOCUMENTED,),
 )
 def get_quirk(ctx: CheckContext) -> None:
-    answers = {probe.label: answer(ctx, probe) for probe in (GET_QUIRK, POST_MODELS)}
+    answers = {probe.label: exchange for probe, exchange in answered(ctx, (GET_QUIRK, POST_MODELS))}
     shapes = {label: shape_of(exchange) for label, exchange in answers.items()}
     ctx.details["get_quirk"] = {label: {"status": answers[label].status, "shape": shape}
                                 for label, shape in shapes.items()}

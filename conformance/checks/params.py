@@ -15,8 +15,9 @@ from hypothesis import strategies as st
 from .._context import CheckContext, excerpt
 from .._http import Exchange
 from .._model import Depth, Feature, Level, documented, openai
-from ._bounds import probe_range, probe_values, rejection_for
+from ._bounds import probe_range, probe_values, rejection_for, submit_rejection
 from ._judge import completion_tokens, content_text, envelope_problems, schema_errors
+from ._parallel import Batch, submit_chat
 from ._registry import check
 
 FULL_ONLY = (Depth.FULL,)
@@ -215,10 +216,11 @@ def names_field(param: Any, field: str) -> bool:
 )
 def error_names_param(ctx: CheckContext) -> None:
     judged = 0
-    for field, value, depth in NAMED_REJECTIONS:
-        if depth is Depth.FULL and not ctx.full:
-            continue
-        exchange = rejection_for(ctx, field, value)
+    named = [(field, value) for field, value, depth in NAMED_REJECTIONS if depth is Depth.QUICK or ctx.full]
+    batch = Batch(ctx)
+    for field, value in named:
+        submit_rejection(batch, field, value)
+    for (field, _), exchange in zip(named, batch.results(), strict=True):
         exchange.require_response()
         body = exchange.json()
         if exchange.status not in (400, 422) or envelope_problems(exchange, view="openai"):
@@ -246,12 +248,17 @@ def judge_client_error(ctx: CheckContext, what: str, exchange: Exchange, statuse
         ctx.fail(f"the rejection of {what} uses the error envelope", problem, ctx.where(exchange), exchange=exchange)
 
 
-def send_invalid(ctx: CheckContext, what: str, body: Any) -> None:
-    """Send a JSON body the spec forbids (re-validated first) and demand a 4xx with the envelope."""
-    errors = schema_errors("CreateChatCompletionRequest", body, view="openai")
-    if not errors:
-        raise RuntimeError(f"harness bug: {what} is valid against the spec")
-    judge_client_error(ctx, what, ctx.chat_raw(json.dumps(body)))
+def send_invalid(ctx: CheckContext, *cases: tuple[str, Any]) -> None:
+    """Send JSON bodies the spec forbids (each re-validated first), all at once, and demand of each a
+    4xx with the envelope; `cases` are (what, body), judged in this order."""
+    for what, body in cases:
+        if not schema_errors("CreateChatCompletionRequest", body, view="openai"):
+            raise RuntimeError(f"harness bug: {what} is valid against the spec")
+    batch = Batch(ctx)
+    for _, body in cases:
+        batch.chat(raw=json.dumps(body))
+    for (what, _), exchange in zip(cases, batch.results(), strict=True):
+        judge_client_error(ctx, what, exchange)
 
 
 WRONG_TYPES: tuple[tuple[str, Any, bool], ...] = (
@@ -276,9 +283,8 @@ WRONG_TYPES: tuple[tuple[str, Any, bool], ...] = (
     requests=5,
 )
 def wrong_type(ctx: CheckContext) -> None:
-    for field, value, quick in WRONG_TYPES:
-        if quick or ctx.full:
-            send_invalid(ctx, f"{field}={json.dumps(value)}", ctx.chat_request(max_tokens=1, **{field: value}))
+    send_invalid(ctx, *((f"{field}={json.dumps(value)}", ctx.chat_request(max_tokens=1, **{field: value}))
+                        for field, value, quick in WRONG_TYPES if quick or ctx.full))
 
 
 @check(
@@ -291,9 +297,10 @@ def wrong_type(ctx: CheckContext) -> None:
     requests=2,
 )
 def required(ctx: CheckContext) -> None:
-    send_invalid(ctx, "a request without `messages`", ctx.chat_request(messages=None, max_tokens=1))
+    cases = [("a request without `messages`", ctx.chat_request(messages=None, max_tokens=1))]
     if ctx.full:
-        send_invalid(ctx, "a request without `model`", ctx.chat_request(model=None, max_tokens=1))
+        cases.append(("a request without `model`", ctx.chat_request(model=None, max_tokens=1)))
+    send_invalid(ctx, *cases)
 
 
 @check(
@@ -307,7 +314,7 @@ def required(ctx: CheckContext) -> None:
     depths=FULL_ONLY,
 )
 def empty_messages(ctx: CheckContext) -> None:
-    send_invalid(ctx, "`messages: []`", ctx.chat_request(messages=[], max_tokens=1))
+    send_invalid(ctx, ("`messages: []`", ctx.chat_request(messages=[], max_tokens=1)))
 
 
 MALFORMED: tuple[tuple[str, str, bool], ...] = (
@@ -330,13 +337,21 @@ MALFORMED: tuple[tuple[str, str, bool], ...] = (
     requests=3,
 )
 def malformed_body(ctx: CheckContext) -> None:
-    for what, raw, quick in MALFORMED:
-        if quick or ctx.full:
-            judge_client_error(ctx, what, malformed(ctx, raw))
+    cases = [(what, raw) for what, raw, quick in MALFORMED if quick or ctx.full]
+    batch = Batch(ctx)
+    for _, raw in cases:
+        submit_malformed(batch, raw)
+    for (what, _), exchange in zip(cases, batch.results(), strict=True):
+        judge_client_error(ctx, what, exchange)
 
 
 def malformed(ctx: CheckContext, raw: str) -> Exchange:
     return ctx.shared(f"malformed:{raw}", lambda c: c.chat_raw(raw))
+
+
+def submit_malformed(batch: Batch, raw: str) -> None:
+    """`malformed` without waiting, into `batch`."""
+    batch.shared(f"malformed:{raw}", lambda c: submit_chat(c, raw=raw))
 
 
 @check(
@@ -366,5 +381,5 @@ def malformed_body_400(ctx: CheckContext) -> None:
     depths=FULL_ONLY,
 )
 def unknown_role(ctx: CheckContext) -> None:
-    send_invalid(ctx, "a message with role \"wizard\"",
-                 ctx.chat_request(messages=[{"role": "wizard", "content": "Say hello."}], max_tokens=1))
+    send_invalid(ctx, ("a message with role \"wizard\"",
+                       ctx.chat_request(messages=[{"role": "wizard", "content": "Say hello."}], max_tokens=1)))
