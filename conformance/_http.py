@@ -478,8 +478,8 @@ class Session:
     @contextmanager
     def probing(self) -> Iterator[None]:
         """For a check that runs alone and judges the target under load (load.*): --concurrency requests
-        may be in flight again, whatever the run lowered it to, and what fails under contention is that
-        check's evidence, not a reason to lower the run's concurrency."""
+        may be in flight again, whatever the run lowered it to, and what fails is that check's evidence:
+        no reason to lower the run's concurrency, and none to trip the breaker."""
         with self._lock:
             saved, self._probing = self._gate.slots, True
         self._gate.resize(self._concurrency)
@@ -607,7 +607,9 @@ class Session:
             if usable:
                 self._consecutive_bad = 0
                 return
-            if exchange.contended:  # the target answered the others: not a sign that it is down
+            if exchange.contended or self._probing:
+                # The target answered the others, or a load check is stressing it on purpose: its
+                # failures are that check's evidence, not a sign that the target is down.
                 return
             self._consecutive_bad += 1
             if self._consecutive_bad >= self.limits.max_consecutive_transport_errors and not self.target_down:
