@@ -366,14 +366,14 @@ def run(
 ) -> RunResult:
     """Run the selected checks; never raises for anything the target does.
 
-    In order: the checks that must run alone (the load checks, `alone=True`), one at a time with
-    nothing else in flight; then every other check at once, within --concurrency. Checks start longest
-    first (by their declared `requests`) and their requests are served in that order, so the longest
-    chain of sequential requests starts at once and the run ends close to total requests × latency /
-    concurrency. Then the checks that a request failing only under contention left unjudged run again,
-    one at a time (`_rerun_contended`), and with --repeat K the model-dependent checks run K - 1 more
-    times (`_repeat`). A check that never sent a request because the budget or the run deadline ran
-    out is reported as not executed, not as a result.
+    In order: every check at once, within --concurrency, except those that must run alone. Checks
+    start longest first (by their declared `requests`) and their requests are served in that order, so
+    the longest chain of sequential requests starts at once and the run ends close to total requests ×
+    latency / concurrency. Then the checks that a request failing only under contention left unjudged
+    run again, one at a time (`_rerun_contended`); with --repeat K the model-dependent checks run K - 1
+    more times (`_repeat`); last the checks that must run alone (the load checks, `alone=True`), one at
+    a time at the full --concurrency with nothing else in flight. A check that never sent a request
+    because the budget or the run deadline ran out is reported as not executed, not as a result.
     """
     emit = on_event or (lambda kind, payload: None)
     chosen = list(checks) if checks is not None else select(
@@ -403,11 +403,12 @@ def run(
 
     reruns: list[dict[str, Any]] = []
     try:
-        for registered in (c for c in chosen if c.spec.alone):
-            _run_all([registered], session, shared, config, finished)
         _run_all([c for c in chosen if not c.spec.alone], session, shared, config, finished)
         reruns = _rerun_contended(chosen, results, session, config)
         _repeat(chosen, results, session, config)
+        for registered in (c for c in chosen if c.spec.alone):
+            with session.probing():  # its own requests are the only ones in flight, as many as --concurrency
+                _run_all([registered], session, shared, config, finished)
     except KeyboardInterrupt:  # stop sending and cut what is in flight (the re-runs run in this thread)
         session.interrupt("interrupted")
         raise

@@ -429,6 +429,7 @@ class Session:
         # in_flight_with, error}), and each lowering of the concurrency ({from, to, reason, check}).
         self.contention: list[dict[str, Any]] = []
         self.steps: list[dict[str, Any]] = []
+        self._probing = False
         timeout = httpx.Timeout(connect=limits.connect_timeout_s, read=limits.read_timeout_s,
                                 write=limits.read_timeout_s, pool=limits.request_deadline_s)
         self.client = httpx.Client(
@@ -474,6 +475,21 @@ class Session:
             self._gate.resize(slots)
             self.steps.append({"from": current, "to": slots, "reason": reason, "check": check or None})
 
+    @contextmanager
+    def probing(self) -> Iterator[None]:
+        """For a check that runs alone and judges the target under load (load.*): --concurrency requests
+        may be in flight again, whatever the run lowered it to, and what fails under contention is that
+        check's evidence, not a reason to lower the run's concurrency."""
+        with self._lock:
+            saved, self._probing = self._gate.slots, True
+        self._gate.resize(self._concurrency)
+        try:
+            yield
+        finally:
+            self._gate.resize(saved)
+            with self._lock:
+                self._probing = False
+
     def _flight_begin(self) -> tuple[int, int]:
         with self._lock:
             others, seq = self._in_flight, self._started_total
@@ -496,9 +512,11 @@ class Session:
                  "in_flight_with": exchange.in_flight_with, "error": exchange.error or f"HTTP {exchange.status}"}
         with self._lock:
             self.contention.append(event)
+            if self._probing:
+                return
         others = exchange.in_flight_with
-        self.lower_concurrency(self._gate.slots // 2, f"{kind} on {event['request']} while {others} other request"
-                               f"{'s were' if others != 1 else ' was'} in flight ({event['error']})", label)
+        self.lower_concurrency(self._gate.slots // 2, f"{kind} on {event['request']} alongside {others} other "
+                               f"request{'s' if others != 1 else ''} ({event['error']})", label)
 
     @property
     def stopped(self) -> str | None:
@@ -763,8 +781,13 @@ class Recorder:
                 exchange.attempts.append({"status": None, "error": exchange.error, "waited_s": 0.0})
                 continue
             if _timed_out(exchange) and session.run_deadline_passed():
-                # Cut by the run's deadline, not by the target's slowness: not a verdict on the target.
-                raise BudgetExhausted(session.stop_for_deadline())
+                # Cut by the run's deadline, not by the target's slowness: not a verdict on the target, so
+                # not a bound hit either (that would be a failure of every check that judged it).
+                why = session.stop_for_deadline()
+                if exchange.limit_exceeded:
+                    exchange.error = f"cut when the {why} ({exchange.limit_exceeded})"
+                    exchange.error_kind, exchange.limit_exceeded = "timeout", None
+                raise BudgetExhausted(why)
             kind = _contention(exchange) if exchange.in_flight_with and not session.stopped else None
             if kind:
                 session._contended(exchange, kind, self.label)

@@ -129,7 +129,7 @@ class CheckSpec:
     # The verdict depends on what the model generates (sampling, tools, JSON mode): `--repeat K` runs
     # the check K times and a verdict that changes between runs makes it flaky.
     model_dependent: bool = False
-    # Runs on its own before every other check, at the run's full concurrency, so that its requests are
+    # Runs on its own after every other check, at the run's full --concurrency, so that its requests are
     # the only ones in flight (the load checks: what they measure is the target under their own load).
     alone: bool = False
 

@@ -44,7 +44,7 @@ def check(
     The basis follows from the clause: documented-api is `document`; otherwise `client_break` (the
     client that breaks and the evidence link) makes it `client-break`, else it is `openai`, which may
     be SHOULD at most. `model_dependent`: the verdict depends on what the model generates, so
-    `--repeat K` runs it K times. `alone`: it runs before the other checks with nothing else in flight
+    `--repeat K` runs it K times. `alone`: it runs after the other checks with nothing else in flight
     (a load check).
     """
     basis, evidence = basis_of(clause, client_break)

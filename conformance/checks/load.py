@@ -6,9 +6,10 @@ answers it documents, and a client only sees a connection cut mid-answer. A comm
 default does exactly that when a second request arrives. The check is SHOULD (basis openai): it is
 OpenAI behaviour beyond the document, and clients that send one request at a time never meet it.
 
-It runs alone (`alone=True`), before the other checks: its own streams are the only requests in
-flight. When it finds streams cut, the session lowers the run's concurrency at once (see _http), so
-the other checks are judged one request at a time and keep their true verdicts.
+It runs alone (`alone=True`), after the other checks, at the full --concurrency even when the run
+lowered it: its own streams are the only requests in flight. The other checks never depend on it:
+when their requests fail only under contention, the run lowers its concurrency and judges them again
+one at a time (see the engine); this check is the one finding that says why.
 """
 
 from __future__ import annotations

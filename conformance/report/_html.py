@@ -448,8 +448,8 @@ def transcript_html(transcript: dict[str, Any], marks: list[tuple[int, int]], ma
         notes.append(f"[limit] {transcript['limit_exceeded']}")
     contended = transcript.get("contended")
     if contended:
-        notes.append(f"[contention] {contended['kind']} while {contended['in_flight_with']} other request(s) were "
-                     f"sent alongside: the run lowered its concurrency")
+        notes.append(f"[contention] {contended['kind']} alongside {contended['in_flight_with']} other request(s) "
+                     f"(see the run's concurrency record)")
     if response.get("truncated"):
         notes.append(f"[body cut at {len(response['body'].encode())} of {response['body_bytes']} bytes]")
     sse = transcript.get("sse")
