@@ -59,6 +59,12 @@ def serialise_ast_parse() -> None:
     ast.parse = parse
 
 
+# pytest 9.1 formats an error raised in an item's setup with `Item._repr_failure_py`, not through the public
+# `repr_failure`; report/_replay.py's CheckItem overrides it so a replayed error is its one-line verdict
+# (a full traceback of the replay cost 0.16 s per error: 14 s of rendering for a target that is down).
+PYTEST_SETUP_ERROR_FORMATTER = "_repr_failure_py"
+
+
 def junit_reporter(config: Any, nodeid: str) -> Any | None:
     """pytest's JUnit reporter of one test (pytest 9.1: `_pytest.junitxml.xml_key` in the config stash),
     or None when no junit.xml is written. pytest has no public API to set a test case's classname."""

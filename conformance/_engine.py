@@ -383,12 +383,12 @@ def run(
     serialise_ast_parse()
     _preload(chosen)
     session = Session(config.target, config.limits, transport=transport, concurrency=config.concurrency)
+    started_at = dt.datetime.now(dt.UTC)
+    started = time.monotonic()  # the run's duration includes finding the chat route
     route = discover_chat_route(session, config.target.model, config.chat_route)
     session.target = dataclasses.replace(session.target, chat_method=route["method"], chat_path=route["path"])
     emit("chat-route", {"route": route})
     shared = _UrgentSharedExchanges()
-    started_at = dt.datetime.now(dt.UTC)
-    started = time.monotonic()
     emit("run-started", {"planned": len(chosen)})
     results: dict[str, CheckResult] = {}
     not_executed: list[str] = []

@@ -59,3 +59,12 @@ def test_ast_parse_is_serialised_once_and_still_parses() -> None:
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         trees = list(pool.map(lambda _: ast.parse(source), range(200)))
     assert all(isinstance(tree, ast.Module) for tree in trees)
+
+
+def test_pytest_formats_setup_errors_with_the_method_the_replay_overrides() -> None:
+    # pytest 9.1: `_repr_failure_py` formats setup errors (conformance/report/_replay.py overrides it).
+    from conformance._compat import PYTEST_SETUP_ERROR_FORMATTER
+    from conformance.report._replay import CheckItem
+
+    assert callable(getattr(pytest.Item, PYTEST_SETUP_ERROR_FORMATTER))
+    assert PYTEST_SETUP_ERROR_FORMATTER in vars(CheckItem)

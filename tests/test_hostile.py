@@ -45,6 +45,9 @@ from conformance.cli import main
 FAST = ["--timeout", "1", "--connect-timeout", "1", "--request-deadline", "2"]
 STREAMED = re.compile(r'"stream":\s*true')
 
+# Timed bounds and worker processes: run in one xdist worker, one after another (--dist loadgroup).
+pytestmark = pytest.mark.xdist_group("timed")
+
 
 @dataclass
 class Outcome:
@@ -205,7 +208,7 @@ def test_refused_during_the_run_is_an_error(tmp_path: Path, capsys: pytest.Captu
     # /models answers (the preflight passes), then the listener closes: every request is refused.
     with HostileServer(never_answers, refuse_after_models=True) as server:
         outcome = certify(server.base_url, tmp_path, capsys, *FAST)
-    assert_contained(outcome, within_s=10)
+    assert_contained(outcome, within_s=20)
     assert outcome.code == 2
     assert "target stopped answering" in outcome.results["reason"]
     assert "ConnectError" in transcript_errors(outcome.checks("error"))

@@ -39,6 +39,9 @@ from conformance.refserver.faults import Fault
 SCORE_LINE = re.compile(r"^faults caught: (\d+)/(\d+) \((\d+)%: (\d+) MUST kills, (\d+) SHOULD detections\), "
                         r"variants passed: (\d+)/(\d+) \((\d+)%\), checks proven: (\d+)/(\d+)$")
 
+# Timed bounds and worker processes: run in one xdist worker, one after another (--dist loadgroup).
+pytestmark = pytest.mark.xdist_group("timed")
+
 
 def registered(check_id: str) -> RegisteredCheck:
     return next(c for c in all_checks() if c.spec.id == check_id)
