@@ -31,6 +31,20 @@ TRIAGE: dict[str, dict[str, tuple[str, str]]] = {
                                    "with a master_key and no database, LiteLLM cannot look other keys up"),
         "sdk.error-classes": (SERVER, "same request as auth.wrong-key: the SDK raises BadRequestError where users "
                                       "catch AuthenticationError; the 400 part passes"),
+        "auth.status-401": (SERVER, "same request as auth.wrong-key: 400 `no_db_connection`, not 401 (SHOULD)"),
+        "errors.message": (SERVER, "a request without `messages` gets 500 (\"Router.acompletion() missing 1 required "
+                                   "positional argument: 'messages'\"): never a 5xx for bad input; the out-of-range "
+                                   "temperature is served, which params.temperature.bounds reports"),
+        "params.empty-messages": (SERVER, "`messages: []` is answered 200 (" + LITELLM_NO_VALIDATION + ")"),
+        "params.max-tokens.zero": (MOCK, "mock_response returns its fixed sentence whatever max_tokens says: 20 "
+                                         "completion tokens for max_tokens 0"),
+        "stream.finish-reason-key": (SERVER, "content chunks omit the `finish_reason` key instead of sending null "
+                                             "(the SHOULD this check was written for: BerriAI/liteLLM-proxy#19)"),
+        "stream.usage-n-choices": (SERVER, "the n=2 include_usage chunk carries `choices: [{index 0, delta {}}]`, as "
+                                           "in stream.usage-include, and counts a prompt the non-stream reply "
+                                           "counted differently (14 vs 10)"),
+        "tools.cut-call-finish-length": (MOCK, "mock_response answers text, never a tool call, past max_tokens 2 with "
+                                               "finish_reason stop"),
         "errors.envelope": (SERVER, "an unknown route answers FastAPI's `{\"detail\": \"Not Found\"}`, not the "
                                     "error envelope; temperature 2.0000001 is accepted (" + LITELLM_NO_VALIDATION
                             + ")"),
@@ -92,13 +106,22 @@ TRIAGE: dict[str, dict[str, tuple[str, str]]] = {
         "params.logit-bias.keys": (SERVER, "logit_bias keys are not checked"),
         "params.logit-bias.values": (SERVER, "logit_bias values are not checked"),
         "params.stop.max-items": (SERVER, "5 stop sequences and `stop: []` are accepted"),
-        "params.required": (SERVER, "`messages: []` is answered 200"),
+        "params.empty-messages": (SERVER, "`messages: []` is answered 200 (SHOULD since the level audit: only "
+                                          "OpenAI's spec requires a non-empty list)"),
         "params.unknown-role": (SERVER, "role `wizard` is answered 200"),
         "params.wrong-type": (SERVER, "`stream: \"yes\"` is answered 200 with a plain completion (its request "
                                       "model declares `stream: bool`, which pydantic's lax mode fills from \"yes\")"),
-        "params.malformed-body": (SERVER, "invalid JSON gets 422, where RFC 9110 §15.5.1 says 400 for malformed "
-                                          "syntax (the two other probes, `[]` and `\"x\"`, also get 422: see the "
-                                          "suite note below)"),
+        "params.malformed-body-400": (SERVER, "invalid JSON gets 422, where OpenAI answers 400 (SHOULD since the level "
+                                              "audit: no client tells 400 from 422; params.malformed-body, MUST, "
+                                              "passes)"),
+        "errors.unknown-model": (SERVER, "every model name is served (legal: the document says nothing of unknown "
+                                         "models; SHOULD)"),
+        "params.max-tokens.zero": (SERVER, "max_tokens 0 is accepted and ignored: 16 completion tokens (max_tokens is "
+                                           "ignored throughout, see sampling.max-tokens-length)"),
+        "stream.usage-n-choices": (SERVER, "completion_tokens 19 for n=2 × max_tokens 4: max_tokens is ignored in "
+                                           "streams too"),
+        "tools.cut-call-finish-length": (SERVER, "a forced tool call at max_tokens 2 generates 5 tokens: max_tokens "
+                                                 "is ignored for tool calls too"),
         "stream.options-without-stream": (SERVER, "stream_options with stream false is answered 200"),
         "tools.unknown-named-function": (SERVER, "a tool_choice naming a function that is not in tools is "
                                                  "answered with a call to that unknown function"),
@@ -151,16 +174,17 @@ SUMMARY: dict[str, list[tuple[str, tuple[str, ...]]]] = {
     "llmock": [
         ("no request validation at all (bounds, types, empty messages, roles, unknown model, stream_options, "
          "unknown tool: it calls it)",
-         ("errors.envelope", "params.temperature.bounds", "params.top_p.bounds", "params.frequency-penalty.bounds",
+         ("params.temperature.bounds", "params.top_p.bounds", "params.frequency-penalty.bounds",
           "params.presence-penalty.bounds", "params.max-tokens.bounds", "params.n.bounds", "params.logit-bias.keys",
-          "params.logit-bias.values", "params.stop.max-items", "params.required", "params.unknown-role",
+          "params.logit-bias.values", "params.stop.max-items", "params.empty-messages", "params.unknown-role",
           "params.wrong-type", "stream.options-without-stream", "tools.unknown-named-function",
           "fuzz.schemathesis.negative")),
-        ("422 for invalid JSON (RFC 9110 wants 400)", ("params.malformed-body",)),
-        ("max_tokens and stop are ignored, in streams too",
+        ("422 for invalid JSON (OpenAI answers 400; SHOULD)", ("params.malformed-body-400",)),
+        ("every model name is served (legal by the document; SHOULD)", ("errors.unknown-model",)),
+        ("max_tokens and stop are ignored, in streams and tool calls too",
          ("sampling.max-tokens-length", "sampling.stop", "stream.max-tokens", "stream.stop",
-          "usage.completion-bounded")),
-        ("`n: null` (nullable) rejected with 422", ("fuzz.schemathesis.positive",)),
+          "usage.completion-bounded", "params.max-tokens.zero", "stream.usage-n-choices",
+          "tools.cut-call-finish-length")),
     ],
 }
 
@@ -253,13 +277,22 @@ The matrix of every check against both servers: `matrix.html`.
 
 FOOTER = """## Suite notes found by this triage
 
-- Fixed after this triage: `params.malformed-body` now accepts 422 for the well-formed JSON bodies
+- The level audit (MUST only where documented-api.txt says it or a named client breaks) turned several
+  of these servers' MUST failures into SHOULD ones: `params.n.bounds`, `params.stop.max-items`,
+  `params.logit-bias.*`, `params.max-tokens.bounds`, `params.top_p.bounds`, `errors.envelope`
+  (type/param/code), `methods.answer-shapes`, `stream.usage-include`. llmock's 422 for broken JSON no
+  longer fails `params.malformed-body` (MUST: any 4xx with `error.message`); `params.malformed-body-400`
+  flags it at SHOULD. `messages: []` moved from `params.required` to `params.empty-messages` (SHOULD).
+- Fixed after the re-run with the new levels: `errors.message` and `errors.envelope` failed again for an
+  out-of-range temperature both servers serve (a second report of what `params.temperature.bounds`
+  says); they now judge only requests the target refused. `tools.cut-call-finish-length` called llmock's
+  5-token tool call at max_tokens 2 "inconclusive"; generating past the cap is the server's doing, so it
+  fails now.
+- The finish_reason key that LiteLLM omits is now flagged by `stream.finish-reason-key` (SHOULD).
+- Fixed after the first triage: `params.malformed-body` now accepts 422 for the well-formed JSON bodies
   `[]` and `"x"` (RFC 9110 §15.5.21; llmock's 422 for broken JSON still fails, §15.5.1), and the response
   schema accepts `message.tool_calls: null` (openai-python parses it), which llmock sends on every text
   answer: by the project's level rule it must not fail a MUST check.
-- No check flags a stream chunk whose choice omits the `finish_reason` key (LiteLLM sends
-  `{"index":0,"delta":{"content":"lo!"}}`; BerriAI/liteLLM-proxy#19 in openai-behaviour.md): a SHOULD
-  candidate, not a false finding.
 - openai-python 3.57 cannot read a legal field-only `retry:` SSE block (openai/openai-python#2722): the
   `sdk.stream-*` checks skip there, naming the SDK bug, and the selftest allows that skip for the
   `sse-retry-field` variant.

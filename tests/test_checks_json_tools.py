@@ -191,3 +191,16 @@ def test_the_reference_server_cuts_a_call_at_max_tokens(reference_server: Server
     result = certify(reference_server.base_url, only=("tools.cut-call-finish-length",))
     assert verdicts(result) == {"tools.cut-call-finish-length": "passed"}
     assert result.results[0].details == {"completion_tokens": 2, "finish_reason": "length", "broken_calls": [0]}
+
+
+def test_a_tool_call_past_max_tokens_fails_the_cut_call_check() -> None:
+    """Generating past the cap is the server's doing (llmock does it), not an inconclusive model reply."""
+    call = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "x"}'}}
+
+    def answer(body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        reply = completion({"content": None, "tool_calls": [call]}, "tool_calls")
+        return 200, {**reply, "usage": {"prompt_tokens": 9, "completion_tokens": 5, "total_tokens": 14}}
+
+    result = fake_run(answer, ("tools.cut-call-finish-length",))
+    assert verdicts(result) == {"tools.cut-call-finish-length": "failed"}
+    assert "completion_tokens 5" in result.results[0].failures[0].received

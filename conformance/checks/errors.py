@@ -144,7 +144,8 @@ def judge_error(ctx: CheckContext, what: str, exchange: Exchange, statuses: tupl
     shape = "{error: {message: string}}" if view == "document" else ("{error: {message: string, type: string, "
                                                                        "param: string|null, code: string|null}}")
     if exchange.status not in statuses:
-        ctx.fail(f"{what}: HTTP {' or '.join(map(str, statuses))} with the body {shape}",
+        wanted = "a 4xx" if set(statuses) == set(range(400, 500)) else " or ".join(map(str, statuses))
+        ctx.fail(f"{what}: HTTP {wanted} with the body {shape}",
                  f"HTTP {exchange.status}: {excerpt(exchange.text, 200)}", ctx.where(exchange), exchange=exchange)
         return
     for problem in envelope_problems(exchange, view=view):

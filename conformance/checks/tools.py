@@ -198,6 +198,11 @@ def cut_call_finish_length(ctx: CheckContext) -> None:
     calls = message.get("tool_calls")
     broken = broken_arguments(calls)
     ctx.details.update(completion_tokens=tokens, finish_reason=finish, broken_calls=broken)
+    if tokens > CUT_MAX_TOKENS:
+        # Not the model's doing: the server generated past the cap it was given (found on llmock).
+        raise ctx.stop(f"at most max_tokens = {CUT_MAX_TOKENS} completion tokens for the forced tool call",
+                       f"completion_tokens {tokens}, finish_reason {finish!r}",
+                       ctx.where(exchange, "usage.completion_tokens"), exchange=exchange)
     if tokens < CUT_MAX_TOKENS or (calls and not broken):
         raise ctx.inconclusive(f"the reply was not cut at max_tokens={CUT_MAX_TOKENS}: completion_tokens {tokens}, "
                                f"tool_calls {excerpt(repr(calls), 150)}")
