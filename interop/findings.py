@@ -226,10 +226,13 @@ def server_section(name: str, results: dict[str, Any]) -> tuple[list[str], list[
     summary = results["summary"]
     lines = [f"## {name}", "",
              f"Verdict **{results['verdict']}** at depth {results['depth']}: {summary['passed']} passed, "
-             f"{summary['failed']} failed, {summary['skipped']} skipped, {summary['unsupported']} unsupported, "
+             f"{summary['failed']} failed, {summary.get('not_applicable', 0)} not applicable, "
+             f"{summary.get('inconclusive', 0)} inconclusive, {summary['skipped']} skipped, "
+             f"{summary['unsupported']} unsupported, "
              f"{summary['error']} error, of {summary['total']} checks. Evidence: "
              f"`python interop/triage.py reports/interop/{name}/results.json --id CHECK`, or the check's "
              f"transcript in `{name}/report.html`.", "",
+             *_root_causes(results),
              "| check | level | verdict | whose | why | evidence (request → response) |",
              "|---|---|---|---|---|---|"]
     for check in results["checks"]:
@@ -254,6 +257,17 @@ def server_section(name: str, results: dict[str, Any]) -> tuple[list[str], list[
     if skipped:
         lines += ["", "Skipped: " + "; ".join(skipped) + "."]
     return [*lines, ""], untriaged
+
+
+def _root_causes(results: dict[str, Any]) -> list[str]:
+    """The engine's grouping of the failures (results.json `root_causes`): what there is to fix."""
+    causes = results.get("root_causes") or []
+    if not causes:
+        return []
+    failing = len({c for cause in causes for c in cause["checks"]})
+    lines = [f"{len(causes)} root causes, failing {failing} checks:", ""]
+    lines += [f"- {cause['title']}: " + ", ".join(f"`{c}`" for c in cause["checks"]) for cause in causes]
+    return [*lines, ""]
 
 
 HEADER = """# Interop findings: the suite against OpenAI-compatible servers written by others
