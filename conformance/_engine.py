@@ -242,6 +242,11 @@ def _secret_forms(key: str | None) -> tuple[str, ...]:
     return tuple(sorted((f for f in forms if f), key=len, reverse=True))
 
 
+def scrub_key(document: Any, api_key: str | None) -> Any:
+    """`document` with the API key replaced wherever it appears (raw, JSON-escaped, URL-encoded)."""
+    return _scrub(document, _secret_forms(api_key))
+
+
 def _scrub(value: Any, secrets: tuple[str, ...]) -> Any:
     """Replace the key anywhere in results.json: failures, details and messages included (defence in depth)."""
     if not secrets:

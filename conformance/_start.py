@@ -310,7 +310,7 @@ STAGES = ("arguments", "target", "baseline")
 def start_failure(config: RunConfig, planned: int, message: str, stage: str) -> dict[str, Any]:
     """results.json of a run stopped before its first check: `invalid`, `run_complete: false`,
     nothing executed, the reason, and `start_error` (schema 1.1) saying at which stage it stopped."""
-    from ._engine import RunResult, _scrub, _secret_forms
+    from ._engine import RunResult, scrub_key
     from ._model import RunVerdict
 
     assert stage in STAGES, stage
@@ -319,6 +319,6 @@ def start_failure(config: RunConfig, planned: int, message: str, stage: str) -> 
                        reason=f"the run could not start: {message}", status_counts={})
     document = result.to_json()
     document["start_error"] = {"stage": stage, "message": message}
-    scrubbed: dict[str, Any] = _scrub(document, _secret_forms(config.target.api_key))
+    scrubbed: dict[str, Any] = scrub_key(document, config.target.api_key)
     return scrubbed
 

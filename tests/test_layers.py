@@ -94,3 +94,14 @@ def test_tests_import_helpers_from_support_not_from_conftest() -> None:
     pattern = "from " + "conftest import"  # split, so this file does not match itself
     offenders = [p.name for p in tests.glob("*.py") if pattern in p.read_text(encoding="utf-8")]
     assert not offenders
+
+
+def test_nothing_outside_the_engine_imports_its_private_names() -> None:
+    """The CLI, the plugin and the start of a run use the engine's public functions only."""
+    for path in MODULES:
+        if module_name(path) == "conformance._engine":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").endswith("_engine"):
+                private = [alias.name for alias in node.names if alias.name.startswith("_")]
+                assert not private, f"{module_name(path)} imports {private} from the engine"
