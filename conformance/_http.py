@@ -741,7 +741,7 @@ class Recorder:
         exchange = Exchange(
             method=method,
             url=session.target.url(path),
-            request_headers=_redact_headers(sent_headers),
+            request_headers=_redact_headers(sent_headers, session.target.api_key),
             request_body=session.redact(content.decode("utf-8", errors="replace")) if content else None,
         )
         with self._lock:
@@ -915,11 +915,20 @@ def _reason(exc: Exception) -> str:
     return text.split("] ")[-1][:300]
 
 
-def _redact_headers(headers: dict[str, str]) -> dict[str, str]:
+# The prefix of the random keys the auth checks make up: never derived from the real key, so they stay
+# in the transcript and the repro curl re-sends the wrong key, not the user's.
+MADE_UP_KEY_PREFIX = "sk-wrong-"
+
+
+def _redact_headers(headers: dict[str, str], real_key: str | None) -> dict[str, str]:
     redacted = {}
     for name, value in headers.items():
+        token = value.split(" ", 1)[-1].strip()
         if name.lower() in ("authorization", "api-key", "x-api-key"):
-            redacted[name] = "Bearer $OPENAI_API_KEY" if value.lower().startswith("bearer ") else REDACTED
+            if token.startswith(MADE_UP_KEY_PREFIX) and token != real_key and (not real_key or real_key not in token):
+                redacted[name] = value
+            else:
+                redacted[name] = "Bearer $OPENAI_API_KEY" if value.lower().startswith("bearer ") else REDACTED
         else:
             redacted[name] = value
     return redacted

@@ -11,7 +11,7 @@ import secrets
 from collections.abc import Callable
 
 from .._context import CheckContext, excerpt
-from .._http import Exchange
+from .._http import MADE_UP_KEY_PREFIX, Exchange
 from .._model import Feature, Level, documented, openai
 from ..spec import View
 from ._bounds import rejection_for, submit_rejection
@@ -188,7 +188,7 @@ def without_key(ctx: CheckContext) -> Exchange:
 
 def with_wrong_key(ctx: CheckContext) -> Exchange:
     # Random, never derived from the real key, so nothing about the real key can leak through it.
-    made_up = "sk-wrong-" + secrets.token_hex(16)
+    made_up = MADE_UP_KEY_PREFIX + secrets.token_hex(16)
     exchange = ctx.shared("auth:wrong-key", lambda c: c.chat(c.chat_request(max_tokens=1), api_key=made_up))
     exchange.require_response()
     return exchange
@@ -198,7 +198,7 @@ def both_keys(ctx: CheckContext) -> None:
     """Send the request without a key and the one with a made-up key at once, for a check that judges
     both; `without_key` and `with_wrong_key` then read them."""
     require_key(ctx)
-    made_up = "sk-wrong-" + secrets.token_hex(16)
+    made_up = MADE_UP_KEY_PREFIX + secrets.token_hex(16)
     batch = Batch(ctx)
     batch.shared("auth:no-key", lambda c: submit_chat(c, c.chat_request(max_tokens=1), api_key=None))
     batch.shared("auth:wrong-key", lambda c: submit_chat(c, c.chat_request(max_tokens=1), api_key=made_up))
