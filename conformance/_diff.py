@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import BaselineError
-from .report._results import LEVEL_ORDER, RUN_LABEL, first_line, run_verdict
+from .report._results import LEVEL_ORDER, first_line, run_verdict, verdict_label
 from .report._results import load as load_results
 
 BASELINE_SCHEMA_VERSION = 1
@@ -477,7 +477,7 @@ def _causes_markdown(diff: Diff) -> list[str]:
 
 def _markdown(diff: Diff) -> str:
     new, old = diff.new, diff.old
-    verdict = RUN_LABEL.get(new.verdict or "", str(new.verdict).upper())
+    verdict = verdict_label(new.verdict)
     lines = [f"### Conformance: {verdict} — `{new.model}` @ {new.base_url}", ""]
     against = (f"baseline `{old.label}` ({len(old.reasons)} known failure{'s' if len(old.reasons) != 1 else ''})"
                if old.kind == "baseline" else f"`{old.label}` ({old.model} @ {old.base_url})")

@@ -52,8 +52,6 @@ EventHandler = Callable[[str, dict[str, Any]], None]
 
 EXIT_CODES = {RunVerdict.PASSED: 0, RunVerdict.FAILED: 1, RunVerdict.PARTIAL: 0, RunVerdict.INCOMPLETE: 2,
               RunVerdict.INVALID: 2}
-HEADLINE_LABEL = {RunVerdict.PASSED: "CERTIFIED", RunVerdict.FAILED: "NOT CERTIFIED", RunVerdict.PARTIAL: "PARTIAL RUN",
-                  RunVerdict.INCOMPLETE: "INCOMPLETE", RunVerdict.INVALID: "INVALID RUN"}
 # Where a chat completion may be served, in the order the run tries them: OpenAI's route, then the
 # documented URL with POST (the FAQ's fallback) and with GET (the document's own call).
 CHAT_ROUTES: tuple[tuple[str, str], ...] = (("POST", "/chat/completions"), ("POST", "/models"), ("GET", "/models"))
@@ -313,7 +311,7 @@ def unjudged_musts(results: Sequence[CheckResult], *, strict: bool = False) -> l
 
 def headline(verdict: RunVerdict, features: dict[str, FeatureVerdict], catalogue: int, executed: int, *,
              selection: bool) -> str:
-    label = HEADLINE_LABEL[verdict]
+    label = verdict.label
     if verdict is RunVerdict.PARTIAL:
         return f"{label}: {executed} of {catalogue} checks"
     if selection:

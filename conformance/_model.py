@@ -61,6 +61,15 @@ class RunVerdict(enum.StrEnum):
     INCOMPLETE = "incomplete"
     INVALID = "invalid"
 
+    @property
+    def label(self) -> str:
+        """What every report calls it: `CERTIFIED`, `NOT CERTIFIED`, `PARTIAL RUN`, …"""
+        return RUN_LABELS[self]
+
+
+RUN_LABELS = {RunVerdict.PASSED: "CERTIFIED", RunVerdict.FAILED: "NOT CERTIFIED", RunVerdict.PARTIAL: "PARTIAL RUN",
+              RunVerdict.INCOMPLETE: "INCOMPLETE", RunVerdict.INVALID: "INVALID RUN"}
+
 
 class FeatureVerdict(enum.StrEnum):
     CERTIFIED = "certified"

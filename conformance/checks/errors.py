@@ -225,13 +225,7 @@ def keyless_target(ctx: CheckContext) -> None:
 
 def judge_refused(ctx: CheckContext, what: str, exchange: Exchange) -> None:
     """Refused with 401/403 and error.message: what makes openai-python raise its auth errors."""
-    if exchange.status not in (401, 403):
-        ctx.fail(f"{what}: refused with HTTP 401 (or 403)", f"HTTP {exchange.status}: {excerpt(exchange.text, 200)}",
-                 ctx.where(exchange), exchange=exchange)
-        return
-    for problem in envelope_problems(exchange):
-        ctx.fail(f"{what}: the refusal carries {{error: {{message}}}}", problem, ctx.where(exchange),
-                 exchange=exchange)
+    judge_error(ctx, what, exchange, (401, 403), view="document")
 
 
 @check(

@@ -211,8 +211,8 @@ class _Server:
         except ValueError as exc:
             if self.config.has("500-on-malformed-body"):
                 raise HandlerCrash(exc) from exc
-            status = {"malformed-json-422": 422, "malformed-json-415": 415}.get(
-                next((n for n in ("malformed-json-422", "malformed-json-415") if self.config.has(n)), ""), 400)
+            status = (422 if self.config.has("malformed-json-422")
+                      else 415 if self.config.has("malformed-json-415") else 400)
             raise ApiError(status, f"We could not parse the JSON body of your request: {exc}.",
                            code="invalid_json") from None
         if self.config.has("500-on-malformed-body"):

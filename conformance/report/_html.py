@@ -36,6 +36,7 @@ from ._results import (
     repeat_note,
     root_cause_line,
     root_causes,
+    route_label,
     run_verdict,
 )
 
@@ -248,7 +249,7 @@ def facts(results: dict[str, Any]) -> str:
         ("Model", results["target"]["model"]),
         ("Profile / depth", f"{results['profile']} / {results['depth']}"
                             + (" / strict: every SHOULD counted as MUST" if results.get("strict") else "")),
-        ("Chat route", _route(results)),
+        ("Chat route", route_label(results)),
         ("Selection", "; ".join(results.get("selection") or []) or "the whole catalogue"),
         *([("Concurrency", concurrency_note(results))] if concurrency_note(results) else []),
         *([("Repeat", repeat_note(results))] if repeat_note(results) else []),
@@ -256,15 +257,6 @@ def facts(results: dict[str, Any]) -> str:
     ]
     items = "".join(f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in rows)
     return f'<dl class="facts" id="run-facts">{items}</dl>'
-
-
-def _route(results: dict[str, Any]) -> str:
-    route = results.get("chat_route") or {}
-    if not route.get("method"):
-        return "POST /chat/completions"
-    how = {"discovered": "found at the start of the run", "forced": "--chat-path",
-           "none": "no route answered a chat completion"}.get(route.get("source", ""), "")
-    return f"{route['method']} {route['path']} ({how})"
 
 
 def feature_table(results: dict[str, Any]) -> str:

@@ -13,6 +13,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from .._model import RunVerdict
 from ..errors import UsageError
 
 SCHEMA_PATH = Path(__file__).with_name("results.schema.json")
@@ -20,13 +21,6 @@ SUPPORTED_MAJOR = "1"
 FEATURES = ("core", "streaming", "tools", "json_mode", "methods")
 VERDICTS = ("passed", "failed", "not_applicable", "skipped", "unsupported", "inconclusive", "error")
 LEVEL_ORDER = {"MUST": 0, "SHOULD": 1, "INFO": 2}
-RUN_LABEL = {
-    "passed": "CERTIFIED",
-    "failed": "NOT CERTIFIED",
-    "partial": "PARTIAL RUN",
-    "incomplete": "INCOMPLETE",
-    "invalid": "INVALID RUN",
-}
 
 
 @functools.cache
@@ -73,9 +67,23 @@ def run_verdict(results: dict[str, Any]) -> str:
     return verdict
 
 
+def verdict_label(verdict: str | None) -> str:
+    """`CERTIFIED` for "passed" and so on (the engine's labels); an unknown verdict in capitals."""
+    return RunVerdict(verdict).label if verdict in set(RunVerdict) else str(verdict).upper()
+
+
 def run_label(results: dict[str, Any]) -> str:
-    verdict = run_verdict(results)
-    return RUN_LABEL.get(verdict, verdict.upper())
+    return verdict_label(run_verdict(results))
+
+
+def route_label(results: dict[str, Any]) -> str:
+    """Where chat was served and how that was known, e.g. `POST /chat/completions (discovered)`."""
+    route = results.get("chat_route") or {}
+    if not route.get("method"):
+        return "POST /chat/completions"
+    how = {"discovered": "discovered", "forced": "--chat-path",
+           "none": "no route answered a chat completion"}.get(route.get("source", ""), "")
+    return f"{route['method']} {route['path']}" + (f" ({how})" if how else "")
 
 
 def headline(results: dict[str, Any]) -> str:

@@ -29,6 +29,7 @@ from ._results import (
     repeat_note,
     root_cause_line,
     root_causes,
+    route_label,
     run_verdict,
 )
 
@@ -187,9 +188,8 @@ def summary(results: dict[str, Any], paths: dict[str, Path], *, colour: bool = F
         ("Features", " · ".join(f"{k} {v}" for k, v in s["features"].items())),
         ("Cost", f"{results['requests']} requests · {results['tokens']} tokens · {results['duration_s']:.1f} s"),
     ]
-    route = results.get("chat_route") or {}
-    if route.get("method"):
-        rows.append(("Chat", f"{route['method']} {route['path']} ({route.get('source', 'discovered')})"))
+    if (results.get("chat_route") or {}).get("method"):
+        rows.append(("Chat", route_label(results)))
     lines = [first, *_cause_lines(results)] + [f"  {name:<9} {value}" for name, value in rows]
     lines += _failed_lines(results)
     lines += [f"  {'Baseline' if i == 0 else '':<9} {text}" for i, text in enumerate(baseline)]
