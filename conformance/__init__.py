@@ -1,8 +1,8 @@
 """A conformance suite for OpenAI-compatible Chat Completions APIs.
 
-The library comes first: `run()` certifies a target and returns typed results; the CLI, the pytest
-plugin and the report writers are thin consumers of it. Names are imported lazily so that the
-pytest plugin entry point stays import-light.
+The library comes first: `run()` (or `RunSession`, step by step) certifies a target and returns typed
+results; the CLI, the pytest plugin and the report writers are thin consumers of it. Names are
+imported lazily so that the pytest plugin entry point stays import-light.
 """
 
 from __future__ import annotations
@@ -16,6 +16,13 @@ _EXPORTS = {
     "run": "._engine",
     "RunConfig": "._engine",
     "RunResult": "._engine",
+    "RunSession": "._engine",
+    "RunEvent": "._model",
+    "RunStarted": "._model",
+    "ChatRouteFound": "._model",
+    "CheckFinished": "._model",
+    "CheckNotExecuted": "._model",
+    "RunFinished": "._model",
     "RunVerdict": "._model",
     "Limits": "._http",
     "Target": "._http",
@@ -31,8 +38,9 @@ _EXPORTS = {
 }
 
 __all__ = [
-    "CheckResult", "CheckSpec", "Clause", "Depth", "Failure", "Feature", "Level", "Limits", "Profile",
-    "RunConfig", "RunResult", "RunVerdict", "Target", "Verdict", "__version__", "run",
+    "ChatRouteFound", "CheckFinished", "CheckNotExecuted", "CheckResult", "CheckSpec", "Clause", "Depth", "Failure",
+    "Feature", "Level", "Limits", "Profile", "RunConfig", "RunEvent", "RunFinished", "RunResult", "RunSession",
+    "RunStarted", "RunVerdict", "Target", "Verdict", "__version__", "run",
 ]
 
 

@@ -16,6 +16,8 @@ CHAT_PATH = "/chat/completions"
 MODELS_PATH = "/models"
 # Small enough to be cheap on paid targets, large enough for most properties.
 SMALL_MAX_TOKENS = 16
+# The shared exchange of the run's basic completion (the chat route's probe, when it served chat).
+BASIC_COMPLETION = "basic-completion"
 
 
 class SharedExchanges:
@@ -65,6 +67,12 @@ def _raised(future: Future[Exchange]) -> bool:
     return future.done() and future.exception() is not None
 
 
+def basic_chat_request(model: str) -> dict[str, Any]:
+    """The run's basic chat request: the body of the shared basic completion and of the route's probe."""
+    return {"model": model, "messages": [{"role": "user", "content": "Say hello in five words."}],
+            "max_tokens": SMALL_MAX_TOKENS}
+
+
 class CheckContext:
     def __init__(
         self,
@@ -73,10 +81,13 @@ class CheckContext:
         *,
         depth: Depth,
         profile: Profile,
+        route_found: Future[Any] | None = None,
     ) -> None:
         self.session = session
         self.http = Recorder(session)
         self._shared = shared
+        # Set once the run knows where chat is served (it is found while the checks start).
+        self._route_found = route_found
         self.depth = depth
         self.profile = profile
         self.failures: list[Failure] = []
@@ -97,11 +108,7 @@ class CheckContext:
 
     def chat_request(self, **overrides: Any) -> dict[str, Any]:
         """A minimal valid chat request with `overrides` applied (None removes a key)."""
-        body: dict[str, Any] = {
-            "model": self.model,
-            "messages": [{"role": "user", "content": "Say hello in five words."}],
-            "max_tokens": SMALL_MAX_TOKENS,
-        }
+        body = basic_chat_request(self.model)
         for key, value in overrides.items():
             if value is None:
                 body.pop(key, None)
@@ -111,7 +118,11 @@ class CheckContext:
 
     @property
     def chat_route(self) -> tuple[str, str]:
-        """(method, path) where the target serves chat: found at the start of the run, or --chat-path."""
+        """(method, path) where the target serves chat: found at the start of the run, or --chat-path.
+
+        Waits until the route is known: a check that never sends chat never waits."""
+        if self._route_found is not None:
+            self._route_found.result()
         target = self.session.target
         return target.chat_method, target.chat_path
 
@@ -145,7 +156,7 @@ class CheckContext:
 
     def shared_completion(self) -> Exchange:
         """The run's basic non-stream completion, judged by several checks."""
-        return self.shared("basic-completion", lambda ctx: ctx.chat())
+        return self.shared(BASIC_COMPLETION, lambda ctx: ctx.chat())
 
     # -- verdicts -------------------------------------------------------------------------------
     def where(self, exchange: Exchange, pointer: str = "") -> str:

@@ -10,6 +10,7 @@ import concurrent.futures
 import dataclasses
 import datetime as dt
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -21,10 +22,13 @@ import httpx
 from . import __version__
 from ._causes import RootCause, root_causes
 from ._compat import serialise_ast_parse
-from ._context import CheckContext, SharedExchanges
+from ._context import BASIC_COMPLETION, CheckContext, SharedExchanges, basic_chat_request
 from ._http import Exchange, Limits, Recorder, Session, Target, TargetDown, TransportError, limit_failure, urgent
 from ._model import (
     OPTIONAL_FEATURES,
+    ChatRouteFound,
+    CheckFinished,
+    CheckNotExecuted,
     CheckResult,
     Depth,
     Failure,
@@ -32,9 +36,13 @@ from ._model import (
     FeatureVerdict,
     Level,
     Profile,
+    RunEvent,
+    RunFinished,
+    RunStarted,
     RunVerdict,
     Verdict,
 )
+from ._start import STAGES, Flags, check_base_url, preflight
 from .checks import RegisteredCheck, all_checks, select
 from .errors import (
     BudgetExhausted,
@@ -47,7 +55,7 @@ from .errors import (
 from .spec import load_spec
 
 SCHEMA_VERSION = "1.2"
-EventHandler = Callable[[str, dict[str, Any]], None]
+EventHandler = Callable[[RunEvent], None]
 
 
 EXIT_CODES = {RunVerdict.PASSED: 0, RunVerdict.FAILED: 1, RunVerdict.PARTIAL: 0, RunVerdict.INCOMPLETE: 2,
@@ -218,6 +226,19 @@ class RunResult:
         return scrubbed
 
 
+def start_failure(config: RunConfig, planned: int, message: str, stage: str) -> dict[str, Any]:
+    """results.json of a run stopped before its first check: `invalid`, `run_complete: false`,
+    nothing executed, the reason, and `start_error` (schema 1.1) saying at which stage it stopped."""
+    assert stage in STAGES, stage
+    result = RunResult(config=config, results=[], planned=planned, started_at=dt.datetime.now(dt.UTC),
+                       duration_s=0.0, requests=0, tokens=0, verdict=RunVerdict.INVALID,
+                       reason=f"the run could not start: {message}", status_counts={})
+    document = result.to_json()
+    document["start_error"] = {"stage": stage, "message": message}
+    scrubbed: dict[str, Any] = scrub_key(document, config.target.api_key)
+    return scrubbed
+
+
 def _redact_url(url: str) -> str:
     """A base URL without a password in its userinfo (https://user:secret@host/v1)."""
     try:
@@ -330,15 +351,14 @@ def headline(verdict: RunVerdict, features: dict[str, FeatureVerdict], catalogue
     return f"{label} " + "; ".join(p for p in parts if p) if parts else label
 
 
-def discover_chat_route(session: Session, model: str, forced: tuple[str, str] | None) -> dict[str, Any]:
-    """Where the target serves chat: the first route of CHAT_ROUTES answering a chat.completion.
+def discover_chat_route(session: Session, model: str) -> tuple[dict[str, Any], Exchange | None]:
+    """Where the target serves chat: the first route of CHAT_ROUTES answering a chat.completion, and that
+    answer (the run's basic completion: the probe sends its body).
 
-    One cheap request (max_tokens 1) on a server with OpenAI's route; never more than three.
+    One request on a server with OpenAI's route; never more than three.
     """
-    if forced is not None:
-        return {"method": forced[0], "path": forced[1], "source": "forced", "probes": []}
     recorder = Recorder(session)
-    body = {"model": model, "messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 1}
+    body = basic_chat_request(model)
     probes: list[dict[str, Any]] = []
     for method, path in CHAT_ROUTES:
         try:
@@ -354,10 +374,311 @@ def discover_chat_route(session: Session, model: str, forced: tuple[str, str] | 
             break  # no answer at all (a hang, a reset): trying the other routes would only wait again
         if serves:
             return {"method": method, "path": path, "source": "discovered", "probes": probes,
-                    "tokens": recorder.tokens}
+                    "tokens": recorder.tokens}, exchange
     # Nowhere: the checks run on OpenAI's route and report what it answers.
     return {"method": "POST", "path": "/chat/completions", "source": "none", "probes": probes,
-            "tokens": recorder.tokens}
+            "tokens": recorder.tokens}, None
+
+
+class RunSession:
+    """One run against one target: what `run()`, `conformance run` and the pytest plugin all use.
+
+        run = RunSession.open(config)      # the target reached once, the model and the chat route chosen
+        run.run_planned(on_event)          # every planned check, scheduled (`run`, the CLI), or
+        run.run_check(registered)          # one check at a time (the pytest plugin's items)
+        result = run.finish()              # the RunResult; its verdict is decided here
+
+    The chat route is found while the first checks start: a check waits for it only when it sends chat,
+    and the route's probe is the run's basic completion. The checks' modules load while the target is
+    reached. Both keep the run's wall time near requests × latency / concurrency on a slow target.
+    """
+
+    def __init__(self, config: RunConfig, planned: Sequence[RegisteredCheck], *,
+                 transport: httpx.BaseTransport | None, started: tuple[dt.datetime, float],
+                 warm_up: threading.Thread) -> None:
+        self.config = config
+        self.planned = list(planned)
+        self.session = Session(config.target, config.limits, transport=transport, concurrency=config.concurrency)
+        self._started_at, self._started = started
+        self._warm_up = warm_up
+        self._shared = _UrgentSharedExchanges()
+        # run_check's repetitions: round i of every check shares the exchanges of round i.
+        self._rounds = [_UrgentSharedExchanges() for _ in range(config.repeat - 1)]
+        self._route: concurrent.futures.Future[dict[str, Any]] = concurrent.futures.Future()
+        self._results: dict[str, CheckResult] = {}
+        self._reruns: list[dict[str, Any]] = []
+        self._finished: RunResult | None = None
+
+    @classmethod
+    def open(cls, config: RunConfig, *, flags: Flags | None = None, api_key_from: str | None = None,
+             transport: httpx.BaseTransport | None = None,
+             checks: Sequence[RegisteredCheck] | None = None) -> RunSession:
+        """Start a run. With `flags` (the CLI's or the plugin's spelling of its options), the base URL is
+        checked and the target reached once first, as `_start.preflight` does: a target that cannot be
+        certified raises one ConformanceError line naming those flags, and an empty model is chosen from
+        GET /models. Without, the config is used as given (a library call, a test transport)."""
+        started = dt.datetime.now(dt.UTC), time.monotonic()
+        planned = list(checks) if checks is not None else select(
+            all_checks(), depth=config.depth, profile=config.profile, only=config.only, skip=config.skip)
+        warm_up = threading.Thread(target=_warm_up, args=(planned,), name="warm-up", daemon=True)
+        warm_up.start()
+        try:
+            if flags is not None:
+                config = _reached(config, flags, api_key_from)
+        except BaseException:
+            warm_up.join()  # never leave a thread importing while the interpreter exits
+            raise
+        run = cls(config, planned, transport=transport, started=started, warm_up=warm_up)
+        run._find_route()
+        return run
+
+    # -- the chat route ------------------------------------------------------------------------------
+    def _find_route(self) -> None:
+        forced = self.config.chat_route
+        if forced is not None:
+            self._found({"method": forced[0], "path": forced[1], "source": "forced", "probes": []})
+            return
+        served: concurrent.futures.Future[Exchange] = concurrent.futures.Future()
+        self._shared.submit(BASIC_COMPLETION, lambda: served)
+        threading.Thread(target=self._discover, args=(served,), name="chat-route", daemon=True).start()
+
+    def _discover(self, served: concurrent.futures.Future[Exchange]) -> None:
+        try:
+            with urgent():  # every check that sends chat waits for it
+                route, exchange = discover_chat_route(self.session, self.config.target.model)
+        except BaseException as exc:  # noqa: BLE001 - a harness error: every chat check reports it
+            served.set_exception(exc)
+            self._route.set_exception(exc)
+            return
+        if exchange is not None:
+            served.set_result(exchange)
+        else:  # no route served chat: the first check to need the basic completion sends it on OpenAI's route
+            served.set_exception(TransportError("no route served a chat completion"))
+        self._found(route)
+
+    def _found(self, route: dict[str, Any]) -> None:
+        self.session.target = dataclasses.replace(self.session.target, chat_method=route["method"],
+                                                  chat_path=route["path"])
+        self._route.set_result(route)
+
+    @property
+    def route(self) -> dict[str, Any]:
+        """Where chat was served (waits for the discovery, which is bounded like every request)."""
+        try:
+            return self._route.result()
+        except Exception as exc:  # noqa: BLE001 - recorded, never raised from a report
+            return {"method": "POST", "path": "/chat/completions", "source": "none", "probes": [],
+                    "error": f"{type(exc).__name__}: {exc}"}
+
+    # -- running checks ------------------------------------------------------------------------------
+    @property
+    def stopped(self) -> str | None:
+        """Why no further check can run (budget, deadline, target down), or None."""
+        return self.session.stopped
+
+    @property
+    def results(self) -> list[CheckResult]:
+        """The results so far, in the planned order."""
+        order = {registered.spec.id: i for i, registered in enumerate(self.planned)}
+        return sorted(self._results.values(), key=lambda r: order.get(r.spec.id, len(order)))
+
+    def run_check(self, registered: RegisteredCheck) -> CheckResult | None:
+        """One check to its result, K runs of a model-dependent one under --repeat K (run i sharing the
+        exchanges of run i of the other checks); None when the run had stopped before it sent anything."""
+        self._warm_up.join()
+        if self.session.budget_exhausted:
+            return None
+        first, started = self._execute(registered, self._shared)
+        if not started:
+            return None
+        runs = [first]
+        if registered.spec.model_dependent:
+            for shared in self._rounds:
+                again, started = self._execute(registered, shared)
+                if not started:  # the budget ran out: the run reads incomplete
+                    break
+                runs.append(again)
+        result = merge_runs(runs)
+        self._results[registered.spec.id] = result
+        return result
+
+    def run_planned(self, on_event: EventHandler | None = None) -> RunResult:
+        """Run every planned check, then finish.
+
+        In order: every check at once, within --concurrency, except those that must run alone. Checks
+        start longest first (by their declared `requests`) and their requests are served in that order,
+        so the longest chain of sequential requests starts at once and the run ends close to total
+        requests × latency / concurrency. Then the checks that a request failing only under contention
+        left unjudged run again, one at a time (`_rerun_contended`); with --repeat K the model-dependent
+        checks run K - 1 more times (`_repeat`); last the checks that must run alone (the load checks,
+        `alone=True`), one at a time at the full --concurrency with nothing else in flight. A check that
+        never sent a request because the budget or the run deadline ran out is reported as not executed.
+        """
+        emit = on_event or _ignore
+        self._warm_up.join()
+        self._route.add_done_callback(lambda found: None if found.exception() else emit(ChatRouteFound(found.result())))
+        emit(RunStarted(len(self.planned)))
+
+        def finished(registered: RegisteredCheck, result: CheckResult | None) -> None:
+            if result is None:
+                emit(CheckNotExecuted(registered.spec, self.session.stopped))
+            else:
+                self._results[registered.spec.id] = result
+                emit(CheckFinished(result, len(self._results), len(self.planned)))
+
+        try:
+            self._run_all([c for c in self.planned if not c.spec.alone], self._shared, finished)
+            self._rerun_contended()
+            self._repeat()
+            for registered in (c for c in self.planned if c.spec.alone):
+                with self.session.probing():  # its own requests are the only ones in flight, up to --concurrency
+                    self._run_all([registered], self._shared, finished)
+        except KeyboardInterrupt:  # stop sending and cut what is in flight (the re-runs run in this thread)
+            self.session.interrupt("interrupted")
+            self.session.close()
+            raise
+        outcome = self.finish()
+        emit(RunFinished(outcome.verdict, outcome.headline))
+        return outcome
+
+    def finish(self) -> RunResult:
+        """Close the session and decide the run: its verdict, features and headline (once; later calls
+        return the same result)."""
+        if self._finished is not None:
+            return self._finished
+        route = self.route
+        self.session.close()
+        session, config = self.session, self.config
+        results = self.results
+        status_counts = dict(session.status_counts)
+        verdict, reason = run_verdict(results, len(self.planned), session, status_counts, config)
+        self._finished = RunResult(
+            config=config,
+            results=results,
+            planned=len(self.planned),
+            started_at=self._started_at,
+            duration_s=time.monotonic() - self._started,
+            requests=session.requests,
+            tokens=session.tokens,
+            verdict=verdict,
+            reason=reason,
+            status_counts=status_counts,
+            not_executed=tuple(c.spec.id for c in self.planned if c.spec.id not in self._results),
+            tokens_estimated=session.tokens_estimated,
+            retries=session.retries,
+            chat_route=route,
+            catalogue=len(select(all_checks(), depth=config.depth, profile=config.profile)),
+            concurrency=adapted(session, self._reruns),
+        )
+        return self._finished
+
+    def close(self) -> None:
+        """Cut what is in flight and release the connections (finish() does it too)."""
+        self.session.close()
+
+    def _run_all(self, checks: Sequence[RegisteredCheck], shared: SharedExchanges,
+                 finished: Callable[[RegisteredCheck, CheckResult | None], None]) -> None:
+        """Run `checks` at once in a pool of threads (the session's gate bounds the requests in flight)."""
+        if not checks:
+            return
+        # Not a `with` block: its exit joins the workers, and on Ctrl-C one of them may sit in a request
+        # that connected just after the cut (a read timeout).
+        pool = concurrent.futures.ThreadPoolExecutor(max_workers=_workers(self.config.concurrency, len(checks)),
+                                                     thread_name_prefix="check")
+        futures = {pool.submit(self._run_scheduled, registered, rank, shared): registered
+                   for rank, registered in enumerate(schedule(checks))}
+        try:
+            for future in concurrent.futures.as_completed(futures):
+                finished(futures[future], future.result())
+        except KeyboardInterrupt:
+            # Threads cannot be killed: stop sending and cut what is in flight, so they end at once.
+            self.session.interrupt("interrupted")
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
+
+    def _run_scheduled(self, registered: RegisteredCheck, rank: int, shared: SharedExchanges) -> CheckResult | None:
+        """The check's result, or None when the run stopped (budget, deadline) before it sent anything."""
+        if self.session.budget_exhausted:
+            return None
+        if self.session.target_down:  # an error at once: no setup work (hypothesis, schemathesis) for a dead target
+            return CheckResult(registered.spec, Verdict.ERROR, f"not run: {self.session.target_down}", 0.0)
+        result, started = self._execute(registered, shared, priority=rank)
+        return result if started else None
+
+    def _rerun_contended(self) -> None:
+        """Judge again, one at a time and on fresh exchanges, every check that contention left without a
+        pass: a request that failed only next to others says nothing of the check's clause. The load checks
+        (`alone`) keep their verdict: contention is what they judge."""
+        results, session = self._results, self.session
+        affected = [c for c in self.planned if c.spec.id in results and not c.spec.alone
+                    and results[c.spec.id].verdict is not Verdict.PASSED and contended(results[c.spec.id])]
+        if not affected or session.stopped:
+            return
+        session.lower_concurrency(1, f"re-running {len(affected)} check(s) hit by contention one at a time")
+        fresh = _UrgentSharedExchanges()
+        for registered in affected:
+            before = results[registered.spec.id]
+            result, started = self._execute(registered, fresh)
+            if not started:  # the budget ran out: the first verdict stays, the run says it stopped early
+                break
+            results[registered.spec.id] = result
+            self._reruns.append({"id": registered.spec.id, "before": before.verdict.value,
+                                 "after": result.verdict.value})
+
+    def _repeat(self) -> None:
+        """--repeat K: K - 1 more rounds of the model-dependent checks, each on fresh shared exchanges (a
+        repeat that judged the same response again would prove nothing); each check's runs are merged."""
+        results = self._results
+        repeated = [c for c in self.planned if c.spec.model_dependent and c.spec.id in results]
+        if self.config.repeat <= 1 or not repeated:
+            return
+        runs: dict[str, list[CheckResult]] = {c.spec.id: [results[c.spec.id]] for c in repeated}
+
+        def finished(registered: RegisteredCheck, result: CheckResult | None) -> None:
+            if result is not None:
+                runs[registered.spec.id].append(result)
+
+        for _ in range(self.config.repeat - 1):
+            if self.session.stopped:
+                break
+            self._run_all(repeated, _UrgentSharedExchanges(), finished)
+        for check_id, check_runs in runs.items():
+            results[check_id] = merge_runs(check_runs)
+
+    def _execute(self, registered: RegisteredCheck, shared: SharedExchanges, *,
+                 priority: int = 0) -> tuple[CheckResult, bool]:
+        """The check's result, and whether it started (False: the budget ran out before its first request)."""
+        config, session = self.config, self.session
+        ctx = CheckContext(session, shared, depth=config.depth, profile=config.profile, route_found=self._route)
+        ctx.http.priority = priority
+        ctx.http.label = registered.spec.id
+        started = time.monotonic()
+        try:
+            registered.run(ctx)
+            outcome: BaseException | None = None
+        except Exception as exc:  # noqa: BLE001 - whatever a check raises becomes its verdict, never a crash
+            outcome = exc
+        verdict, message, failures = _verdict(outcome, ctx.failures)
+        leading = _leading(outcome)
+        declared = (leading.feature if verdict is Verdict.UNSUPPORTED and isinstance(leading, CheckUnsupported)
+                    else None)
+        verdict, message, failures = _with_limit_failures(verdict, message, failures, ctx)
+        cut_before_start = isinstance(_leading(outcome), BudgetExhausted) and ctx.http.sent == 0
+        redact = session.redact
+        result = CheckResult(
+            spec=registered.spec,
+            verdict=verdict,
+            message=_clean(redact(message) or ""),
+            duration_s=time.monotonic() - started,
+            failures=tuple(_clean(failures)) if verdict is Verdict.FAILED else (),
+            exchanges=tuple(e.to_json(redact) for e in ctx.http.exchanges),
+            requests=ctx.http.sent,
+            tokens=ctx.http.tokens,
+            details=_clean(ctx.details),
+            declared_unsupported=declared,
+        )
+        return result, not cut_before_start
 
 
 def run(
@@ -367,130 +688,35 @@ def run(
     transport: httpx.BaseTransport | None = None,
     checks: Sequence[RegisteredCheck] | None = None,
 ) -> RunResult:
-    """Run the selected checks; never raises for anything the target does.
+    """Run the selected checks (`RunSession.run_planned`); never raises for anything the target does.
 
-    In order: every check at once, within --concurrency, except those that must run alone. Checks
-    start longest first (by their declared `requests`) and their requests are served in that order, so
-    the longest chain of sequential requests starts at once and the run ends close to total requests ×
-    latency / concurrency. Then the checks that a request failing only under contention left unjudged
-    run again, one at a time (`_rerun_contended`); with --repeat K the model-dependent checks run K - 1
-    more times (`_repeat`); last the checks that must run alone (the load checks, `alone=True`), one at
-    a time at the full --concurrency with nothing else in flight. A check that never sent a request
-    because the budget or the run deadline ran out is reported as not executed, not as a result.
-    """
-    emit = on_event or (lambda kind, payload: None)
-    chosen = list(checks) if checks is not None else select(
-        all_checks(), depth=config.depth, profile=config.profile, only=config.only, skip=config.skip
-    )
+    The config is used as given: the target is not preflighted (`RunSession.open(config, flags=...)` is)."""
+    return RunSession.open(config, transport=transport, checks=checks).run_planned(on_event)
+
+
+def _reached(config: RunConfig, flags: Flags, api_key_from: str | None) -> RunConfig:
+    """The config once the target was reached: its base URL checked, its model chosen if none was given."""
+    target = config.target
+    base_url = check_base_url(target.base_url, flags)
+    reached = preflight(base_url, target.api_key, target.model or None, config.limits, flags=flags,
+                        api_key_from=api_key_from)
+    return dataclasses.replace(config, target=dataclasses.replace(target, base_url=base_url, model=reached.model))
+
+
+def _warm_up(checks: Sequence[RegisteredCheck]) -> None:
+    """What every run needs before its checks start, done while the target is being reached."""
     load_spec()  # parsed once here, not by every thread that reaches the cold cache at the same time
     serialise_ast_parse()
-    _preload(chosen)
-    session = Session(config.target, config.limits, transport=transport, concurrency=config.concurrency)
-    started_at = dt.datetime.now(dt.UTC)
-    started = time.monotonic()  # the run's duration includes finding the chat route
-    route = discover_chat_route(session, config.target.model, config.chat_route)
-    session.target = dataclasses.replace(session.target, chat_method=route["method"], chat_path=route["path"])
-    emit("chat-route", {"route": route})
-    shared = _UrgentSharedExchanges()
-    emit("run-started", {"planned": len(chosen)})
-    results: dict[str, CheckResult] = {}
-    not_executed: list[str] = []
-
-    def finished(registered: RegisteredCheck, result: CheckResult | None) -> None:
-        if result is None:
-            not_executed.append(registered.spec.id)
-            emit("check-not-executed", {"spec": registered.spec, "reason": session.stopped})
-        else:
-            results[registered.spec.id] = result
-            emit("check-finished", {"result": result, "done": len(results), "planned": len(chosen)})
-
-    reruns: list[dict[str, Any]] = []
-    try:
-        _run_all([c for c in chosen if not c.spec.alone], session, shared, config, finished)
-        reruns = _rerun_contended(chosen, results, session, config)
-        _repeat(chosen, results, session, config)
-        for registered in (c for c in chosen if c.spec.alone):
-            with session.probing():  # its own requests are the only ones in flight, as many as --concurrency
-                _run_all([registered], session, shared, config, finished)
-    except KeyboardInterrupt:  # stop sending and cut what is in flight (the re-runs run in this thread)
-        session.interrupt("interrupted")
-        raise
-    finally:
-        session.close()
-    order = {r.spec.id: i for i, r in enumerate(chosen)}
-    ordered = sorted(results.values(), key=lambda r: order[r.spec.id])
-    not_executed.sort(key=order.__getitem__)
-    status_counts = dict(session.status_counts)
-    verdict, reason = run_verdict(ordered, len(chosen), session, status_counts, config)
-    outcome = RunResult(
-        config=config,
-        results=ordered,
-        planned=len(chosen),
-        started_at=started_at,
-        duration_s=time.monotonic() - started,
-        requests=session.requests,
-        tokens=session.tokens,
-        verdict=verdict,
-        reason=reason,
-        status_counts=status_counts,
-        not_executed=tuple(not_executed),
-        tokens_estimated=session.tokens_estimated,
-        retries=session.retries,
-        chat_route=route,
-        catalogue=len(select(all_checks(), depth=config.depth, profile=config.profile)),
-        concurrency=adapted(session, reruns),
-    )
-    emit("run-finished", {"run": outcome})
-    return outcome
+    _preload(checks)
 
 
-def _run_all(checks: Sequence[RegisteredCheck], session: Session, shared: SharedExchanges, config: RunConfig,
-             finished: Callable[[RegisteredCheck, CheckResult | None], None]) -> None:
-    """Run `checks` at once in a pool of threads (the session's gate bounds the requests in flight)."""
-    if not checks:
-        return
-    # Not a `with` block: its exit joins the workers, and on Ctrl-C one of them may sit in a request
-    # that connected just after the cut (a read timeout).
-    pool = concurrent.futures.ThreadPoolExecutor(max_workers=_workers(config.concurrency, len(checks)),
-                                                 thread_name_prefix="check")
-    futures = {pool.submit(_run_scheduled, registered, rank, session, shared, config): registered
-               for rank, registered in enumerate(schedule(checks))}
-    try:
-        for future in concurrent.futures.as_completed(futures):
-            finished(futures[future], future.result())
-    except KeyboardInterrupt:
-        # Threads cannot be killed: stop sending and cut what is in flight, so they end at once.
-        session.interrupt("interrupted")
-        pool.shutdown(wait=False, cancel_futures=True)
-        raise
-    pool.shutdown(wait=True)
+def _ignore(event: RunEvent) -> None:
+    """No observer."""
 
 
 def contended(result: CheckResult) -> bool:
     """One of the check's requests failed only while others were in flight (a cut stream, a reset…)."""
     return any("contended" in transcript for transcript in result.exchanges)
-
-
-def _rerun_contended(chosen: Sequence[RegisteredCheck], results: dict[str, CheckResult], session: Session,
-                     config: RunConfig) -> list[dict[str, Any]]:
-    """Judge again, one at a time and on fresh exchanges, every check that contention left without a
-    pass: a request that failed only next to others says nothing of the check's clause. The load checks
-    (`alone`) keep their verdict: contention is what they judge."""
-    affected = [c for c in chosen if c.spec.id in results and not c.spec.alone
-                and results[c.spec.id].verdict is not Verdict.PASSED and contended(results[c.spec.id])]
-    if not affected or session.stopped:
-        return []
-    session.lower_concurrency(1, f"re-running {len(affected)} check(s) hit by contention one at a time")
-    fresh = _UrgentSharedExchanges()
-    reruns = []
-    for registered in affected:
-        before = results[registered.spec.id]
-        result, started = _execute(registered, session, fresh, config)
-        if not started:  # the budget ran out: the first verdict stays, the run says it stopped early
-            break
-        results[registered.spec.id] = result
-        reruns.append({"id": registered.spec.id, "before": before.verdict.value, "after": result.verdict.value})
-    return reruns
 
 
 def adapted(session: Session, reruns: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -514,27 +740,6 @@ def adapted(session: Session, reruns: Sequence[dict[str, Any]]) -> dict[str, Any
         "contention": events[:50],
         "rerun": list(reruns),
     }
-
-
-def _repeat(chosen: Sequence[RegisteredCheck], results: dict[str, CheckResult], session: Session,
-            config: RunConfig) -> None:
-    """--repeat K: K - 1 more rounds of the model-dependent checks, each on fresh shared exchanges (a
-    repeat that judged the same response again would prove nothing); each check's runs are merged."""
-    repeated = [c for c in chosen if c.spec.model_dependent and c.spec.id in results]
-    if config.repeat <= 1 or not repeated:
-        return
-    runs: dict[str, list[CheckResult]] = {c.spec.id: [results[c.spec.id]] for c in repeated}
-
-    def finished(registered: RegisteredCheck, result: CheckResult | None) -> None:
-        if result is not None:
-            runs[registered.spec.id].append(result)
-
-    for _ in range(config.repeat - 1):
-        if session.stopped:
-            break
-        _run_all(repeated, session, _UrgentSharedExchanges(), config, finished)
-    for check_id, check_runs in runs.items():
-        results[check_id] = merge_runs(check_runs)
 
 
 def merge_runs(runs: Sequence[CheckResult]) -> CheckResult:
@@ -581,58 +786,6 @@ class _UrgentSharedExchanges(SharedExchanges):
                 return fetch()
 
         return super().get(key, fetch_urgently)
-
-
-def _run_scheduled(registered: RegisteredCheck, rank: int, session: Session, shared: SharedExchanges,
-                   config: RunConfig) -> CheckResult | None:
-    """The check's result, or None when the run stopped (budget, deadline) before it sent anything."""
-    if session.budget_exhausted:
-        return None
-    if session.target_down:  # an error at once: no setup work (hypothesis, schemathesis) for a dead target
-        return CheckResult(registered.spec, Verdict.ERROR, f"not run: {session.target_down}", 0.0)
-    result, started = _execute(registered, session, shared, config, priority=rank)
-    return result if started else None
-
-
-def execute_check(registered: RegisteredCheck, session: Session, shared: SharedExchanges,
-                  config: RunConfig) -> CheckResult | None:
-    """One check to its result, as `run` does, for a consumer that schedules checks itself (the pytest
-    plugin); None when the run had stopped before the check sent anything."""
-    result, started = _execute(registered, session, shared, config)
-    return result if started else None
-
-
-def _execute(registered: RegisteredCheck, session: Session, shared: SharedExchanges, config: RunConfig, *,
-             priority: int = 0) -> tuple[CheckResult, bool]:
-    """The check's result, and whether it started (False: the budget ran out before its first request)."""
-    ctx = CheckContext(session, shared, depth=config.depth, profile=config.profile)
-    ctx.http.priority = priority
-    ctx.http.label = registered.spec.id
-    started = time.monotonic()
-    try:
-        registered.run(ctx)
-        outcome: BaseException | None = None
-    except Exception as exc:  # noqa: BLE001 - whatever a check raises becomes its verdict, never a crash
-        outcome = exc
-    verdict, message, failures = _verdict(outcome, ctx.failures)
-    leading = _leading(outcome)
-    declared = leading.feature if verdict is Verdict.UNSUPPORTED and isinstance(leading, CheckUnsupported) else None
-    verdict, message, failures = _with_limit_failures(verdict, message, failures, ctx)
-    cut_before_start = isinstance(_leading(outcome), BudgetExhausted) and ctx.http.sent == 0
-    redact = session.redact
-    result = CheckResult(
-        spec=registered.spec,
-        verdict=verdict,
-        message=_clean(redact(message) or ""),
-        duration_s=time.monotonic() - started,
-        failures=tuple(_clean(failures)) if verdict is Verdict.FAILED else (),
-        exchanges=tuple(e.to_json(redact) for e in ctx.http.exchanges),
-        requests=ctx.http.sent,
-        tokens=ctx.http.tokens,
-        details=_clean(ctx.details),
-        declared_unsupported=declared,
-    )
-    return result, not cut_before_start
 
 
 # Which exception decides the verdict when a check raised several at once (hypothesis groups).

@@ -237,3 +237,42 @@ class CheckResult:
             "details": self.details,
             "transcripts": list(self.exchanges),
         }
+
+
+# -- what a run tells its observer as it goes (`run(config, on_event=...)`) ---------------------------
+@dataclass(frozen=True, slots=True)
+class RunStarted:
+    """The checks start (the target was reached; the chat route may still be being found)."""
+
+    planned: int
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRouteFound:
+    """Where chat is served: {method, path, source: discovered|forced|none, probes}."""
+
+    route: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class CheckFinished:
+    result: CheckResult
+    done: int
+    planned: int
+
+
+@dataclass(frozen=True, slots=True)
+class CheckNotExecuted:
+    """The budget or the run deadline ran out before the check sent anything."""
+
+    spec: CheckSpec
+    reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RunFinished:
+    verdict: RunVerdict
+    headline: str
+
+
+RunEvent = RunStarted | ChatRouteFound | CheckFinished | CheckNotExecuted | RunFinished

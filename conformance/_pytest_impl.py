@@ -8,20 +8,16 @@ from it in a subprocess (the renderer is itself a pytest run, which must not nes
 
 from __future__ import annotations
 
-import dataclasses
-import datetime as dt
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from ._context import SharedExchanges
-from ._engine import RunConfig, RunResult, discover_chat_route, execute_check, merge_runs, run_verdict
-from ._http import Limits, Session, Target
-from ._model import CheckResult, Depth, Profile, RunVerdict, Verdict
+from ._engine import RunConfig, RunResult, RunSession, start_failure
+from ._http import Limits, Target
+from ._model import CheckResult, Depth, Profile, Verdict
 from .checks import RegisteredCheck, all_checks, select
 from .errors import ConformanceError, TargetUnreachable
 
@@ -39,7 +35,7 @@ class HarnessError(Exception):
 
 
 class CatalogueRun:
-    """One engine session for the whole pytest session: checks run one at a time, results are kept.
+    """One engine run (`RunSession`) for the whole pytest session: checks run one at a time as items.
 
     With `repeat` K, a model-dependent check runs K times in its item; repetition i of every check
     shares its exchanges with repetition i of the others (as `conformance run` does per round).
@@ -51,111 +47,69 @@ class CatalogueRun:
         self.depth, self.profile, self.strict = depth, profile, strict
         self.limits = limits or Limits()
         self.repeat = repeat
-        self._repeat_shared = [SharedExchanges() for _ in range(repeat - 1)]
-        self.results: list[CheckResult] = []
         # IDs of the items left after -k/-m/--deselect, in run order.
         self.planned: list[str] = []
         # How pytest narrowed the catalogue (-k, -m, deselection): recorded, never a certification.
         self.selection: tuple[str, ...] = ()
-        self.route: dict[str, Any] = {}
-        self.started_at = dt.datetime.now(dt.UTC)
-        self._started = time.monotonic()
-        self._session: Session | None = None
-        self._shared = SharedExchanges()
-        self._config: RunConfig | None = None
+        self._run: RunSession | None = None
         # Why the target cannot be certified (the preflight's one line), once it was tried.
         self.start_error: str | None = None
 
-    def open(self) -> tuple[Session, RunConfig]:
+    def open(self) -> RunSession:
         """Reach the target once (and pick the model) before the first check; ConformanceError if it cannot
-        be used (the same preflight as `conformance run`, its advice naming this plugin's options)."""
+        be used (the same start as `conformance run`, its advice naming this plugin's options)."""
         if self.start_error is not None:
             raise TargetUnreachable(self.start_error)
-        if self._session is None or self._config is None:
-            from ._start import PYTEST_FLAGS, preflight
+        if self._run is None:
+            from ._start import PYTEST_FLAGS
 
+            by_id = {registered.spec.id: registered for registered in all_checks()}
             try:
-                model = preflight(self.base_url, self.api_key, self.model, self.limits, flags=PYTEST_FLAGS).model
+                self._run = RunSession.open(self._config(), flags=PYTEST_FLAGS,
+                                            checks=[by_id[check_id] for check_id in self.planned])
             except ConformanceError as exc:
                 self.start_error = str(exc)
                 raise
-            target = Target(self.base_url, model, self.api_key)
-            self._config = RunConfig(target=target, limits=self.limits, depth=self.depth, profile=self.profile,
-                                     concurrency=1, strict=self.strict, repeat=self.repeat)
-            self._session = Session(target, self.limits)
-            self.route = discover_chat_route(self._session, model, None)
-            self._session.target = dataclasses.replace(target, chat_method=self.route["method"],
-                                                       chat_path=self.route["path"])
-        return self._session, self._config
+        return self._run
 
     @property
     def opened(self) -> bool:
         """The target was reached (requests may have been spent even if no check ran)."""
-        return self._session is not None
+        return self._run is not None
+
+    @property
+    def results(self) -> list[CheckResult]:
+        return self._run.results if self._run is not None else []
 
     @property
     def stopped(self) -> str | None:
         """Why no further check can run (budget, deadline, target down), or None."""
-        return self._session.stopped if self._session is not None else None
+        return self._run.stopped if self._run is not None else None
 
     def run(self, registered: RegisteredCheck) -> CheckResult | None:
         """The check's result; None when the run had stopped before the check sent anything."""
         try:
-            session, config = self.open()
+            run = self.open()
         except ConformanceError as exc:
-            result = CheckResult(registered.spec, Verdict.ERROR, f"not run: {exc}", 0.0)
-        else:
-            if session.budget_exhausted:
-                return None
-            first = execute_check(registered, session, self._shared, config)
-            if first is None:
-                return None
-            runs = [first]
-            if registered.spec.model_dependent:
-                for shared in self._repeat_shared:
-                    again = execute_check(registered, session, shared, config)
-                    if again is None:  # the budget ran out: the run reads incomplete
-                        break
-                    runs.append(again)
-            result = merge_runs(runs)
-        self.results.append(result)
-        return result
+            return CheckResult(registered.spec, Verdict.ERROR, f"not run: {exc}", 0.0)
+        return run.run_check(registered)
 
     def close(self) -> None:
-        if self._session is not None:
-            self._session.close()
+        if self._run is not None:
+            self._run.close()
 
-    def _config_or_placeholder(self) -> RunConfig:
-        return self._config or RunConfig(target=Target(self.base_url, self.model or "", self.api_key),
-                                         limits=self.limits, depth=self.depth, profile=self.profile, concurrency=1,
-                                         strict=self.strict, repeat=self.repeat)
+    def _config(self) -> RunConfig:
+        return RunConfig(target=Target(self.base_url, self.model or "", self.api_key), limits=self.limits,
+                         depth=self.depth, profile=self.profile, concurrency=1, strict=self.strict,
+                         repeat=self.repeat, selection=self.selection)
 
     def start_failure(self) -> dict[str, Any]:
         """results.json of a session whose target could not be used (as `conformance run` writes it)."""
-        from ._start import start_failure
-
-        return start_failure(self._config_or_placeholder(), len(self.planned), self.start_error or "", "target")
+        return start_failure(self._config(), len(self.planned), self.start_error or "", "target")
 
     def run_result(self) -> RunResult:
-        """The same RunResult `conformance.run()` returns, built from the results pytest collected."""
-        config = self._config_or_placeholder()
-        session = self._session
-        counts = dict(session.status_counts) if session else {}
-        reason: str | None
-        if session is None:
-            verdict, reason = RunVerdict.INCOMPLETE, self.start_error or "no check ran"
-        else:
-            config = dataclasses.replace(config, selection=self.selection)
-            verdict, reason = run_verdict(self.results, len(self.planned), session, counts, config)
-        ran = {r.spec.id for r in self.results}
-        return RunResult(config=config, results=list(self.results), planned=len(self.planned),
-                         started_at=self.started_at, duration_s=time.monotonic() - self._started,
-                         requests=session.requests if session else 0, tokens=session.tokens if session else 0,
-                         verdict=verdict, reason=reason, status_counts=counts,
-                         not_executed=tuple(i for i in self.planned if i not in ran),
-                         tokens_estimated=session.tokens_estimated if session else 0,
-                         retries=session.retries if session else 0, chat_route=self.route,
-                         catalogue=len(select(all_checks(), depth=self.depth, profile=self.profile)))
+        """The same RunResult `conformance.run()` returns, from the checks pytest ran."""
+        return self.open().finish()
 
 
 class CatalogueCollector(pytest.Collector):

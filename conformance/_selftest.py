@@ -91,7 +91,32 @@ ALL_VARIANTS = "all-variants"
 # Short bounds: a fault that hangs a response must cost seconds, not the default minute.
 SELFTEST_LIMITS = Limits(connect_timeout_s=5.0, read_timeout_s=8.0, request_deadline_s=20.0, run_deadline_s=300.0)
 CLEAN = "clean"
-EventHandler = Callable[[str, dict[str, Any]], None]
+
+
+@dataclass(frozen=True, slots=True)
+class SelftestStarted:
+    subjects: int
+
+
+@dataclass(frozen=True, slots=True)
+class SubjectFinished:
+    """The clean server, a variant or a fault was certified (its first pass)."""
+
+    outcome: SubjectOutcome
+    done: int
+    planned: int
+
+
+@dataclass(frozen=True, slots=True)
+class ProofFinished:
+    """A fault was run again for the checks it declares that no first pass proved."""
+
+    outcome: SubjectOutcome
+    checks: tuple[str, ...]
+
+
+SelftestEvent = SelftestStarted | SubjectFinished | ProofFinished
+EventHandler = Callable[[SelftestEvent], None]
 
 
 class DepthMode(enum.StrEnum):
@@ -610,17 +635,17 @@ def score(outcomes: Sequence[SubjectOutcome], checks: Sequence[RegisteredCheck],
 def selftest(config: SelftestConfig | None = None, *, on_event: EventHandler | None = None) -> SelftestReport:
     """Certify the clean reference server, every variant and every fault, in parallel; score them."""
     config = config or SelftestConfig()
-    emit = on_event or (lambda kind, payload: None)
+    emit = on_event or (lambda event: None)
     every, checks = catalogue(config)
     subjects = plan(config, checks)
     started = time.monotonic()
-    emit("selftest-started", {"subjects": len(subjects)})
+    emit(SelftestStarted(len(subjects)))
     outcomes: list[SubjectOutcome] = []
     with _pool(config, len(subjects)) as pool:
         futures = [_submit(pool, config, s, checks) for s in subjects]
         for future in concurrent.futures.as_completed(futures):
             outcomes.append(future.result())
-            emit("subject-finished", {"outcome": outcomes[-1], "done": len(outcomes), "planned": len(subjects)})
+            emit(SubjectFinished(outcomes[-1], len(outcomes), len(subjects)))
         if not config.wide:
             outcomes = _prove(pool, config, outcomes, checks, emit)
     position = {s: i for i, s in enumerate(subjects)}
@@ -646,7 +671,7 @@ def _prove(pool: concurrent.futures.Executor, config: SelftestConfig, outcomes: 
         merged[extra.subject] = SubjectOutcome(first.subject, first.verdicts + extra.verdicts,
                                                first.duration_s + extra.duration_s, first.requests + extra.requests,
                                                first.problem or extra.problem)
-        emit("proof-finished", {"outcome": extra, "checks": obligations[extra.subject]})
+        emit(ProofFinished(extra, tuple(obligations[extra.subject])))
     return list(merged.values())
 
 

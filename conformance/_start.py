@@ -6,7 +6,6 @@ a run leaves when it cannot start.
     preflight(...)         GET /models once, and one tiny chat request only when it is needed (a model
                            the list does not name, or a list that is not JSON): the model to test, or
                            one ConformanceError line naming what to fix
-    start_failure(...)     results.json of a run that could not start: invalid, run_complete false
 
 `conformance run` and the pytest plugin both start through here; every piece of advice names the
 caller's own options (`Flags`), so the plugin says `--conformance-api-key`, not `--api-key`.
@@ -25,7 +24,6 @@ What stops a run before it spends anything, and what does not:
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -34,7 +32,6 @@ from typing import TYPE_CHECKING, Any
 from .errors import TargetUnreachable, UsageError
 
 if TYPE_CHECKING:
-    from ._engine import RunConfig
     from ._http import Exchange, Limits
 
 BUILTIN_LABEL = "the built-in reference server"
@@ -303,22 +300,5 @@ def _reason(error: str | None) -> str:
     return (error or "no answer").split(": ", 1)[-1]
 
 
-# -- the record of a run that could not start ----------------------------------------------------------
+# Where a run can stop before its first check (results.json's start_error.stage).
 STAGES = ("arguments", "target", "baseline")
-
-
-def start_failure(config: RunConfig, planned: int, message: str, stage: str) -> dict[str, Any]:
-    """results.json of a run stopped before its first check: `invalid`, `run_complete: false`,
-    nothing executed, the reason, and `start_error` (schema 1.1) saying at which stage it stopped."""
-    from ._engine import RunResult, scrub_key
-    from ._model import RunVerdict
-
-    assert stage in STAGES, stage
-    result = RunResult(config=config, results=[], planned=planned, started_at=dt.datetime.now(dt.UTC),
-                       duration_s=0.0, requests=0, tokens=0, verdict=RunVerdict.INVALID,
-                       reason=f"the run could not start: {message}", status_counts={})
-    document = result.to_json()
-    document["start_error"] = {"stage": stage, "message": message}
-    scrubbed: dict[str, Any] = scrub_key(document, config.target.api_key)
-    return scrubbed
-

@@ -32,6 +32,7 @@ from .errors import BaselineError, ConformanceError, UsageError
 
 if TYPE_CHECKING:
     from ._diff import Side
+    from ._engine import RunSession
 
 EXIT_USAGE = 2
 
@@ -137,7 +138,7 @@ class _Stage:
 
 @dataclass(frozen=True, slots=True)
 class _Plan:
-    config: Any  # RunConfig
+    run: RunSession  # open: the target reached, the model chosen
     baseline: Side | None
 
 
@@ -167,9 +168,9 @@ def _start(args: argparse.Namespace, origin: Any, stack: contextlib.ExitStack, s
     """Everything before the first check; raises ConformanceError (one line) for what the user can fix.
     None after a dry run (checked as far as it can be without a request, and the cost printed)."""
     from ._diff import check_matches, load_reference
-    from ._engine import RunConfig
+    from ._engine import RunConfig, RunSession
     from ._http import Target
-    from ._start import CLI_FLAGS, check_base_url, preflight
+    from ._start import CLI_FLAGS, check_base_url
     from .checks import all_checks
     from .checks._registry import unknown_patterns
 
@@ -197,16 +198,17 @@ def _start(args: argparse.Namespace, origin: Any, stack: contextlib.ExitStack, s
         server = ServerThread(ServerConfig(api_key=api_key)).start()
         stack.callback(server.stop)
         base_url = server.base_url
-    reached = preflight(base_url, api_key, origin.model, _limits(args), flags=CLI_FLAGS,
-                        api_key_from=origin.api_key_from)
-    config = RunConfig(target=Target(base_url, reached.model, api_key), builtin_target=origin.builtin,
+    config = RunConfig(target=Target(base_url, origin.model or "", api_key), builtin_target=origin.builtin,
                        **_run_settings(args))
+    run = RunSession.open(config, flags=CLI_FLAGS, api_key_from=origin.api_key_from)
+    stack.callback(run.close)
+    config = run.config
     if baseline is not None:
         stage.name = "baseline"
         check_matches(baseline, model=config.target.model, profile=config.profile.value, depth=config.depth.value,
                       path=args.baseline)
         _warn_unknown_checks(baseline, args.baseline)
-    return _Plan(config, baseline)
+    return _Plan(run, baseline)
 
 
 def _dry_run(args: argparse.Namespace, origin: Any) -> None:
@@ -284,7 +286,8 @@ def _loose_run_args(argv: Sequence[str]) -> argparse.Namespace:
 def _record_failed_start(args: argparse.Namespace, origin: Any, message: str, stage: str) -> None:
     """results.json (invalid, run_complete false, the reason) and junit.xml with one erroring test, in place
     of whatever the previous run left: CI reads red, never a stale pass."""
-    from ._start import Origin, start_failure
+    from ._engine import start_failure
+    from ._start import Origin
     from .checks import all_checks, select
     from .report import render_reports, write_results
 
@@ -302,14 +305,12 @@ def _record_failed_start(args: argparse.Namespace, origin: Any, message: str, st
 
 
 def _certify(args: argparse.Namespace, plan: _Plan) -> int:
-    from ._engine import run
     from .report import _terminal, render_reports, write_results
 
-    config = plan.config
     tty = sys.stderr.isatty()
     progress = _terminal.Progress(sys.stderr, enabled=not args.quiet and tty, plain=not args.quiet and not tty)
     with progress.ticking(), _hypothesis_home():
-        result = run(config, on_event=progress)
+        result = plan.run.run_planned(progress)
     results = result.to_json()
     results_path = write_results(results, args.report_dir)
     paths = render_reports(results_path, args.report_dir, html=not args.no_html)
@@ -543,16 +544,17 @@ class _SelftestProgress:
         self.enabled = enabled
         self.started = time.monotonic()
 
-    def __call__(self, kind: str, payload: dict[str, Any]) -> None:
-        if not self.enabled:
+    def __call__(self, event: Any) -> None:
+        from ._selftest import SubjectFinished
+
+        if not self.enabled or not isinstance(event, SubjectFinished):
             return
-        if kind == "subject-finished":
-            subject = payload["outcome"].subject
-            sys.stderr.write(f"\r[{payload['done']}/{payload['planned']}] {subject.kind.value} "
-                             f"{subject.name[:40]:<40} {time.monotonic() - self.started:5.1f}s")
-            if payload["done"] == payload["planned"]:
-                sys.stderr.write("\n")
-            sys.stderr.flush()
+        subject = event.outcome.subject
+        sys.stderr.write(f"\r[{event.done}/{event.planned}] {subject.kind.value} "
+                         f"{subject.name[:40]:<40} {time.monotonic() - self.started:5.1f}s")
+        if event.done == event.planned:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
 
 
 # -- report, matrix and diff -------------------------------------------------------------------------

@@ -5,8 +5,9 @@ import conformance
 
 def test_public_api() -> None:
     assert conformance.__all__ == [
-        "CheckResult", "CheckSpec", "Clause", "Depth", "Failure", "Feature", "Level", "Limits", "Profile",
-        "RunConfig", "RunResult", "RunVerdict", "Target", "Verdict", "__version__", "run",
+        "ChatRouteFound", "CheckFinished", "CheckNotExecuted", "CheckResult", "CheckSpec", "Clause", "Depth",
+        "Failure", "Feature", "Level", "Limits", "Profile", "RunConfig", "RunEvent", "RunFinished", "RunResult",
+        "RunSession", "RunStarted", "RunVerdict", "Target", "Verdict", "__version__", "run",
     ]
     for name in conformance.__all__:
         assert getattr(conformance, name) is not None

@@ -3,9 +3,10 @@
     9  __main__                              `python -m conformance`
     8  cli, pytest_plugin                    thin consumers
     7  _pytest_impl, _diff                   the plugin's session; comparing results.json files
-    6  report/, _start, _selftest            renderers of results.json; the start of a run; the selftest
-    5  _engine, _cost, coverage/             runs checks, decides verdicts; cost bounds; the document map
-    4  checks/, _causes                      one small function per check; root causes from the evidence
+    6  report/, _selftest                    renderers of results.json; the selftest
+    5  _engine, _cost, coverage/             the run session (runs checks, decides verdicts); cost bounds; the map
+    4  checks/, _causes, _start              one small function per check; root causes from the evidence; reaching
+                                             the target (the preflight)
     3  _context                              what a check sees
     2  _http                                 the bounded, redacting transport
     1  errors, refserver/                    the exceptions; the reference server (a tool of its own)
@@ -26,9 +27,9 @@ PACKAGE = Path(__file__).resolve().parents[1] / "conformance"
 LAYERS = {
     "conformance.__main__": 9, "conformance.cli": 8, "conformance.pytest_plugin": 8,
     "conformance._pytest_impl": 7, "conformance._diff": 7,
-    "conformance.report": 6, "conformance._start": 6, "conformance._selftest": 6,
+    "conformance.report": 6, "conformance._selftest": 6,
     "conformance._engine": 5, "conformance._cost": 5, "conformance.coverage": 5,
-    "conformance.checks": 4, "conformance._causes": 4,
+    "conformance.checks": 4, "conformance._causes": 4, "conformance._start": 4,
     "conformance._context": 3,
     "conformance._http": 2,
     "conformance.errors": 1, "conformance.refserver": 1,

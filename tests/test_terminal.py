@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from support import ServerFactory, certify
 
-from conformance._model import CheckResult, Verdict
+from conformance._model import CheckFinished, CheckResult, RunStarted, Verdict
 from conformance.checks import all_checks
 from conformance.cli import main
 from conformance.refserver import ServerThread
@@ -54,13 +54,13 @@ class Clock:
 def finished(progress: Progress, done: int, planned: int, verdict: Verdict = Verdict.PASSED, requests: int = 2) -> None:
     spec = all_checks()[done % len(all_checks())].spec
     result = CheckResult(spec, verdict, verdict.value, 0.1, requests=requests)
-    progress("check-finished", {"result": result, "done": done, "planned": planned})
+    progress(CheckFinished(result, done, planned))
 
 
 def test_a_ci_log_gets_a_plain_line_every_ten_checks() -> None:
     log, clock = Log(), Clock()
     progress = Progress(log, enabled=False, plain=True, clock=clock)
-    progress("run-started", {"planned": 25})
+    progress(RunStarted(25))
     for done in range(1, 26):
         clock.now += 0.1
         finished(progress, done, 25, Verdict.FAILED if done == 3 else Verdict.PASSED)
@@ -75,7 +75,7 @@ def test_a_ci_log_gets_a_plain_line_every_ten_checks() -> None:
 def test_a_ci_log_gets_a_plain_line_every_ten_seconds_even_without_a_finished_check() -> None:
     log, clock = Log(), Clock()
     progress = Progress(log, enabled=False, plain=True, clock=clock)
-    progress("run-started", {"planned": 68})
+    progress(RunStarted(68))
     clock.now += 4
     finished(progress, 1, 68, Verdict.ERROR)
     progress.heartbeat()
@@ -96,13 +96,13 @@ def test_the_progress_ticker_stops_with_the_run() -> None:
     log = Log()
     progress = Progress(log, enabled=False, plain=True)
     with progress.ticking(interval=0.01):
-        progress("run-started", {"planned": 1})
+        progress(RunStarted(1))
     assert progress.ticker_stopped
 
 
 def test_a_terminal_gets_no_plain_lines_and_quiet_gets_nothing() -> None:
     for progress in (Progress(Log(), enabled=True, plain=False), Progress(Log(), enabled=False, plain=False)):
-        progress("run-started", {"planned": 10})
+        progress(RunStarted(10))
         for done in range(1, 11):
             finished(progress, done, 10)
         progress.heartbeat()

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from .._model import CheckFinished, CheckNotExecuted, RunEvent, RunFinished, RunStarted
 from ._results import (
     VERDICTS,
     concurrency_note,
@@ -70,27 +71,27 @@ class Progress:
         self._last_line_done = 0
         self._lock = threading.Lock()
 
-    def __call__(self, kind: str, payload: dict[str, Any]) -> None:
-        if kind == "run-started":
+    def __call__(self, event: RunEvent) -> None:
+        if isinstance(event, RunStarted):
             with self._lock:
-                self.planned = int(payload.get("planned", 0))
+                self.planned = event.planned
                 self.started = self._last_line_at = self.clock()
                 self._running = True
-        elif kind == "check-finished":
-            result = payload["result"]
+        elif isinstance(event, CheckFinished):
+            result = event.result
             verdict = result.verdict.value
             with self._lock:
                 self.failures += verdict == "failed"
                 self.errors += verdict == "error"
                 self.requests += result.requests
-                self.done = payload["done"]
-            self._show(payload["done"], payload["planned"], f"{GLYPH.get(verdict, '?')} {result.spec.id}")
+                self.done = event.done
+            self._show(event.done, event.planned, f"{GLYPH.get(verdict, '?')} {result.spec.id}")
             if self.plain and (self.done - self._last_line_done >= self.every_checks
                                or self.clock() - self._last_line_at >= self.every_s):
                 self._plain_line()
-        elif kind == "check-not-executed":
+        elif isinstance(event, CheckNotExecuted):
             self.skipped_run += 1
-        elif kind == "run-finished":
+        elif isinstance(event, RunFinished):
             self._running = False
             if self.enabled:
                 self.stream.write("\r\x1b[2K")
