@@ -351,16 +351,20 @@ def headline(verdict: RunVerdict, features: dict[str, FeatureVerdict], catalogue
     return f"{label} " + "; ".join(p for p in parts if p) if parts else label
 
 
-def discover_chat_route(session: Session, model: str) -> tuple[dict[str, Any], Exchange | None]:
+def discover_chat_route(session: Session, model: str, *,
+                        go_on: Callable[[], bool] = lambda: True) -> tuple[dict[str, Any], Exchange | None]:
     """Where the target serves chat: the first route of CHAT_ROUTES answering a chat.completion, and that
     answer (the run's basic completion: the probe sends its body).
 
-    One request on a server with OpenAI's route; never more than three.
+    One request on a server with OpenAI's route; never more than three. `go_on()` is asked before each
+    probe after the first (False: stop; the target could not be reached).
     """
     recorder = Recorder(session)
     body = basic_chat_request(model)
     probes: list[dict[str, Any]] = []
     for method, path in CHAT_ROUTES:
+        if probes and not go_on():
+            break
         try:
             exchange = recorder.request(method, path, json_body=body)
         except (TransportError, BudgetExhausted) as exc:  # rate limited, down, out of budget: the checks say so
@@ -405,6 +409,8 @@ class RunSession:
         # run_check's repetitions: round i of every check shares the exchanges of round i.
         self._rounds = [_UrgentSharedExchanges() for _ in range(config.repeat - 1)]
         self._route: concurrent.futures.Future[dict[str, Any]] = concurrent.futures.Future()
+        # Whether the start succeeded (the target reached): the route's further probes wait for it.
+        self._reached: concurrent.futures.Future[bool] = concurrent.futures.Future()
         self._results: dict[str, CheckResult] = {}
         self._reruns: list[dict[str, Any]] = []
         self._finished: RunResult | None = None
@@ -420,17 +426,38 @@ class RunSession:
         started = dt.datetime.now(dt.UTC), time.monotonic()
         planned = list(checks) if checks is not None else select(
             all_checks(), depth=config.depth, profile=config.profile, only=config.only, skip=config.skip)
+        if flags is not None:  # sends nothing: a malformed URL is one line before anything starts
+            base_url = check_base_url(config.target.base_url, flags)
+            config = dataclasses.replace(config, target=dataclasses.replace(config.target, base_url=base_url))
         warm_up = threading.Thread(target=_warm_up, args=(planned,), name="warm-up", daemon=True)
         warm_up.start()
+        run = cls(config, planned, transport=transport, started=started, warm_up=warm_up)
         try:
-            if flags is not None:
-                config = _reached(config, flags, api_key_from)
+            if flags is not None and config.target.model:
+                # The model is known: the route's first probe goes out while the target is reached (the
+                # others, if needed, only once it was).
+                run._find_route()
+                run._reach(flags, api_key_from)
+            else:
+                if flags is not None:
+                    run._reach(flags, api_key_from)
+                run._find_route()
         except BaseException:
+            run._reached.set_result(False)
+            run.close()
             warm_up.join()  # never leave a thread importing while the interpreter exits
             raise
-        run = cls(config, planned, transport=transport, started=started, warm_up=warm_up)
-        run._find_route()
+        run._reached.set_result(True)
         return run
+
+    def _reach(self, flags: Flags, api_key_from: str | None) -> None:
+        """The preflight (`_start.preflight`); the model it chose when none was given."""
+        target = self.config.target
+        reached = preflight(target.base_url, target.api_key, target.model or None, self.config.limits, flags=flags,
+                            api_key_from=api_key_from)
+        if reached.model != target.model:
+            self.config = dataclasses.replace(self.config, target=dataclasses.replace(target, model=reached.model))
+            self.session.target = dataclasses.replace(self.session.target, model=reached.model)
 
     # -- the chat route ------------------------------------------------------------------------------
     def _find_route(self) -> None:
@@ -445,7 +472,8 @@ class RunSession:
     def _discover(self, served: concurrent.futures.Future[Exchange]) -> None:
         try:
             with urgent():  # every check that sends chat waits for it
-                route, exchange = discover_chat_route(self.session, self.config.target.model)
+                route, exchange = discover_chat_route(self.session, self.config.target.model,
+                                                      go_on=self._reached.result)
         except BaseException as exc:  # noqa: BLE001 - a harness error: every chat check reports it
             served.set_exception(exc)
             self._route.set_exception(exc)
@@ -574,6 +602,8 @@ class RunSession:
 
     def close(self) -> None:
         """Cut what is in flight and release the connections (finish() does it too)."""
+        if self._finished is None:
+            self.session.interrupt("the run was closed before it finished")
         self.session.close()
 
     def _run_all(self, checks: Sequence[RegisteredCheck], shared: SharedExchanges,
@@ -692,15 +722,6 @@ def run(
 
     The config is used as given: the target is not preflighted (`RunSession.open(config, flags=...)` is)."""
     return RunSession.open(config, transport=transport, checks=checks).run_planned(on_event)
-
-
-def _reached(config: RunConfig, flags: Flags, api_key_from: str | None) -> RunConfig:
-    """The config once the target was reached: its base URL checked, its model chosen if none was given."""
-    target = config.target
-    base_url = check_base_url(target.base_url, flags)
-    reached = preflight(base_url, target.api_key, target.model or None, config.limits, flags=flags,
-                        api_key_from=api_key_from)
-    return dataclasses.replace(config, target=dataclasses.replace(target, base_url=base_url, model=reached.model))
 
 
 def _warm_up(checks: Sequence[RegisteredCheck]) -> None:

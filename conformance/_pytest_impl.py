@@ -95,8 +95,9 @@ class CatalogueRun:
         return run.run_check(registered)
 
     def close(self) -> None:
+        """End the run (its result is kept for `run_result`)."""
         if self._run is not None:
-            self._run.close()
+            self._run.finish()
 
     def _config(self) -> RunConfig:
         return RunConfig(target=Target(self.base_url, self.model or "", self.api_key), limits=self.limits,

@@ -220,7 +220,8 @@ async def invalid_utf8(request: Request, conn: Connection) -> bool:
     if request.wants_stream:
         good = chunk_event("", role=True)
         bad = chunk_event("XCONTENTX").replace(b"XCONTENTX", BAD_UTF8_CONTENT)
-        return await conn.send(response_head(content_type="text/event-stream") + good + bad + b"data: [DONE]\n\n")
+        await conn.send(response_head(content_type="text/event-stream") + good + bad + b"data: [DONE]\n\n")
+        return False  # `Connection: close` ends the stream: close it, or the client waits for more
     body = json.dumps(completion("XCONTENTX")).encode().replace(b"XCONTENTX", BAD_UTF8_CONTENT)
     body = body.replace(b'"chatcmpl-hostile"', b'"chatcmpl-\\udc80\xff"')
     return await conn.send(json_response_raw(body))
