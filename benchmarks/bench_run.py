@@ -7,13 +7,15 @@ requests it receives and time them; every run is the real CLI in a subprocess, a
 
 1. The full default run (latency 0): wall time, requests, tokens.
 2. The latency-bound ratio: the full run against a server that delays every answer by 1 s, at
-   --concurrency 8 and 16, printed as one table. floor = the larger of the run's own CPU time (its
-   wall time at the same N against the latency-0 server) and requests × 1 s / N, where requests is
-   what the server received (the preflight included). ratio = wall / floor. `--baseline DIR` times
-   another source tree of the suite (a checkout of main) in the same table, run for run alternating
-   with this one, so a before/after comparison shares the machine's load. Two more columns say where
-   the rest of the wall time goes: before the checks' first request (start-up, then the preflight
-   and the route discovery, two requests one after the other) and after the last answer (reports).
+   --concurrency 8 and 16, with the model from GET /models (the default) and given by --model, printed
+   as one table. floor = the larger of the run's own CPU time (its wall time at the same N against the
+   latency-0 server) and requests × 1 s / N, where requests is what the server received (the preflight
+   included). ratio = wall / floor. `--baseline DIR` times another source tree of the suite (a checkout
+   of main) in the same table, run for run alternating with this one, so a before/after comparison
+   shares the machine's load. Two more columns say where the rest of the wall time goes: before the
+   checks' first request (start-up, then the preflight and the route discovery: one after the other
+   when the model comes from GET /models, at once when --model gives it) and after the last answer
+   (reports).
 3. The quick depth's cost (latency 0): requests, tokens, wall time.
 4. Harness overhead per request, against schemathesis's own CLI over the same spec and server
    (latency 0, one worker each): total wall / requests received by the server. And the transport
@@ -191,12 +193,15 @@ def transport_overhead(target: Server, requests: int = 200) -> tuple[float, floa
 @dataclass
 class Ratio:
     tree: str
+    start: str  # how the model was chosen: "GET /models" (the default) or "--model" (given)
     concurrency: int
     requests: int  # as the server received them, the preflight included
     wall: float
     cpu: float  # the same run against the latency-0 server
     verdict: str
-    lead: float  # before the checks' first request: start-up, then the preflight and the route discovery in a row
+    # Before the checks' first request: start-up, then the preflight and the route discovery (in a row when the
+    # model comes from GET /models, at once when --model gives it).
+    lead: float
     tail: float  # after the last answer: results, reports, exit
 
     @property
@@ -209,32 +214,38 @@ class Ratio:
 
     def row(self, with_tree: bool) -> str:
         tree = f"{self.tree} | " if with_tree else ""
-        return (f"| {tree}{self.concurrency} | {self.requests} | {self.wall:.1f} s | {self.floor:.1f} s "
+        return (f"| {tree}{self.start} | {self.concurrency} | {self.requests} | {self.wall:.1f} s | {self.floor:.1f} s "
                 f"(CPU {self.cpu:.1f} s) | **{self.ratio:.2f}** | {self.lead:.1f} s | {self.tail:.1f} s |")
 
 
+# How the run learns its model: from GET /models (the default), or given (a CI gate names the model it certifies).
+STARTS = {"GET /models": (), "--model": ("--model", "conformance-ref-1")}
+
+
 def latency_ratios(trees: dict[str, Path], concurrencies: tuple[int, ...], repeat: int) -> list[Ratio]:
-    """The latency table: for each tree, N and repeat, a run at latency 0 and one at LATENCY_MS."""
+    """The latency table: for each tree, start, N and repeat, a run at latency 0 and one at LATENCY_MS."""
     rows: list[Ratio] = []
     with server(0) as instant, server(LATENCY_MS) as slow:
         for _ in range(repeat):
             for concurrency in concurrencies:
-                for name, tree in trees.items():  # alternating, so the machine's load hits every tree alike
-                    cpu = certify(instant, "--concurrency", str(concurrency), tree=tree)
-                    timed = certify(slow, "--concurrency", str(concurrency), tree=tree)
-                    rows.append(Ratio(name, concurrency, timed.requests, timed.wall, cpu.wall, timed.verdict,
-                                      timed.lead, timed.tail))
-                    print(f"  {name} N={concurrency}: {timed.wall:.1f} s wall, {timed.requests} requests, "
-                          f"CPU {cpu.wall:.1f} s, ratio {rows[-1].ratio:.2f}, lead {timed.lead:.1f} s, "
-                          f"tail {timed.tail:.1f} s ({timed.verdict})", flush=True)
+                for start, model in STARTS.items():
+                    for name, tree in trees.items():  # alternating, so the machine's load hits every tree alike
+                        flags = ("--concurrency", str(concurrency), *model)
+                        cpu = certify(instant, *flags, tree=tree)
+                        timed = certify(slow, *flags, tree=tree)
+                        rows.append(Ratio(name, start, concurrency, timed.requests, timed.wall, cpu.wall,
+                                          timed.verdict, timed.lead, timed.tail))
+                        print(f"  {name} {start} N={concurrency}: {timed.wall:.1f} s wall, "
+                              f"{timed.requests} requests, CPU {cpu.wall:.1f} s, ratio {rows[-1].ratio:.2f}, "
+                              f"lead {timed.lead:.1f} s, tail {timed.tail:.1f} s ({timed.verdict})", flush=True)
     return rows
 
 
 def ratio_table(rows: list[Ratio]) -> str:
     with_tree = len({r.tree for r in rows}) > 1
-    head = ("| tree " if with_tree else "") + ("| N | requests | wall | floor | ratio | before the first check "
+    head = ("| tree " if with_tree else "") + ("| model | N | requests | wall | floor | ratio | before the first check "
                                                "| after the last answer |")
-    rule = ("|---" if with_tree else "") + "|---:|---:|---:|---:|---:|---:|---:|"
+    rule = ("|---" if with_tree else "") + "|---|---:|---:|---:|---:|---:|---:|---:|"
     return "\n".join([head, rule, *(r.row(with_tree) for r in rows)])
 
 
