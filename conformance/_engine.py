@@ -22,7 +22,6 @@ from . import __version__
 from ._causes import RootCause, root_causes
 from ._compat import serialise_ast_parse
 from ._context import CheckContext, SharedExchanges
-from ._http import Exchange, Limits, Recorder, Session, Target, TargetDown, TransportError, limit_failure, urgent
 from ._model import (
     OPTIONAL_FEATURES,
     CheckResult,
@@ -44,6 +43,7 @@ from .errors import (
     CheckSkipped,
     CheckUnsupported,
 )
+from .http import Exchange, Limits, Recorder, Session, Target, TargetDown, TransportError, limit_failure, urgent
 from .spec import load_spec
 
 SCHEMA_VERSION = "1.2"

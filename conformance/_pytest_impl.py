@@ -20,10 +20,10 @@ import pytest
 
 from ._context import SharedExchanges
 from ._engine import RunConfig, RunResult, discover_chat_route, execute_check, merge_runs, run_verdict
-from ._http import Limits, Session, Target
 from ._model import CheckResult, Depth, Profile, RunVerdict, Verdict
 from .checks import RegisteredCheck, all_checks, select
 from .errors import ConformanceError, TargetUnreachable
+from .http import Limits, Session, Target
 
 __all__ = ["CatalogueRun", "CheckItem", "ConformancePlugin"]
 

@@ -35,7 +35,7 @@ from .errors import TargetUnreachable, UsageError
 
 if TYPE_CHECKING:
     from ._engine import RunConfig
-    from ._http import Exchange, Limits
+    from .http import Exchange, Limits
 
 BUILTIN_LABEL = "the built-in reference server"
 PROBE_MESSAGES = [{"role": "user", "content": "Say hi."}]
@@ -245,8 +245,8 @@ def model_refusal(exchange: Exchange, model: str) -> str | None:
 
 def _send(base_url: str, api_key: str | None, limits: Limits, method: str, path: str, *,
           json_body: Any = None) -> Exchange:
-    from ._http import RateLimited
-    from ._http import preflight as send
+    from .http import RateLimited
+    from .http import preflight as send
 
     try:
         return send(base_url, api_key, limits, method=method, path=path, json_body=json_body)
@@ -258,8 +258,8 @@ def _send(base_url: str, api_key: str | None, limits: Limits, method: str, path:
 def _send_quietly(base_url: str, api_key: str | None, limits: Limits, method: str, path: str, *,
                   json_body: Any = None) -> Exchange | None:
     """A diagnostic request: None when it gives no usable answer (the run goes on regardless)."""
-    from ._http import RateLimited, is_usable
-    from ._http import preflight as send
+    from .http import RateLimited, is_usable
+    from .http import preflight as send
 
     try:
         exchange = send(base_url, api_key, limits, method=method, path=path, json_body=json_body)

@@ -168,10 +168,10 @@ def _start(args: argparse.Namespace, origin: Any, stack: contextlib.ExitStack, s
     None after a dry run (checked as far as it can be without a request, and the cost printed)."""
     from ._diff import check_matches, load_reference
     from ._engine import RunConfig
-    from ._http import Target
     from ._start import CLI_FLAGS, check_base_url, preflight
     from .checks import all_checks
     from .checks._registry import unknown_patterns
+    from .http import Target
 
     all_checks()
     unknown = unknown_patterns([*args.only, *args.skip])
@@ -226,7 +226,7 @@ def _dry_run(args: argparse.Namespace, origin: Any) -> None:
 
 
 def _limits(args: argparse.Namespace) -> Any:
-    from ._http import Limits
+    from .http import Limits
 
     return Limits(**limit_values(lambda dest: getattr(args, dest, None)))
 
@@ -256,8 +256,8 @@ def _chat_route(given: list[str] | None) -> tuple[str, str] | None:
 def _config_of(args: argparse.Namespace, origin: Any) -> Any:
     """The RunConfig as far as it is known before the target answered (for the records written then)."""
     from ._engine import RunConfig
-    from ._http import Target
     from ._start import BUILTIN_LABEL
+    from .http import Target
 
     target = Target(origin.base_url or BUILTIN_LABEL, origin.model or "", origin.api_key)
     return RunConfig(target=target, builtin_target=origin.builtin, **_run_settings(args))

@@ -38,8 +38,8 @@ from hostile_servers import (
 )
 from support import certify as certify_engine
 
-from conformance._http import _DeadlineBackend
 from conformance.cli import main
+from conformance.http.transport import DeadlineBackend
 
 # Small bounds so each hostile run takes seconds; the defaults are proven separately.
 FAST = ["--timeout", "1", "--connect-timeout", "1", "--request-deadline", "2"]
@@ -256,7 +256,7 @@ def test_ctrl_c_during_a_hanging_run_exits_at_once(tmp_path: Path) -> None:
 def test_a_connection_opened_after_the_cut_is_cut_too() -> None:
     """Ctrl-C and the breaker cut every connection; a request that passed the breaker just before the cut
     connects afterwards and must not wait out its read timeout (it made Ctrl-C take 20 s now and then)."""
-    backend = _DeadlineBackend(httpcore.SyncBackend())
+    backend = DeadlineBackend(httpcore.SyncBackend())
     with HostileServer(never_answers) as server:
         backend.cut_all()
         stream = backend.connect_tcp("127.0.0.1", server.port, timeout=5)

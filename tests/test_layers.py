@@ -7,7 +7,7 @@
     5  _engine, _cost, coverage/             runs checks, decides verdicts; cost bounds; the document map
     4  checks/, _causes                      one small function per check; root causes from the evidence
     3  _context                              what a check sees
-    2  _http                                 the bounded, redacting transport
+    2  http/                                 the bounded, redacting transport
     1  errors, refserver/                    the exceptions; the reference server (a tool of its own)
     0  _model, sse, spec/, _options, _compat, the package facade
 
@@ -30,7 +30,7 @@ LAYERS = {
     "conformance._engine": 5, "conformance._cost": 5, "conformance.coverage": 5,
     "conformance.checks": 4, "conformance._causes": 4,
     "conformance._context": 3,
-    "conformance._http": 2,
+    "conformance.http": 2,
     "conformance.errors": 1, "conformance.refserver": 1,
     "conformance": 0, "conformance._model": 0, "conformance.sse": 0, "conformance.spec": 0,
     "conformance._options": 0, "conformance._compat": 0,
@@ -84,7 +84,7 @@ def test_imports_go_down_the_layers(path: Path) -> None:
 def test_renderers_never_import_the_engine_or_the_transport() -> None:
     """Reports are rendered from results.json alone (never recomputed from a live run)."""
     for path in (PACKAGE / "report").glob("*.py"):
-        assert not {unit(t) for t in imports(path)} & {"conformance._engine", "conformance._http",
+        assert not {unit(t) for t in imports(path)} & {"conformance._engine", "conformance.http",
                                                         "conformance.checks"}, path.name
 
 
