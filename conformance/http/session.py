@@ -30,7 +30,7 @@ from .budget import Limits, tokens_of
 from .exchange import Exchange, TargetDown
 from .gate import Gate
 from .redact import REDACTED
-from .transport import install_deadlines
+from .transport import deadline_client
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,14 +77,12 @@ class Session:
         self._probing = False
         timeout = httpx.Timeout(connect=limits.connect_timeout_s, read=limits.read_timeout_s,
                                 write=limits.read_timeout_s, pool=limits.request_deadline_s)
-        self.client = httpx.Client(
+        self.client, self._backend = deadline_client(
             timeout=timeout,
-            follow_redirects=False,
             transport=transport,
             limits=httpx.Limits(max_connections=max(concurrency, 1) + 4, max_keepalive_connections=max(concurrency, 1)),
             headers={"User-Agent": "openai-conformance-suite"},
         )
-        self._backends = install_deadlines(self.client)
 
     def close(self) -> None:
         with self._lock:
@@ -195,8 +193,11 @@ class Session:
         """Stop the run now (Ctrl-C): nothing new is sent and requests in flight are cut."""
         with self._lock:
             self.budget_exhausted = self.budget_exhausted or why
-        for backend in self._backends:
-            backend.cut_all()
+        self._cut_connections()
+
+    def _cut_connections(self) -> None:
+        if self._backend is not None:  # an injected transport (a test's) has no connections of ours
+            self._backend.cut_all()
 
     def run_deadline_passed(self) -> bool:
         return time.monotonic() - self.started >= self.limits.run_deadline_s - 0.05
@@ -263,5 +264,4 @@ class Session:
                                     f"without a usable response (last: {last})")
                 tripped = True
         if tripped:  # requests still waiting on a dead target would each wait out their own timeout
-            for backend in self._backends:
-                backend.cut_all()
+            self._cut_connections()

@@ -2,22 +2,28 @@
 every connection at once.
 
 httpx has no total timeout, so a server dripping one byte at a time would outlive any read timeout; the
-deadline-aware network backend bounds the status line, the headers and the body by one deadline.
+deadline-aware network backend bounds the status line, the headers and the body by one deadline. httpx's
+transport takes no network backend, so `DeadlineTransport` hands it to httpcore's pool (its public
+`network_backend`) and does the little else httpx's own transport does.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import socket
+import ssl
 import threading
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import httpcore
 import httpx
+
+from .._compat import environment_proxies
 
 
 class Deadline(threading.local):
@@ -139,19 +145,107 @@ def _shut_down(stream: httpcore.NetworkStream) -> None:
         sock.shutdown(socket.SHUT_RDWR)
 
 
-def install_deadlines(client: httpx.Client) -> list[DeadlineBackend]:
-    """Route every connection of `client` (proxies included) through the deadline-aware backend.
+# Each httpcore exception as the httpx one that httpx's own transport raises for it (most specific first).
+_ERRORS: tuple[tuple[type[Exception], type[httpx.TransportError]], ...] = (
+    (httpcore.ConnectTimeout, httpx.ConnectTimeout),
+    (httpcore.ReadTimeout, httpx.ReadTimeout),
+    (httpcore.WriteTimeout, httpx.WriteTimeout),
+    (httpcore.PoolTimeout, httpx.PoolTimeout),
+    (httpcore.TimeoutException, httpx.TimeoutException),
+    (httpcore.ConnectError, httpx.ConnectError),
+    (httpcore.ReadError, httpx.ReadError),
+    (httpcore.WriteError, httpx.WriteError),
+    (httpcore.NetworkError, httpx.NetworkError),
+    (httpcore.ProxyError, httpx.ProxyError),
+    (httpcore.UnsupportedProtocol, httpx.UnsupportedProtocol),
+    (httpcore.LocalProtocolError, httpx.LocalProtocolError),
+    (httpcore.RemoteProtocolError, httpx.RemoteProtocolError),
+    (httpcore.ProtocolError, httpx.ProtocolError),
+)
 
-    httpx has no total timeout; its pools keep their backend in `_network_backend`. A transport
-    without one (a test's MockTransport) still gets the deadline checked between body chunks.
-    """
-    backends = []
-    transports = [client._transport, *(t for t in client._mounts.values() if t is not None)]
-    for transport in transports:
-        pool = getattr(transport, "_pool", None)
-        backend = getattr(pool, "_network_backend", None)
-        if backend is not None and not isinstance(backend, DeadlineBackend):
-            backend = DeadlineBackend(backend)
-            pool._network_backend = backend  # type: ignore[union-attr]
-            backends.append(backend)
-    return backends
+
+@contextmanager
+def _as_httpx_errors() -> Iterator[None]:
+    try:
+        yield
+    except Exception as exc:
+        mapped = next((to for source, to in _ERRORS if isinstance(exc, source)), None)
+        if mapped is None:
+            raise
+        raise mapped(str(exc)) from exc
+
+
+class _ResponseStream(httpx.SyncByteStream):
+    def __init__(self, stream: Iterable[bytes]) -> None:
+        self._stream = stream
+
+    def __iter__(self) -> Iterator[bytes]:
+        with _as_httpx_errors():
+            yield from self._stream
+
+    def close(self) -> None:
+        if hasattr(self._stream, "close"):
+            self._stream.close()
+
+
+def _core_url(url: httpx.URL) -> httpcore.URL:
+    return httpcore.URL(scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=url.raw_path)
+
+
+class DeadlineTransport(httpx.BaseTransport):
+    """httpx's HTTPTransport as httpx.Client builds it by default (HTTP/1.1, no connection retries, an
+    environment proxy when given one), on a pool whose connections go through `backend`."""
+
+    def __init__(self, backend: httpcore.NetworkBackend, limits: httpx.Limits, ssl_context: ssl.SSLContext,
+                 proxy: httpx.Proxy | None = None) -> None:
+        pool: dict[str, Any] = {
+            "ssl_context": ssl_context, "max_connections": limits.max_connections,
+            "max_keepalive_connections": limits.max_keepalive_connections,
+            "keepalive_expiry": limits.keepalive_expiry, "http1": True, "http2": False, "network_backend": backend,
+        }
+        self._pool: httpcore.ConnectionPool
+        if proxy is None:
+            self._pool = httpcore.ConnectionPool(retries=0, **pool)
+        elif proxy.url.scheme in ("http", "https"):
+            self._pool = httpcore.HTTPProxy(proxy_url=_core_url(proxy.url), proxy_auth=proxy.raw_auth,
+                                            proxy_headers=proxy.headers.raw, proxy_ssl_context=proxy.ssl_context,
+                                            **pool)
+        elif proxy.url.scheme in ("socks5", "socks5h"):
+            if importlib.util.find_spec("socksio") is None:
+                raise ImportError("Using SOCKS proxy, but the 'socksio' package is not installed. "
+                                  "Make sure to install httpx using `pip install httpx[socks]`.")
+            self._pool = httpcore.SOCKSProxy(proxy_url=_core_url(proxy.url), proxy_auth=proxy.raw_auth, **pool)
+        else:
+            raise ValueError("Proxy protocol must be either 'http', 'https', 'socks5', or 'socks5h',"
+                             f" but got {proxy.url.scheme!r}.")
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        assert isinstance(request.stream, httpx.SyncByteStream)
+        core_request = httpcore.Request(method=request.method, url=_core_url(request.url),
+                                        headers=request.headers.raw, content=request.stream,
+                                        extensions=request.extensions)
+        with _as_httpx_errors():
+            response = self._pool.handle_request(core_request)
+        assert isinstance(response.stream, Iterable)
+        return httpx.Response(status_code=response.status, headers=response.headers,
+                              stream=_ResponseStream(response.stream), extensions=response.extensions)
+
+    def close(self) -> None:
+        self._pool.close()
+
+
+def deadline_client(*, timeout: httpx.Timeout, limits: httpx.Limits, headers: dict[str, str],
+                    transport: httpx.BaseTransport | None = None) -> tuple[httpx.Client, DeadlineBackend | None]:
+    """An httpx client whose every connection, through an environment proxy too, goes through one
+    `DeadlineBackend` (returned with it). A given `transport` (a test's MockTransport) is used as it is,
+    without environment proxies, as httpx does."""
+    backend, mounts = None, None
+    if transport is None:
+        backend = DeadlineBackend(httpcore.SyncBackend())
+        ssl_context = httpx.create_ssl_context()
+        transport = DeadlineTransport(backend, limits, ssl_context)
+        mounts = {pattern: None if url is None else DeadlineTransport(backend, limits, ssl_context, httpx.Proxy(url))
+                  for pattern, url in environment_proxies().items()}
+    client = httpx.Client(timeout=timeout, follow_redirects=False, transport=transport, mounts=mounts,
+                          headers=headers)
+    return client, backend
