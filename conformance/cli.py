@@ -212,10 +212,11 @@ def _start(args: argparse.Namespace, origin: Any, stack: contextlib.ExitStack, s
 def _dry_run(args: argparse.Namespace, origin: Any) -> None:
     from ._cost import cost, dry_run
     from ._model import Depth, Profile
-    from ._start import BUILTIN_LABEL, display_url
+    from ._start import BUILTIN_LABEL
+    from .http import redact_url
 
     bound = cost(Depth(args.depth), Profile(args.profile), only=args.only, skip=args.skip)
-    target = display_url(origin.base_url) if origin.base_url is not None else BUILTIN_LABEL
+    target = redact_url(origin.base_url) if origin.base_url is not None else BUILTIN_LABEL
     print(dry_run(bound, target, retries=args.retries, max_requests=args.max_requests, max_tokens=args.max_tokens),
           end="")
     repeated = [spec for spec in bound.checks if spec.model_dependent]

@@ -1,7 +1,7 @@
 """Bounded, recorded, redacted HTTP against the target. One job per module, each importing only those
 above it in this list:
 
-    redact      the API key never leaves the process: headers, URLs, any text or document
+    redact      no secret leaves the process: the key in headers, text and documents; URL passwords
     gate        how many requests are in flight, and whose go first
     transport   the deadline enforced inside every socket operation; cutting every connection
     exchange    one recorded request/response pair; the ways a request ends without an answer
@@ -16,11 +16,11 @@ from .exchange import Exchange, RateLimited, TargetDown, TransportError, is_usab
 from .gate import urgent
 from .preflight import preflight
 from .recorder import Recorder, fail_on_limit, retry_wait
-from .redact import MADE_UP_KEY_PREFIX, REDACTED
+from .redact import BEARER_PLACEHOLDER, MADE_UP_KEY_PREFIX, REDACTED, redact_url, scrub_key
 from .session import Session, Target
 
 __all__ = [
-    "MADE_UP_KEY_PREFIX", "REDACTED", "Exchange", "Limits", "RateLimited", "Recorder", "Session", "Target",
-    "TargetDown", "TransportError", "fail_on_limit", "is_usable", "limit_failure", "preflight", "retry_wait",
-    "urgent",
+    "BEARER_PLACEHOLDER", "MADE_UP_KEY_PREFIX", "REDACTED", "Exchange", "Limits", "RateLimited", "Recorder",
+    "Session", "Target", "TargetDown", "TransportError", "fail_on_limit", "is_usable", "limit_failure",
+    "preflight", "redact_url", "retry_wait", "scrub_key", "urgent",
 ]

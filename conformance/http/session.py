@@ -29,7 +29,7 @@ from ..errors import BudgetExhausted
 from .budget import Limits, tokens_of
 from .exchange import Exchange, TargetDown
 from .gate import Gate
-from .redact import REDACTED
+from .redact import redact_key
 from .transport import deadline_client
 
 
@@ -177,12 +177,7 @@ class Session:
 
     def redact(self, text: str | None) -> str | None:
         """Remove the API key from any text we are about to write anywhere."""
-        if text is None:
-            return None
-        key = self.target.api_key
-        if key and key in text:
-            text = text.replace(key, REDACTED)
-        return text
+        return redact_key(text, self.target.api_key)
 
     def deadline(self) -> float:
         """When the attempt starting now must end: the request deadline, capped by the run deadline."""
