@@ -107,3 +107,25 @@ def test_nothing_outside_the_engine_imports_its_private_names() -> None:
             if isinstance(node, ast.ImportFrom) and (node.module or "").endswith("_engine"):
                 private = [alias.name for alias in node.names if alias.name.startswith("_")]
                 assert not private, f"{module_name(path)} imports {private} from the engine"
+
+
+# conformance.http's modules, one job each, in the order of its docstring: each imports only those before it.
+HTTP_MODULES = ("redact", "gate", "transport", "exchange", "budget", "session", "recorder", "preflight")
+
+
+def test_the_http_modules_import_only_those_before_them() -> None:
+    assert {p.stem for p in (PACKAGE / "http").glob("*.py")} == {*HTTP_MODULES, "__init__"}
+    for position, name in enumerate(HTTP_MODULES):
+        inside = {t.removeprefix("conformance.http.") for t in imports(PACKAGE / "http" / f"{name}.py")
+                  if t.startswith("conformance.http.")}
+        assert inside <= set(HTTP_MODULES[:position]), name
+
+
+def test_nothing_outside_the_http_package_imports_its_private_names() -> None:
+    for path in MODULES:
+        if module_name(path).startswith("conformance.http"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and "http" in (node.module or "").split("."):
+                private = [alias.name for alias in node.names if alias.name.startswith("_")]
+                assert not private, f"{module_name(path)} imports {private} from conformance.http"
