@@ -72,3 +72,15 @@ def junit_reporter(config: Any, nodeid: str) -> Any | None:
 
     xml = config.stash.get(xml_key, None)
     return xml.node_reporter(nodeid) if xml is not None else None
+
+
+def environment_proxies() -> dict[str, str | None]:
+    """The proxies of the environment (HTTP_PROXY, HTTPS_PROXY, ALL_PROXY, NO_PROXY) as httpx 0.28 mounts
+    them: {URL pattern: proxy URL, or None for a host that bypasses the proxy}.
+
+    httpx reads them only for a transport it builds itself; the suite builds its own (to hand httpcore
+    the deadline backend), and mounts the same proxies with `httpx._utils.get_environment_proxies`.
+    """
+    from httpx._utils import get_environment_proxies
+
+    return get_environment_proxies()

@@ -8,9 +8,9 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
-from ._http import Exchange, Recorder, Session, fail_on_limit
 from ._model import Depth, Failure, Feature, Profile
 from .errors import CheckFailed, CheckInconclusive, CheckNotApplicable, CheckSkipped, CheckUnsupported
+from .http import Exchange, Recorder, Session, fail_on_limit
 
 CHAT_PATH = "/chat/completions"
 MODELS_PATH = "/models"

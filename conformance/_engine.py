@@ -23,7 +23,6 @@ from . import __version__
 from ._causes import RootCause, root_causes
 from ._compat import serialise_ast_parse
 from ._context import BASIC_COMPLETION, CheckContext, SharedExchanges, basic_chat_request
-from ._http import Exchange, Limits, Recorder, Session, Target, TargetDown, TransportError, limit_failure, urgent
 from ._model import (
     OPTIONAL_FEATURES,
     ChatRouteFound,
@@ -51,6 +50,20 @@ from .errors import (
     CheckNotApplicable,
     CheckSkipped,
     CheckUnsupported,
+)
+from .http import (
+    REDACTED,
+    Exchange,
+    Limits,
+    Recorder,
+    Session,
+    Target,
+    TargetDown,
+    TransportError,
+    limit_failure,
+    redact_url,
+    scrub_key,
+    urgent,
 )
 from .spec import load_spec
 
@@ -96,7 +109,7 @@ class RunConfig:
         """The run's settings with every secret replaced (the key itself never leaves the process)."""
         lim = self.limits
         return {
-            "base_url": _redact_url(self.target.base_url),
+            "base_url": redact_url(self.target.base_url, keep_user=False),
             "model": self.target.model,
             "builtin_target": self.builtin_target,
             "depth": self.depth.value,
@@ -108,7 +121,7 @@ class RunConfig:
             "chat_path": list(self.chat_route) if self.chat_route else None,
             "concurrency": self.concurrency,
             "repeat": self.repeat,
-            "api_key": "***REDACTED***" if self.target.api_key else None,
+            "api_key": REDACTED if self.target.api_key else None,
             "limits": {name: getattr(lim, name) for name in lim.__dataclass_fields__},
         }
 
@@ -192,7 +205,7 @@ class RunResult:
             "finished_at": (self.started_at + dt.timedelta(seconds=self.duration_s)).isoformat(timespec="seconds"),
             "duration_s": round(self.duration_s, 3),
             "target": {
-                "base_url": _redact_url(self.config.target.base_url),
+                "base_url": redact_url(self.config.target.base_url, keep_user=False),
                 "model": self.config.target.model,
                 "builtin": self.config.builtin_target,
             },
@@ -222,7 +235,7 @@ class RunResult:
         }
         if self.repeat is not None:
             document["repeat"] = self.repeat
-        scrubbed: dict[str, Any] = _scrub(document, _secret_forms(self.config.target.api_key))
+        scrubbed: dict[str, Any] = scrub_key(document, self.config.target.api_key)
         return scrubbed
 
 
@@ -237,49 +250,6 @@ def start_failure(config: RunConfig, planned: int, message: str, stage: str) -> 
     document["start_error"] = {"stage": stage, "message": message}
     scrubbed: dict[str, Any] = scrub_key(document, config.target.api_key)
     return scrubbed
-
-
-def _redact_url(url: str) -> str:
-    """A base URL without a password in its userinfo (https://user:secret@host/v1)."""
-    try:
-        parsed = httpx.URL(url)
-    except Exception:  # noqa: BLE001 - an unparsable URL is written as given; the key scrub still applies
-        return url
-    if parsed.password:
-        return str(parsed.copy_with(password="***REDACTED***"))
-    return url
-
-
-def _secret_forms(key: str | None) -> tuple[str, ...]:
-    """The key as it could appear in text: raw, JSON-escaped and URL-encoded."""
-    if not key:
-        return ()
-    import json
-    import urllib.parse
-
-    forms = {key, json.dumps(key)[1:-1], urllib.parse.quote(key, safe=""), urllib.parse.quote_plus(key)}
-    return tuple(sorted((f for f in forms if f), key=len, reverse=True))
-
-
-def scrub_key(document: Any, api_key: str | None) -> Any:
-    """`document` with the API key replaced wherever it appears (raw, JSON-escaped, URL-encoded)."""
-    return _scrub(document, _secret_forms(api_key))
-
-
-def _scrub(value: Any, secrets: tuple[str, ...]) -> Any:
-    """Replace the key anywhere in results.json: failures, details and messages included (defence in depth)."""
-    if not secrets:
-        return value
-    if isinstance(value, str):
-        for secret in secrets:
-            if secret in value:
-                value = value.replace(secret, "***REDACTED***")
-        return value
-    if isinstance(value, dict):
-        return {_scrub(k, secrets): _scrub(v, secrets) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_scrub(v, secrets) for v in value]
-    return value
 
 
 def feature_certification(results: Sequence[CheckResult], *, strict: bool = False) -> dict[str, FeatureVerdict]:

@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 
 from ._engine import RunConfig, RunResult, RunSession, start_failure
-from ._http import Limits, Target
 from ._model import CheckResult, Depth, Profile, Verdict
 from .checks import RegisteredCheck, all_checks, select
 from .errors import ConformanceError, TargetUnreachable
+from .http import Limits, Target
 
 __all__ = ["CatalogueRun", "CheckItem", "ConformancePlugin"]
 

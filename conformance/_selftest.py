@@ -43,9 +43,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._engine import RunConfig, run
-from ._http import Limits, Target
 from ._model import Depth, Level, Profile, Verdict
 from .checks import RegisteredCheck, all_checks
+from .http import Limits, Target
 from .refserver import DEFAULT_MODEL, FAULTS, VARIANTS, ServerConfig, ServerThread
 from .refserver.faults import Fault, Variant
 

@@ -27,12 +27,11 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .errors import TargetUnreachable, UsageError
-
-if TYPE_CHECKING:
-    from ._http import Exchange, Limits
+from .http import Exchange, Limits, RateLimited, is_usable, redact_url
+from .http import preflight as send_preflight
 
 BUILTIN_LABEL = "the built-in reference server"
 PROBE_MESSAGES = [{"role": "user", "content": "Say hi."}]
@@ -98,7 +97,7 @@ class Origin:
         if self.base_url is None:
             target = f"target {BUILTIN_LABEL} (no --base-url, no OPENAI_BASE_URL)"
         else:
-            target = f"target {display_url(self.base_url)} (from {self.base_url_from})"
+            target = f"target {redact_url(self.base_url)} (from {self.base_url_from})"
         model = f"model {self.model} (from {self.model_from})" if self.model else "model: the first of GET /models"
         if self.base_url is None:
             key = "a throwaway API key"
@@ -113,20 +112,6 @@ class Origin:
         return message
 
 
-def display_url(url: str) -> str:
-    """`url` as it may be shown or written: a password in its userinfo redacted."""
-    import httpx
-
-    try:
-        parsed = httpx.URL(url)
-    except Exception:  # noqa: BLE001 - httpx raises several types for a malformed URL
-        return url
-    if not parsed.password:
-        return url
-    user = parsed.userinfo.split(b":", 1)[0]  # copy_with(password=…) would drop the user name
-    return str(parsed.copy_with(userinfo=user + b":***REDACTED***"))
-
-
 def check_base_url(url: str, flags: Flags = CLI_FLAGS) -> str:
     """A usable base URL (no trailing slash), or one UsageError line. Sends nothing."""
     import httpx
@@ -134,15 +119,15 @@ def check_base_url(url: str, flags: Flags = CLI_FLAGS) -> str:
     try:
         parsed = httpx.URL(url)
     except Exception:  # noqa: BLE001 - httpx raises several types for a malformed URL
-        raise UsageError(f"{flags.base_url} {display_url(url)!r} is not a valid URL") from None
+        raise UsageError(f"{flags.base_url} {redact_url(url)!r} is not a valid URL") from None
     if parsed.scheme not in ("http", "https") or not parsed.host:
-        raise UsageError(f"{flags.base_url} {display_url(url)!r} must be an http(s) URL such as "
+        raise UsageError(f"{flags.base_url} {redact_url(url)!r} must be an http(s) URL such as "
                          f"https://api.example.com/v1")
     url = url.rstrip("/")
     for suffix in ("/chat/completions", "/models"):
         if url.endswith(suffix):
             raise UsageError(f"{flags.base_url} is the API's base URL, without {suffix}: did you mean "
-                             f"{flags.base_url} {display_url(url.removesuffix(suffix))} ?")
+                             f"{flags.base_url} {redact_url(url.removesuffix(suffix))} ?")
     return url
 
 
@@ -161,7 +146,7 @@ def preflight(base_url: str, api_key: str | None, model: str | None, limits: Lim
     Every request is bounded like a run's (timeouts, total deadline, size), so a target that hangs
     or floods ends here as one line. At most three requests, usually one.
     """
-    url = display_url(base_url)
+    url = redact_url(base_url)
     models = _send(base_url, api_key, limits, "GET", "/models")
     _require_answer(models, url, flags)
     if models.status in (401, 403):
@@ -242,24 +227,18 @@ def model_refusal(exchange: Exchange, model: str) -> str | None:
 
 def _send(base_url: str, api_key: str | None, limits: Limits, method: str, path: str, *,
           json_body: Any = None) -> Exchange:
-    from ._http import RateLimited
-    from ._http import preflight as send
-
     try:
-        return send(base_url, api_key, limits, method=method, path=path, json_body=json_body)
+        return send_preflight(base_url, api_key, limits, method=method, path=path, json_body=json_body)
     except RateLimited:
-        raise TargetUnreachable(f"{display_url(base_url)}{path} kept answering 429/503 (rate limited or "
+        raise TargetUnreachable(f"{redact_url(base_url)}{path} kept answering 429/503 (rate limited or "
                                 f"overloaded); retry later") from None
 
 
 def _send_quietly(base_url: str, api_key: str | None, limits: Limits, method: str, path: str, *,
                   json_body: Any = None) -> Exchange | None:
     """A diagnostic request: None when it gives no usable answer (the run goes on regardless)."""
-    from ._http import RateLimited, is_usable
-    from ._http import preflight as send
-
     try:
-        exchange = send(base_url, api_key, limits, method=method, path=path, json_body=json_body)
+        exchange = send_preflight(base_url, api_key, limits, method=method, path=path, json_body=json_body)
     except RateLimited:
         return None
     return exchange if is_usable(exchange) else None
@@ -302,3 +281,4 @@ def _reason(error: str | None) -> str:
 
 # Where a run can stop before its first check (results.json's start_error.stage).
 STAGES = ("arguments", "target", "baseline")
+

@@ -169,10 +169,10 @@ def _start(args: argparse.Namespace, origin: Any, stack: contextlib.ExitStack, s
     None after a dry run (checked as far as it can be without a request, and the cost printed)."""
     from ._diff import check_matches, load_reference
     from ._engine import RunConfig, RunSession
-    from ._http import Target
     from ._start import CLI_FLAGS, check_base_url
     from .checks import all_checks
     from .checks._registry import unknown_patterns
+    from .http import Target
 
     all_checks()
     unknown = unknown_patterns([*args.only, *args.skip])
@@ -214,10 +214,11 @@ def _start(args: argparse.Namespace, origin: Any, stack: contextlib.ExitStack, s
 def _dry_run(args: argparse.Namespace, origin: Any) -> None:
     from ._cost import cost, dry_run
     from ._model import Depth, Profile
-    from ._start import BUILTIN_LABEL, display_url
+    from ._start import BUILTIN_LABEL
+    from .http import redact_url
 
     bound = cost(Depth(args.depth), Profile(args.profile), only=args.only, skip=args.skip)
-    target = display_url(origin.base_url) if origin.base_url is not None else BUILTIN_LABEL
+    target = redact_url(origin.base_url) if origin.base_url is not None else BUILTIN_LABEL
     print(dry_run(bound, target, retries=args.retries, max_requests=args.max_requests, max_tokens=args.max_tokens),
           end="")
     repeated = [spec for spec in bound.checks if spec.model_dependent]
@@ -228,7 +229,7 @@ def _dry_run(args: argparse.Namespace, origin: Any) -> None:
 
 
 def _limits(args: argparse.Namespace) -> Any:
-    from ._http import Limits
+    from .http import Limits
 
     return Limits(**limit_values(lambda dest: getattr(args, dest, None)))
 
@@ -258,8 +259,8 @@ def _chat_route(given: list[str] | None) -> tuple[str, str] | None:
 def _config_of(args: argparse.Namespace, origin: Any) -> Any:
     """The RunConfig as far as it is known before the target answered (for the records written then)."""
     from ._engine import RunConfig
-    from ._http import Target
     from ._start import BUILTIN_LABEL
+    from .http import Target
 
     target = Target(origin.base_url or BUILTIN_LABEL, origin.model or "", origin.api_key)
     return RunConfig(target=target, builtin_target=origin.builtin, **_run_settings(args))

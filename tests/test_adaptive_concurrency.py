@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from support import ServerFactory, certify, verdicts
 
-from conformance._http import Limits, Session, Target, _Gate
+from conformance.http import Limits, Session, Target
+from conformance.http.gate import Gate
 from conformance.report import schema_problems
 from conformance.report._terminal import summary
 
@@ -89,7 +90,7 @@ def test_the_load_check_passes_n_whole_streams(reference_server: Any) -> None:
 
 # -- the mechanism -----------------------------------------------------------------------------------
 def test_the_gate_can_be_lowered_while_requests_wait() -> None:
-    gate = _Gate(2)
+    gate = Gate(2)
     inside = threading.Semaphore(0)
     release = threading.Event()
     peak = [0]

@@ -17,8 +17,8 @@ from hostile_servers import ASGIServer, RejectFirst
 from support import certify, verdicts
 
 from conformance import Limits
-from conformance._http import Exchange, retry_wait
 from conformance.cli import build_parser, main
+from conformance.http import Exchange, retry_wait
 from conformance.refserver import ServerConfig, ServerThread
 from conformance.refserver.app import create_app
 

@@ -137,7 +137,7 @@ def test_repro_curl_keeps_max_tokens_and_filters_the_key():
 IMPORTS_IN_CHECK_THREADS = """
 import sys, threading
 from conformance import _engine
-from conformance._http import Target
+from conformance.http import Target
 from conformance.refserver import DEFAULT_MODEL
 from conformance.refserver._run import ServerThread
 

@@ -7,8 +7,8 @@ import json
 import pytest
 from support import certify, verdicts
 
-from conformance._http import Exchange
 from conformance.checks.methods import shape_of
+from conformance.http import Exchange
 from conformance.refserver import FAULTS
 
 OPENAI_CHECKS = ("methods.post-chat", "methods.no-server-error", "methods.answer-shapes", "methods.allow-header",

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from support import PLAIN_VARIANTS, ServerFactory, certify, verdicts
 
-from conformance._http import Exchange
 from conformance.checks._judge import media_type
+from conformance.http import Exchange
 from conformance.refserver import ServerThread
 from conformance.refserver.faults import FAULTS
 

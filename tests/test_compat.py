@@ -37,6 +37,18 @@ def test_httpcore_pools_take_a_network_backend() -> None:
     assert "network_backend" in inspect.signature(httpcore.ConnectionPool).parameters
 
 
+def test_httpx_still_reads_the_environment_proxies_as_mounts(monkeypatch: pytest.MonkeyPatch) -> None:
+    # httpx 0.28.1: conformance._compat.environment_proxies calls `httpx._utils.get_environment_proxies`.
+    from conformance._compat import environment_proxies
+
+    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", "proxy.example:3128")
+    monkeypatch.setenv("NO_PROXY", "localhost")
+    assert environment_proxies() == {"https://": "http://proxy.example:3128", "all://localhost": None}
+
+
 @pytest.mark.parametrize(("distribution", "version"), sorted(WRITTEN_AGAINST.items()))
 def test_installed_versions_are_the_ones_written_against_or_newer(distribution: str, version: str) -> None:
     installed = importlib.metadata.version(distribution)

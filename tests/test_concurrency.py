@@ -16,9 +16,9 @@ from conformance import Depth, Profile, RunConfig, Target, run
 from conformance import _engine as engine
 from conformance._context import CheckContext
 from conformance._engine import schedule
-from conformance._http import _Gate
 from conformance._model import CheckSpec, Feature, Level, documented
 from conformance.checks import RegisteredCheck
+from conformance.http.gate import Gate
 from conformance.refserver import DEFAULT_MODEL, ServerConfig
 from conformance.refserver.app import create_app
 
@@ -127,7 +127,7 @@ def test_longest_first_shortens_a_run_dominated_by_one_long_check(slow_server: t
 
 
 def test_gate_serves_the_lowest_priority_value_first() -> None:
-    gate = _Gate(1)
+    gate = Gate(1)
     order: list[int] = []
     hold = threading.Event()
 

@@ -21,12 +21,12 @@ from hypothesis import strategies as st
 from support import certify, verdicts
 
 from conformance._context import SharedExchanges
-from conformance._http import Exchange
 from conformance.checks import _bounds
 from conformance.checks._parallel import Batch
 from conformance.checks.errors import UNKNOWN_MODEL
 from conformance.checks.params import NAMED_REJECTIONS
 from conformance.errors import BudgetExhausted
+from conformance.http import Exchange
 from conformance.refserver import DEFAULT_MODEL, ServerConfig
 from conformance.refserver.app import create_app
 

@@ -38,8 +38,9 @@ from hostile_servers import (
 )
 from support import certify as certify_engine
 
-from conformance._http import _DeadlineBackend
 from conformance.cli import main
+from conformance.http import Limits, Recorder, Session, Target
+from conformance.http.transport import DeadlineBackend
 
 # Small bounds so each hostile run takes seconds; the defaults are proven separately.
 FAST = ["--timeout", "1", "--connect-timeout", "1", "--request-deadline", "2"]
@@ -256,7 +257,7 @@ def test_ctrl_c_during_a_hanging_run_exits_at_once(tmp_path: Path) -> None:
 def test_a_connection_opened_after_the_cut_is_cut_too() -> None:
     """Ctrl-C and the breaker cut every connection; a request that passed the breaker just before the cut
     connects afterwards and must not wait out its read timeout (it made Ctrl-C take 20 s now and then)."""
-    backend = _DeadlineBackend(httpcore.SyncBackend())
+    backend = DeadlineBackend(httpcore.SyncBackend())
     with HostileServer(never_answers) as server:
         backend.cut_all()
         stream = backend.connect_tcp("127.0.0.1", server.port, timeout=5)
@@ -264,6 +265,29 @@ def test_a_connection_opened_after_the_cut_is_cut_too() -> None:
         assert stream.read(1024, timeout=5) == b""
         stream.close()
     assert time.monotonic() - started < 1
+
+
+def test_an_environment_proxy_carries_the_requests_and_the_deadline_holds_through_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """HTTP_PROXY is honoured as httpx honours it, and the proxy's connections have the request deadline too."""
+    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    with HostileServer(drips(0.5)) as proxy:
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.port}")
+        session = Session(Target("http://target.invalid/v1", "m"), Limits(read_timeout_s=1, request_deadline_s=2),
+                          concurrency=1)
+        try:
+            models = Recorder(session).request("GET", "/models")
+            started = time.monotonic()
+            dripped = Recorder(session).request("POST", "/chat/completions", json_body={})
+            elapsed = time.monotonic() - started
+        finally:
+            session.close()
+    assert models.status == 200
+    assert proxy.requests["GET http://target.invalid/v1/models"] == 1
+    assert (dripped.limit_exceeded or "").startswith("too slow: response not complete after 2.0s (request deadline)")
+    assert elapsed < 3
 
 
 @pytest.mark.slow

@@ -8,7 +8,7 @@
     4  checks/, _causes, _start              one small function per check; root causes from the evidence; reaching
                                              the target (the preflight)
     3  _context                              what a check sees
-    2  _http                                 the bounded, redacting transport
+    2  http/                                 the bounded, redacting transport
     1  errors, refserver/                    the exceptions; the reference server (a tool of its own)
     0  _model, sse, spec/, _options, _compat, the package facade
 
@@ -31,7 +31,7 @@ LAYERS = {
     "conformance._engine": 5, "conformance._cost": 5, "conformance.coverage": 5,
     "conformance.checks": 4, "conformance._causes": 4, "conformance._start": 4,
     "conformance._context": 3,
-    "conformance._http": 2,
+    "conformance.http": 2,
     "conformance.errors": 1, "conformance.refserver": 1,
     "conformance": 0, "conformance._model": 0, "conformance.sse": 0, "conformance.spec": 0,
     "conformance._options": 0, "conformance._compat": 0,
@@ -83,10 +83,12 @@ def test_imports_go_down_the_layers(path: Path) -> None:
 
 
 def test_renderers_never_import_the_engine_or_the_transport() -> None:
-    """Reports are rendered from results.json alone (never recomputed from a live run)."""
+    """Reports are rendered from results.json alone (never recomputed from a live run); of the transport they
+    use only the redaction's placeholders, to recognise them in transcripts."""
     for path in (PACKAGE / "report").glob("*.py"):
-        assert not {unit(t) for t in imports(path)} & {"conformance._engine", "conformance._http",
-                                                        "conformance.checks"}, path.name
+        used = imports(path) - {"conformance.http.redact"}
+        forbidden = {"conformance._engine", "conformance.http", "conformance.checks"}
+        assert not {unit(t) for t in used} & forbidden, path.name
 
 
 def test_tests_import_helpers_from_support_not_from_conftest() -> None:
@@ -106,3 +108,25 @@ def test_nothing_outside_the_engine_imports_its_private_names() -> None:
             if isinstance(node, ast.ImportFrom) and (node.module or "").endswith("_engine"):
                 private = [alias.name for alias in node.names if alias.name.startswith("_")]
                 assert not private, f"{module_name(path)} imports {private} from the engine"
+
+
+# conformance.http's modules, one job each, in the order of its docstring: each imports only those before it.
+HTTP_MODULES = ("redact", "gate", "transport", "exchange", "budget", "session", "recorder", "preflight")
+
+
+def test_the_http_modules_import_only_those_before_them() -> None:
+    assert {p.stem for p in (PACKAGE / "http").glob("*.py")} == {*HTTP_MODULES, "__init__"}
+    for position, name in enumerate(HTTP_MODULES):
+        inside = {t.removeprefix("conformance.http.") for t in imports(PACKAGE / "http" / f"{name}.py")
+                  if t.startswith("conformance.http.")}
+        assert inside <= set(HTTP_MODULES[:position]), name
+
+
+def test_nothing_outside_the_http_package_imports_its_private_names() -> None:
+    for path in MODULES:
+        if module_name(path).startswith("conformance.http"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and "http" in (node.module or "").split("."):
+                private = [alias.name for alias in node.names if alias.name.startswith("_")]
+                assert not private, f"{module_name(path)} imports {private} from conformance.http"

@@ -20,10 +20,10 @@ from support import verdicts
 
 from conformance import Depth, Profile, RunConfig, Target, run
 from conformance._engine import feature_certification, merge_runs, run_verdict
-from conformance._http import Limits, Session
 from conformance._model import CheckResult, CheckSpec, Feature, FeatureVerdict, Level, RunVerdict, Verdict, documented
 from conformance.checks import all_checks
 from conformance.cli import main
+from conformance.http import Limits, Session
 from conformance.refserver import DEFAULT_MODEL, ServerConfig
 from conformance.refserver.app import create_app
 from conformance.report import schema_problems

@@ -35,9 +35,9 @@ from hostile_servers import (
 )
 from support import ServerFactory
 
-from conformance._http import Exchange
 from conformance._start import model_refusal
 from conformance.cli import main
+from conformance.http import Exchange
 from conformance.refserver import ServerConfig, ServerThread
 from conformance.refserver.app import create_app
 from conformance.report import schema_problems

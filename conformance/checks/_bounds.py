@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
 from .._context import CheckContext, excerpt
-from .._http import Exchange
+from ..http import Exchange
 from ._judge import envelope_problems, schema_errors
 from ._parallel import Batch, submit_chat
 

@@ -6,7 +6,7 @@ import re
 from typing import Any
 
 from .._context import CheckContext, excerpt
-from .._http import Exchange
+from ..http import Exchange
 from ..spec import View, schema_validator
 
 

@@ -17,7 +17,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from .._context import CheckContext
-from .._http import Exchange
+from ..http import Exchange
 
 
 def submit_chat(ctx: CheckContext, body: Any = None, *, raw: str | None = None, **kwargs: Any) -> Future[Exchange]:

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._context import CheckContext, excerpt
-from .._http import Exchange, fail_on_limit
 from .._model import Feature
+from ..http import Exchange, fail_on_limit
 from ..sse import SSEEvent
 
 DONE = "[DONE]"

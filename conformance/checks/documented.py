@@ -10,8 +10,8 @@ import functools
 from typing import Any
 
 from .._context import MODELS_PATH, CheckContext, excerpt
-from .._http import Exchange
 from .._model import Feature, Level, Profile, documented
+from ..http import Exchange
 from ._judge import usage_problems
 from ._registry import check
 

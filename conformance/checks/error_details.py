@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from .._context import CheckContext, excerpt
-from .._http import Exchange, fail_on_limit
 from .._model import Depth, Feature, Level, openai
+from ..http import Exchange, fail_on_limit
 from ._judge import envelope_problems
 from ._registry import check
 from .errors import bad_temperature, unknown_route

@@ -11,8 +11,8 @@ import secrets
 from collections.abc import Callable
 
 from .._context import CheckContext, excerpt
-from .._http import MADE_UP_KEY_PREFIX, Exchange
 from .._model import Feature, Level, documented, openai
+from ..http import MADE_UP_KEY_PREFIX, Exchange
 from ..spec import View
 from ._bounds import rejection_for, submit_rejection
 from ._judge import envelope_problems, media_type

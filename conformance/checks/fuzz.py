@@ -31,8 +31,8 @@ from hypothesis import HealthCheck, Phase, given, settings
 
 from .._compat import preload_fuzz_imports
 from .._context import CheckContext, excerpt
-from .._http import Exchange
 from .._model import Depth, Feature, Level, Profile, documented
+from ..http import Exchange
 from ..spec import load_spec, with_openai_structures
 from ._judge import schema_errors, usage_problems
 from ._registry import check

@@ -14,8 +14,8 @@ from typing import Any
 import jsonschema
 
 from .._context import CheckContext, excerpt
-from .._http import Exchange
 from .._model import Depth, Feature, Level, documented, openai
+from ..http import Exchange
 from ._judge import completion_or_stop, content_text, first_message
 from ._registry import check
 

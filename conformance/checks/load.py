@@ -18,8 +18,8 @@ import json
 from typing import Any
 
 from .._context import CheckContext, excerpt
-from .._http import Exchange
 from .._model import Feature, Level, openai
+from ..http import Exchange
 from ._registry import check
 from ._stream_judge import basic_stream
 

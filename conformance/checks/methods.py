@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._context import CHAT_PATH, MODELS_PATH, CheckContext, excerpt
-from .._http import Exchange
 from .._model import Clause, Feature, Level, Profile, documented, openai
+from ..http import Exchange
 from ._judge import envelope_problems, schema_errors
 from ._parallel import Batch
 from ._registry import check

@@ -13,8 +13,8 @@ from typing import Any
 from hypothesis import strategies as st
 
 from .._context import CheckContext, excerpt
-from .._http import Exchange
 from .._model import Depth, Feature, Level, documented, openai
+from ..http import Exchange
 from ._bounds import probe_range, probe_values, rejection_for, submit_rejection
 from ._judge import completion_tokens, content_text, envelope_problems, schema_errors
 from ._parallel import Batch, submit_chat

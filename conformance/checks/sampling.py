@@ -9,8 +9,8 @@ the target's own unconstrained reply, so the property bites on any model.
 from __future__ import annotations
 
 from .._context import CheckContext, excerpt
-from .._http import Exchange
 from .._model import Depth, Feature, Level, documented, openai
+from ..http import Exchange
 from ._judge import (
     FINISH_REASONS,
     choices_or_stop,

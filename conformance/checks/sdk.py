@@ -19,9 +19,9 @@ from typing import Any, TypeVar
 import httpx
 
 from .._context import CheckContext, excerpt
-from .._http import Exchange, TransportError, fail_on_limit
 from .._model import Depth, Feature, Level, documented, openai
 from ..errors import BudgetExhausted, CheckFailed, CheckUnsupported
+from ..http import Exchange, TransportError, fail_on_limit
 from ._registry import check
 
 T = TypeVar("T")

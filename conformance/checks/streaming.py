@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._context import CheckContext, excerpt
-from .._http import Exchange, fail_on_limit
 from .._model import Depth, Feature, Level, documented, openai
+from ..http import Exchange, fail_on_limit
 from ._judge import schema_errors, stop_word, usage_problems
 from ._registry import check
 from ._stream_judge import (

@@ -10,8 +10,8 @@ import json
 from typing import Any
 
 from .._context import CheckContext, excerpt
-from .._http import Exchange
 from .._model import Depth, Feature, Level, documented, openai
+from ..http import Exchange
 from ._judge import completion_or_stop, completion_tokens, envelope_problems, first_message
 from ._registry import check
 

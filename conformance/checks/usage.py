@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from .._context import CheckContext
-from .._http import Exchange
 from .._model import Depth, Feature, Level, documented
+from ..http import Exchange
 from ._judge import choices_or_stop, completion_or_stop, completion_tokens, usage_problems
 from ._registry import check
 from .sampling import LONG_ANSWER
@@ -85,7 +85,7 @@ def _completion_tokens(ctx: CheckContext, body: dict[str, Any]) -> int:
 )
 def completion_bounded(ctx: CheckContext) -> None:
     # Its own request, not the shared one: a shared fetch jumps the request queue, and with it a
-    # stale-connection retry in _http can land on another stale connection (tests/test_hostile.py).
+    # stale-connection retry in the recorder can land on another stale connection (tests/test_hostile.py).
     exchange = ctx.chat(cut_choices_request(ctx))
     completion = _completion_tokens(ctx, completion_or_stop(ctx, exchange))
     ctx.expect(completion <= CUT_N * CUT_MAX_TOKENS, f"completion_tokens <= n × max_tokens = {CUT_N} × "

@@ -15,6 +15,7 @@ from typing import Any
 
 from .._model import RunVerdict
 from ..errors import UsageError
+from ..http.redact import BEARER_PLACEHOLDER, REDACTED
 
 SCHEMA_PATH = Path(__file__).with_name("results.schema.json")
 SUPPORTED_MAJOR = "1"
@@ -261,7 +262,7 @@ def curl_groups(transcript: dict[str, Any]) -> list[list[str]]:
     groups = [["curl", "-sS", "-i", *(["-N"] if "event-stream" in accept else []), "-X", request["method"],
                shlex.quote(request["url"])]]
     for name, value in request["headers"].items():
-        if value in ("Bearer $OPENAI_API_KEY", "***REDACTED***"):
+        if value in (BEARER_PLACEHOLDER, REDACTED):
             prefix = "Bearer " if value.startswith("Bearer") else ""
             groups.append(["-H", f'"{name}: {prefix}$OPENAI_API_KEY"'])
         else:
