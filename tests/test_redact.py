@@ -28,3 +28,33 @@ def test_headers_show_the_run_key_as_a_placeholder_and_a_made_up_key_as_sent() -
     assert redact_headers(sent, KEY) == {"Authorization": "Bearer $OPENAI_API_KEY", "api-key": REDACTED,
                                          "Accept": "application/json"}
     assert redact_headers({"Authorization": "Bearer sk-wrong-123"}, KEY) == {"Authorization": "Bearer sk-wrong-123"}
+
+
+def test_a_password_in_the_base_url_never_reaches_a_transcript() -> None:
+    """A base URL with userinfo (a proxy's basic auth) puts its password in every request URL: the
+    transcripts, their repro curls and the whole results.json carry it redacted."""
+    import json
+
+    import httpx
+
+    from conformance import RunConfig, Target, run
+    from conformance.refserver import DEFAULT_MODEL
+
+    password = "pw-canary-7f3a"
+    answer = {"id": "c", "object": "chat.completion", "created": 1, "model": DEFAULT_MODEL,
+              "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
+              "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, json=answer))
+    config = RunConfig(target=Target(f"http://user:{password}@127.0.0.1:9/v1", DEFAULT_MODEL))
+    result = run(config, transport=transport, checks=_checks("schema.chat-completion"))
+    document = json.dumps(result.to_json())
+    assert result.results[0].exchanges, "the check sent a request"
+    assert password not in document
+    assert f"user:{REDACTED}@127.0.0.1:9" in document
+    assert redact_key("no password here: a:b", None, url_password="b") == "no password here: a:b"
+
+
+def _checks(*ids: str) -> list:  # type: ignore[type-arg]
+    from conformance.checks import all_checks
+
+    return [c for c in all_checks() if c.spec.id in ids]

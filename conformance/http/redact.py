@@ -3,6 +3,7 @@ replaced, for every writer (transcripts, results.json, the terminal, the repro c
 
 from __future__ import annotations
 
+import functools
 import json
 import urllib.parse
 from typing import Any
@@ -31,13 +32,27 @@ def redact_headers(headers: dict[str, str], real_key: str | None) -> dict[str, s
     return redacted
 
 
-def redact_key(text: str | None, key: str | None) -> str | None:
-    """`text` with the raw API key replaced."""
+def redact_key(text: str | None, key: str | None, *, url_password: str | None = None) -> str | None:
+    """`text` with the raw API key replaced, and the base URL's password wherever a URL carries it
+    (`user:secret@host`: a short password is replaced only there, never in the rest of the text)."""
     if text is None:
         return None
     if key and key in text:
         text = text.replace(key, REDACTED)
+    if url_password and f":{url_password}@" in text:
+        text = text.replace(f":{url_password}@", f":{REDACTED}@")
     return text
+
+
+@functools.lru_cache(maxsize=16)  # asked for every text a run writes
+def url_password(url: str) -> str | None:
+    """The password in a URL's userinfo, as the URL spells it (percent-encoded), or None."""
+    try:
+        userinfo = httpx.URL(url).userinfo
+    except Exception:  # noqa: BLE001 - httpx raises several types for a malformed URL
+        return None
+    _, colon, password = userinfo.partition(b":")
+    return password.decode("ascii", errors="replace") if colon and password else None
 
 
 def redact_url(url: str, *, keep_user: bool = True) -> str:

@@ -29,7 +29,7 @@ from ..errors import BudgetExhausted
 from .budget import Limits, tokens_of
 from .exchange import Exchange, TargetDown
 from .gate import Gate
-from .redact import redact_key
+from .redact import redact_key, url_password
 from .transport import deadline_client
 
 
@@ -176,8 +176,8 @@ class Session:
                 raise BudgetExhausted(self.budget_exhausted)
 
     def redact(self, text: str | None) -> str | None:
-        """Remove the API key from any text we are about to write anywhere."""
-        return redact_key(text, self.target.api_key)
+        """Remove the API key (and a password in the base URL) from any text we are about to write anywhere."""
+        return redact_key(text, self.target.api_key, url_password=url_password(self.target.base_url))
 
     def deadline(self) -> float:
         """When the attempt starting now must end: the request deadline, capped by the run deadline."""
