@@ -16,18 +16,19 @@ import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import jsonschema
 import pytest
 from support import certify
 
-from conformance import RunConfig, Target, __version__, run
+from conformance import RunConfig, Target, Verdict, __version__, run
 from conformance.cli import main
 from conformance.refserver import ServerConfig, ServerThread
 from conformance.report import RESULTS_SCHEMA_PATH, render_reports, schema_problems, write_results
 from conformance.report._results import duration, exchange_senders, run_verdict
 from conformance.report._terminal import Progress, summary
+from conformance.report.outcomes import CheckFailure, HarnessError, enact
 
 KEY = "sk-reports-test-key-0001"
 ONLY = ("schema.chat-completion", "usage.total-is-sum", "stream.done-terminator", "params.temperature.bounds",
@@ -207,6 +208,54 @@ def test_junit_suite_is_the_run_not_the_rendering(broken: dict[str, Any], tmp_pa
     for check_id, case in junit_cases(tmp_path / "junit.xml").items():
         assert float(case.get("time", "")) == round(by_id(results)[check_id]["duration_s"], 3), check_id
     assert junit_cases(tmp_path / "junit.xml")["stream.done-terminator"].get("time") == "2.500"
+
+
+def test_a_flaky_check_fails_in_junit_whatever_its_most_severe_verdict(broken: dict[str, Any],
+                                                                       tmp_path: Path) -> None:
+    """--repeat: a check that passed once and was inconclusive once certifies nothing, live or replayed."""
+    results = json.loads(json.dumps(broken["results"]))
+    check = by_id(results)["schema.chat-completion"]
+    check.update(outcome="inconclusive", repeats=["passed"], flaky=True,
+                 pass_rate={"passed": 1, "runs": 2, "rate": 0.5})
+    failure = junit_cases(render(results, tmp_path)["junit"])["schema.chat-completion"].find("failure")
+    assert failure is not None
+    assert "flaky: passed 1 of 2 runs (inconclusive, passed); the most severe run:" in failure.get("message", "")
+
+
+NOT_JUDGED = (Verdict.SKIPPED, Verdict.UNSUPPORTED, Verdict.NOT_APPLICABLE, Verdict.INCONCLUSIVE)
+
+
+def flaky_of(verdict: Verdict) -> str:
+    return f"flaky: passed 1 of 2 runs ({verdict}, passed)"
+
+
+@pytest.mark.parametrize(("verdict", "flaky", "phase", "raised", "text"), [
+    (Verdict.PASSED, "", None, None, ""),
+    (Verdict.FAILED, "", "call", CheckFailure, "why"),
+    (Verdict.ERROR, "", "setup", HarnessError, "why"),
+    *((v, "", "call", pytest.skip.Exception, f"{v}: why") for v in NOT_JUDGED),
+    (Verdict.INCONCLUSIVE, flaky_of(Verdict.INCONCLUSIVE), "call", CheckFailure,
+     f"{flaky_of(Verdict.INCONCLUSIVE)}; the most severe run:\nwhy"),
+    (Verdict.ERROR, flaky_of(Verdict.ERROR), "setup", HarnessError,
+     f"{flaky_of(Verdict.ERROR)}; the most severe run:\nwhy"),
+], ids=["passed", "failed", "error", *NOT_JUDGED, "flaky-inconclusive", "flaky-error"])
+def test_one_mapping_of_verdicts_to_pytest_outcomes(verdict: Verdict, flaky: str, phase: str | None,
+                                                    raised: type[BaseException] | None, text: str) -> None:
+    """The plugin's items and the replayed ones raise through `enact`: an error in setup, the rest in the call."""
+    seen: tuple[str, BaseException] | None = None
+    phases: tuple[Literal["setup", "call"], ...] = ("setup", "call")
+    for when in phases:  # as pytest runs an item: the call only after a setup that raised nothing
+        try:
+            enact(verdict, "why", flaky, phase=when)
+        except (CheckFailure, HarnessError, pytest.skip.Exception) as exc:
+            seen = (when, exc)
+            break
+    if raised is None:
+        assert seen is None
+        return
+    assert seen is not None
+    assert (seen[0], type(seen[1])) == (phase, raised)
+    assert (seen[1].msg if isinstance(seen[1], pytest.skip.Exception) else str(seen[1])) == text
 
 
 # -- report.html ----------------------------------------------------------------------------------------

@@ -26,18 +26,12 @@ from typing import Any
 
 import pytest
 
+from .._model import Clause, Verdict
 from . import _html
 from ._results import duration, exchange_senders, flaky_note, run_verdict
+from .outcomes import enact, failure_text
 
 RESULTS_KEY = pytest.StashKey[dict[str, Any]]()
-
-
-class CheckFailure(Exception):
-    """The target violated the check's clause."""
-
-
-class HarnessError(Exception):
-    """The check could not be judged (network or harness); never non-conformance."""
 
 
 class ResultsFile(pytest.File):
@@ -78,39 +72,28 @@ class CheckItem(pytest.Item):
 
     def setup(self) -> None:
         _set_junit_classname(self, f"conformance.{self.check['feature']}")
-        if self.check["outcome"] == "error":
-            raise HarnessError(_with_flaky(self.check))
+        enact(Verdict(self.check["outcome"]), self.check["message"], flaky_note(self.check), phase="setup")
 
     def runtest(self) -> None:
-        outcome = self.check["outcome"]
-        if outcome == "failed":
-            raise CheckFailure(_with_flaky(self.check))
-        if outcome in ("skipped", "unsupported", "not_applicable", "inconclusive"):
-            pytest.skip(f"{outcome}: {self.check['message']}")
+        enact(Verdict(self.check["outcome"]), self.check["message"], flaky_note(self.check), phase="call")
 
     def _repr_failure_py(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
         # pytest 9.1 formats a setup error here, not through repr_failure: without this, a replayed error
         # gets a full traceback of the replay itself (0.16 s each: 85 errors cost 14 s of rendering).
-        if isinstance(excinfo.value, (CheckFailure, HarnessError)):
-            return self.repr_failure(excinfo, style)
-        return super()._repr_failure_py(excinfo, style)
+        text = self._verdict_text(excinfo)
+        return text if text is not None else super()._repr_failure_py(excinfo, style)
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
-        if isinstance(excinfo.value, (CheckFailure, HarnessError)):
-            kind = "FAILED" if isinstance(excinfo.value, CheckFailure) else "ERROR (not counted as non-conformance)"
-            clause = self.check["clause"]
-            return (f"[{self.check['level']}] {self.check['id']} {kind}\n{excinfo.value}\n\n"
-                    f"Clause: {clause['source']} § {clause['section']}: “{clause['quote']}”")
-        return str(super().repr_failure(excinfo))
+        text = self._verdict_text(excinfo)
+        return text if text is not None else str(super().repr_failure(excinfo))
+
+    def _verdict_text(self, excinfo: pytest.ExceptionInfo[BaseException]) -> str | None:
+        clause = self.check["clause"]
+        return failure_text(excinfo.value, self.check["level"], self.check["id"],
+                            clause=Clause(clause["source"], clause["section"], clause["quote"]))
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
         return self.path, None, f"{self.check['id']} [{self.check['level']}]"
-
-
-def _with_flaky(check: dict[str, Any]) -> str:
-    """The check's message, after its flakiness when --repeat found its verdict changing."""
-    note = flaky_note(check)
-    return f"{note}; the most severe run:\n{check['message']}" if note else str(check["message"])
 
 
 def _set_junit_classname(item: pytest.Item, classname: str) -> None:

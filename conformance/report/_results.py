@@ -15,6 +15,7 @@ from typing import Any
 
 from .._model import RunVerdict
 from ..errors import UsageError
+from .outcomes import flaky_note as _flaky_note
 
 SCHEMA_PATH = Path(__file__).with_name("results.schema.json")
 SUPPORTED_MAJOR = "1"
@@ -276,8 +277,7 @@ def flaky_note(check: dict[str, Any]) -> str:
     if not check.get("flaky"):
         return ""
     rate = check.get("pass_rate") or {}
-    runs = ", ".join([check["outcome"], *check.get("repeats", [])])
-    return f"flaky: passed {rate.get('passed', '?')} of {rate.get('runs', '?')} runs ({runs})"
+    return _flaky_note(rate.get("passed", "?"), rate.get("runs", "?"), [check["outcome"], *check.get("repeats", [])])
 
 
 def concurrency_note(results: dict[str, Any]) -> str:
