@@ -32,6 +32,7 @@ from .errors import BaselineError, ConformanceError, UsageError
 
 if TYPE_CHECKING:
     from ._diff import Side
+    from .report import Results
 
 EXIT_USAGE = 2
 
@@ -303,15 +304,16 @@ def _record_failed_start(args: argparse.Namespace, origin: Any, message: str, st
 
 def _certify(args: argparse.Namespace, plan: _Plan) -> int:
     from ._engine import run
-    from .report import _terminal, render_reports, write_results
+    from .report import Results, _terminal, render_reports, write_results
 
     config = plan.config
     tty = sys.stderr.isatty()
     progress = _terminal.Progress(sys.stderr, enabled=not args.quiet and tty, plain=not args.quiet and not tty)
     with progress.ticking(), _hypothesis_home():
         result = run(config, on_event=progress)
-    results = result.to_json()
-    results_path = write_results(results, args.report_dir)
+    document = result.to_json()
+    results_path = write_results(document, args.report_dir)
+    results = Results.from_json(document)
     paths = render_reports(results_path, args.report_dir, html=not args.no_html)
     exit_code = result.exit_code
     notes: list[str] = []
@@ -391,7 +393,7 @@ def _warn_unknown_checks(reference: Side, path: Path) -> None:
               f"that this suite does not have: {shown} (renamed or removed; ignored)", file=sys.stderr)
 
 
-def _gate(args: argparse.Namespace, reference: Side, results: dict[str, Any],
+def _gate(args: argparse.Namespace, reference: Side, results: Results,
           paths: dict[str, Path]) -> tuple[int, list[str]]:
     """Exit 1 only on regressions against the baseline; the diff goes next to the reports."""
     from ._diff import compare, side_of_results
@@ -410,7 +412,7 @@ def _gate(args: argparse.Namespace, reference: Side, results: dict[str, Any],
     return diff.exit_code, notes
 
 
-def _update_baseline(path: Path, results: dict[str, Any]) -> str:
+def _update_baseline(path: Path, results: Results) -> str:
     from ._diff import baseline_problem, is_placeholder, make_baseline, write_baseline
 
     previous = None
@@ -604,7 +606,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     old = load_reference(args.old, complete=False)
     if old.kind == "baseline":
-        check_matches(old, model=new["target"]["model"], profile=new["profile"], depth=new["depth"], path=args.old)
+        check_matches(old, model=new.target.model, profile=new.profile.value, depth=new.depth.value, path=args.old)
         _warn_unknown_checks(old, args.old)
     diff = compare(old, side_of_results(new, str(args.new[0])))
     text = json.dumps(diff.to_json(), indent=1) + "\n" if args.json else diff.to_markdown()
