@@ -1,7 +1,8 @@
 """A conformance suite for OpenAI-compatible Chat Completions APIs.
 
-The library comes first: `run()` certifies a target and returns typed results; the CLI, the pytest
-plugin and the report writers are thin consumers of it. Names are imported lazily so that the
+The library comes first: `run()` certifies a target and returns typed results, `load_results()` reads
+a results.json back as typed records; the CLI, the pytest plugin and the report writers are thin
+consumers of them. Names are imported lazily so that the
 pytest plugin entry point stays import-light.
 """
 
@@ -28,11 +29,13 @@ _EXPORTS = {
     "Level": "._model",
     "Profile": "._model",
     "Verdict": "._model",
+    "Results": ".report",
+    "load_results": ".report",
 }
 
 __all__ = [
-    "CheckResult", "CheckSpec", "Clause", "Depth", "Failure", "Feature", "Level", "Limits", "Profile",
-    "RunConfig", "RunResult", "RunVerdict", "Target", "Verdict", "__version__", "run",
+    "CheckResult", "CheckSpec", "Clause", "Depth", "Failure", "Feature", "Level", "Limits", "Profile", "Results",
+    "RunConfig", "RunResult", "RunVerdict", "Target", "Verdict", "__version__", "load_results", "run",
 ]
 
 

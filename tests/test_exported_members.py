@@ -5,8 +5,8 @@ import conformance
 
 def test_public_api() -> None:
     assert conformance.__all__ == [
-        "CheckResult", "CheckSpec", "Clause", "Depth", "Failure", "Feature", "Level", "Limits", "Profile",
-        "RunConfig", "RunResult", "RunVerdict", "Target", "Verdict", "__version__", "run",
+        "CheckResult", "CheckSpec", "Clause", "Depth", "Failure", "Feature", "Level", "Limits", "Profile", "Results",
+        "RunConfig", "RunResult", "RunVerdict", "Target", "Verdict", "__version__", "load_results", "run",
     ]
     for name in conformance.__all__:
         assert getattr(conformance, name) is not None
