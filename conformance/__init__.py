@@ -1,8 +1,9 @@
 """A conformance suite for OpenAI-compatible Chat Completions APIs.
 
 The library comes first: `run()` (or `RunSession`, step by step) certifies a target and returns typed
-results; the CLI, the pytest plugin and the report writers are thin consumers of it. Names are
-imported lazily so that the pytest plugin entry point stays import-light.
+results, and `load_results()` reads a results.json back as typed records; the CLI, the pytest plugin
+and the report writers are thin consumers of them. Names are imported lazily so that the pytest
+plugin entry point stays import-light.
 """
 
 from __future__ import annotations
@@ -35,12 +36,14 @@ _EXPORTS = {
     "Level": "._model",
     "Profile": "._model",
     "Verdict": "._model",
+    "Results": ".report",
+    "load_results": ".report",
 }
 
 __all__ = [
     "ChatRouteFound", "CheckFinished", "CheckNotExecuted", "CheckResult", "CheckSpec", "Clause", "Depth", "Failure",
-    "Feature", "Level", "Limits", "Profile", "RunConfig", "RunEvent", "RunFinished", "RunResult", "RunSession",
-    "RunStarted", "RunVerdict", "Target", "Verdict", "__version__", "run",
+    "Feature", "Level", "Limits", "Profile", "Results", "RunConfig", "RunEvent", "RunFinished", "RunResult",
+    "RunSession", "RunStarted", "RunVerdict", "Target", "Verdict", "__version__", "load_results", "run",
 ]
 
 

@@ -14,7 +14,7 @@ Every check ID is put in exactly one category (first match wins):
 
 How a results file says "flaky": a check entry's optional `repeats` list holds the verdicts of
 further executions of the check in the same run, and one ID may appear more than once in
-`checks`. `combine()` folds repeated runs of one target into one such file.
+`checks`. `combine()` folds repeated runs of one target into one such run.
 
 A baseline is a small JSON file of accepted failures, each with a reason:
 
@@ -34,6 +34,7 @@ target (same base URL, model, profile and depth), never runs of different target
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 from collections.abc import Iterable, Sequence
@@ -41,9 +42,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ._model import Level, RunVerdict, Verdict
 from .errors import BaselineError
-from .report._results import LEVEL_ORDER, first_line, run_verdict, verdict_label
-from .report._results import load as load_results
+from .report import CheckRecord, Results, RootCauseRecord, load_results
+from .report._results import LEVEL_ORDER, first_line
 
 BASELINE_SCHEMA_VERSION = 1
 BASELINE_KIND = "openai-conformance-baseline"
@@ -77,13 +79,15 @@ class Side:
     base_url: str
     profile: str
     depth: str
-    verdict: str | None  # the run's verdict; None for a baseline
+    verdict: RunVerdict | None  # the run's verdict; None for a baseline
+    # Per check, its verdicts in the run (several: a check run more than once); a baseline's may be
+    # combined ones it recorded, e.g. `failed/passed`.
     verdicts: dict[str, tuple[str, ...]]
-    levels: dict[str, str] = field(default_factory=dict)
+    levels: dict[str, Level] = field(default_factory=dict)
     messages: dict[str, str] = field(default_factory=dict)
     reasons: dict[str, str] = field(default_factory=dict)
-    # The run's root causes as results.json has them (a baseline has none).
-    causes: tuple[dict[str, Any], ...] = ()
+    # The run's root causes (a baseline has none).
+    causes: tuple[RootCauseRecord, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {"label": self.label, "kind": self.kind, "model": self.model, "base_url": self.base_url,
@@ -96,7 +100,7 @@ class Change:
     category: str
     old: str | None
     new: str | None
-    level: str | None
+    level: Level | None
     new_verdicts: tuple[str, ...] = ()
     message: str = ""
     reason: str | None = None
@@ -121,25 +125,25 @@ class Diff:
 
     @property
     def new_complete(self) -> bool:
-        return self.new.verdict in ("passed", "failed")
+        return self.new.verdict in (RunVerdict.PASSED, RunVerdict.FAILED)
 
     @property
-    def new_causes(self) -> list[dict[str, Any]]:
+    def new_causes(self) -> list[RootCauseRecord]:
         """Root causes of the new run that the old one did not have (all of them against a baseline)."""
-        known = {cause["id"] for cause in self.old.causes}
-        return [cause for cause in self.new.causes if cause["id"] not in known]
+        known = {cause.id for cause in self.old.causes}
+        return [cause for cause in self.new.causes if cause.id not in known]
 
     @property
-    def gone_causes(self) -> list[dict[str, Any]]:
+    def gone_causes(self) -> list[RootCauseRecord]:
         """Root causes of the old run that the new one no longer has (none against a baseline)."""
-        now = {cause["id"] for cause in self.new.causes}
-        return [cause for cause in self.old.causes if cause["id"] not in now]
+        now = {cause.id for cause in self.new.causes}
+        return [cause for cause in self.old.causes if cause.id not in now]
 
     @property
     def exit_code(self) -> int:
         """2 for an invalid run (its failures are the harness's); 1 on a regression; 2 when the new run is
         incomplete (a missing regression proves nothing); else 0."""
-        if self.new.verdict == "invalid":
+        if self.new.verdict is RunVerdict.INVALID:
             return 2
         if self.regressions:
             return 1
@@ -154,8 +158,8 @@ class Diff:
             "regressions": [c.id for c in self.regressions],
             "counts": {name: len(self.of(name)) for name in CATEGORIES},
             "checks": [c.to_json() for c in self.changes],
-            "root_causes": {"new_run": [dict(c) for c in self.new.causes], "new": [c["id"] for c in self.new_causes],
-                            "gone": [c["id"] for c in self.gone_causes]},
+            "root_causes": {"new_run": [c.to_json() for c in self.new.causes], "new": [c.id for c in self.new_causes],
+                            "gone": [c.id for c in self.gone_causes]},
         }
 
     def to_markdown(self) -> str:
@@ -163,25 +167,26 @@ class Diff:
 
 
 # -- reading ------------------------------------------------------------------------------------------
-def side_of_results(results: dict[str, Any], label: str) -> Side:
+def side_of_results(results: Results, label: str) -> Side:
     verdicts: dict[str, list[str]] = {}
-    levels, messages = {}, {}
-    for check in results["checks"]:
-        verdicts.setdefault(check["id"], []).extend([check["outcome"], *check.get("repeats", [])])
-        levels[check["id"]] = check["level"]
-        if check["outcome"] in ("failed", "error") or check["id"] not in messages:
-            messages[check["id"]] = _why(check)
-    target = results["target"]
-    return Side(label, "results", target["model"], target["base_url"], results["profile"], results["depth"],
-                run_verdict(results), {k: tuple(v) for k, v in verdicts.items()}, levels, messages,
-                causes=tuple(results.get("root_causes") or ()))
+    levels: dict[str, Level] = {}
+    messages: dict[str, str] = {}
+    for check in results.checks:
+        verdicts.setdefault(check.id, []).extend(v.value for v in check.verdicts)
+        levels[check.id] = check.level
+        if check.outcome in (Verdict.FAILED, Verdict.ERROR) or check.id not in messages:
+            messages[check.id] = _why(check)
+    target = results.target
+    return Side(label, "results", target.model, target.base_url, results.profile.value, results.depth.value,
+                results.verdict, {k: tuple(v) for k, v in verdicts.items()}, levels, messages,
+                causes=results.root_causes)
 
 
-def _why(check: dict[str, Any]) -> str:
-    if check["outcome"] == "failed" and check.get("failures"):
-        failure = check["failures"][0]
-        return first_line(f"expected {failure['expected']}; received {failure['received']}", 200)
-    return first_line(check.get("message", ""), 200) if check["outcome"] != "passed" else ""
+def _why(check: CheckRecord) -> str:
+    if check.outcome is Verdict.FAILED and check.failures:
+        failure = check.failures[0]
+        return first_line(f"expected {failure.expected}; received {failure.received}", 200)
+    return first_line(check.message, 200) if check.outcome is not Verdict.PASSED else ""
 
 
 def load_baseline(path: Path) -> dict[str, Any]:
@@ -288,9 +293,8 @@ def load_reference(path: Path, *, complete: bool) -> Side:
     if not is_results_file(path):
         return side_of_baseline(load_baseline(path), str(path))
     results = load_results(path)
-    verdict = run_verdict(results)
-    if complete and verdict not in ("passed", "failed"):
-        raise BaselineError(f"baseline {path} is the results.json of an {verdict} run: it did not judge every "
+    if complete and results.verdict not in (RunVerdict.PASSED, RunVerdict.FAILED):
+        raise BaselineError(f"baseline {path} is the results.json of an {results.verdict} run: it did not judge every "
                             f"check; use a complete run's results.json or a baseline file")
     return side_of_results(results, str(path))
 
@@ -336,7 +340,7 @@ def compare(old: Side, new: Side) -> Diff:
             reason=old.reasons.get(check_id),
         ))
     order = list(CATEGORIES)
-    changes.sort(key=lambda c: (order.index(c.category), LEVEL_ORDER.get(c.level or "", 3), c.id))
+    changes.sort(key=lambda c: (order.index(c.category), 3 if c.level is None else LEVEL_ORDER[c.level], c.id))
     return Diff(old, new, tuple(changes))
 
 
@@ -362,58 +366,60 @@ def _category(before: tuple[str, ...] | None, after: tuple[str, ...] | None) -> 
     return special.get((was, now), "unchanged" if now == was else "changed")
 
 
-def diff_results(old: dict[str, Any], new: dict[str, Any], *, old_label: str = "old",
-                 new_label: str = "new") -> Diff:
+def diff_results(old: Results, new: Results, *, old_label: str = "old", new_label: str = "new") -> Diff:
     return compare(side_of_results(old, old_label), side_of_results(new, new_label))
 
 
-def gate(baseline: dict[str, Any], results: dict[str, Any], *, baseline_label: str = "baseline",
+def gate(baseline: dict[str, Any], results: Results, *, baseline_label: str = "baseline",
          new_label: str = "this run") -> Diff:
     """The CI gate: the run against accepted failures. Call check_matches first."""
     return compare(side_of_baseline(baseline, baseline_label), side_of_results(results, new_label))
 
 
-def combine(runs: Sequence[dict[str, Any]], labels: Sequence[str] = ()) -> dict[str, Any]:
-    """Repeated runs of one target folded into one results document: later verdicts go to `repeats`.
+def combine(runs: Sequence[Results], labels: Sequence[str] = ()) -> Results:
+    """Repeated runs of one target folded into one: the later runs' verdicts go to the first's `repeats`.
 
     Runs of different targets are refused (ValueError): their differences are not flakiness.
     """
     if not runs:
         raise ValueError("combine() needs at least one run")
     names = list(labels) or [f"run {i + 1}" for i in range(len(runs))]
-    first: dict[str, Any] = json.loads(json.dumps(runs[0]))
-    by_id = {c["id"]: c for c in first["checks"]}
+    first = runs[0]
+    # A check listed twice in the first run takes the later runs' verdicts on its last entry.
+    holder = {check.id: index for index, check in enumerate(first.checks)}
+    later: dict[int, list[Verdict]] = {}
     for name, run in zip(names[1:], runs[1:], strict=True):
         differences = target_differences(first, run)
         if differences:
             raise ValueError(f"{names[0]} and {name} are not repeated runs of one target ({'; '.join(differences)})"
                              f": several NEW files must be runs of the same base URL, model, profile and depth; "
                              f"compare different targets one at a time")
-        for check in run["checks"]:
-            if check["id"] in by_id:
-                by_id[check["id"]].setdefault("repeats", []).extend([check["outcome"], *check.get("repeats", [])])
-    return first
+        for check in run.checks:
+            if check.id in holder:
+                later.setdefault(holder[check.id], []).extend(check.verdicts)
+    checks = tuple(dataclasses.replace(check, repeats=(*check.repeats, *later[index])) if index in later else check
+                   for index, check in enumerate(first.checks))
+    return dataclasses.replace(first, checks=checks)
 
 
-def target_differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+def target_differences(a: Results, b: Results) -> list[str]:
     """How two runs' targets differ ("model x vs y", ...); empty for runs of one target.
 
     Two runs of the built-in reference server are of one target whatever its (random) port.
     """
-    pairs = [("base URL", a["target"]["base_url"], b["target"]["base_url"]),
-             ("model", a["target"]["model"], b["target"]["model"]),
-             ("profile", a["profile"], b["profile"]), ("depth", a["depth"], b["depth"])]
-    builtin = a["target"].get("builtin") and b["target"].get("builtin")
+    pairs = [("base URL", a.target.base_url, b.target.base_url), ("model", a.target.model, b.target.model),
+             ("profile", a.profile.value, b.profile.value), ("depth", a.depth.value, b.depth.value)]
+    builtin = a.target.builtin and b.target.builtin
     return [f"{what} {x} vs {y}" for what, x, y in pairs if x != y and not (builtin and what == "base URL")]
 
 
 # -- writing a baseline -------------------------------------------------------------------------------
-def make_baseline(results: dict[str, Any], previous: dict[str, Any] | None = None,
+def make_baseline(results: Results, previous: dict[str, Any] | None = None,
                   today: dt.date | None = None) -> dict[str, Any]:
     """Accept every current failure; reasons already given in `previous` are kept, fixed entries dropped."""
-    if run_verdict(results) not in ("passed", "failed"):
-        raise BaselineError(f"not writing a baseline from a {run_verdict(results)} run: it did not judge every "
-                            f"check ({results.get('reason') or 'stopped early'})")
+    if results.verdict not in (RunVerdict.PASSED, RunVerdict.FAILED):
+        raise BaselineError(f"not writing a baseline from a {results.verdict} run: it did not judge every "
+                            f"check ({results.reason or 'stopped early'})")
     kept = (previous or {}).get("known_failures", {})
     day = (today or dt.date.today()).isoformat()
     side = side_of_results(results, "")
@@ -423,15 +429,16 @@ def make_baseline(results: dict[str, Any], previous: dict[str, Any] | None = Non
             reason = str(kept.get(check_id, {}).get("reason") or "")
             if not reason.strip() or is_placeholder(reason):
                 reason = f"{PLACEHOLDER} (recorded {day}: {side.messages.get(check_id, '')})"
-            known[check_id] = {"verdict": "failed", "level": side.levels.get(check_id), "reason": reason}
+            level = side.levels.get(check_id)
+            known[check_id] = {"verdict": "failed", "level": level.value if level else None, "reason": reason}
     return {
         "schema_version": BASELINE_SCHEMA_VERSION,
         "kind": BASELINE_KIND,
-        "suite_version": results["suite"]["version"],
-        "recorded_at": results.get("started_at"),
-        "target": {"model": results["target"]["model"], "base_url": results["target"]["base_url"]},
-        "profile": results["profile"],
-        "depth": results["depth"],
+        "suite_version": results.suite_version,
+        "recorded_at": results.started_at,
+        "target": {"model": results.target.model, "base_url": results.target.base_url},
+        "profile": results.profile.value,
+        "depth": results.depth.value,
         "known_failures": dict(sorted(known.items())),
         "verdicts": {check_id: _summary(v) or "" for check_id, v in sorted(side.verdicts.items())},
     }
@@ -463,21 +470,21 @@ def _causes_markdown(diff: Diff) -> list[str]:
     causes = diff.new.causes
     if not causes:
         return []
-    checks = {check_id for cause in causes for check_id in cause["checks"]}
-    fresh = {cause["id"] for cause in diff.new_causes} if diff.old.kind == "results" else set()
+    checks = {check_id for cause in causes for check_id in cause.checks}
+    fresh = {cause.id for cause in diff.new_causes} if diff.old.kind == "results" else set()
     lines = [f"#### Root causes of the new run ({len(causes)}, failing {len(checks)} checks)", ""]
     for number, cause in enumerate(causes, start=1):
-        shown = ", ".join(f"`{c}`" for c in cause["checks"][:6]) + (" …" if len(cause["checks"]) > 6 else "")
-        lines.append(f"{number}. {'**new** ' if cause['id'] in fresh else ''}{_cell(cause['title'])} — {shown}")
+        shown = ", ".join(f"`{c}`" for c in cause.checks[:6]) + (" …" if len(cause.checks) > 6 else "")
+        lines.append(f"{number}. {'**new** ' if cause.id in fresh else ''}{_cell(cause.title)} — {shown}")
     gone = diff.gone_causes
     if gone:
-        lines += ["", "Gone since the old run: " + "; ".join(_cell(c["title"]) for c in gone)]
+        lines += ["", "Gone since the old run: " + "; ".join(_cell(c.title) for c in gone)]
     return [*lines, ""]
 
 
 def _markdown(diff: Diff) -> str:
     new, old = diff.new, diff.old
-    verdict = verdict_label(new.verdict)
+    verdict = new.verdict.label if new.verdict else "NONE"
     lines = [f"### Conformance: {verdict} — `{new.model}` @ {new.base_url}", ""]
     against = (f"baseline `{old.label}` ({len(old.reasons)} known failure{'s' if len(old.reasons) != 1 else ''})"
                if old.kind == "baseline" else f"`{old.label}` ({old.model} @ {old.base_url})")

@@ -20,18 +20,11 @@ from ._model import CheckResult, Depth, Profile, Verdict
 from .checks import RegisteredCheck, all_checks, select
 from .errors import ConformanceError, TargetUnreachable
 from .http import Limits, Target
+from .report.outcomes import HarnessError, enact, failure_text, flaky_note
 
 __all__ = ["CatalogueRun", "CheckItem", "ConformancePlugin"]
 
 COLLECTOR_NAME = "conformance"
-
-
-class CheckFailure(Exception):
-    """The target violated the check's clause."""
-
-
-class HarnessError(Exception):
-    """The check could not be judged (network or harness); never non-conformance."""
 
 
 class CatalogueRun:
@@ -152,36 +145,25 @@ class CheckItem(pytest.Item):
                         f"{len(catalogue.planned)} planned checks not executed (results.json: incomplete)",
                         returncode=pytest.ExitCode.INTERRUPTED)
         self.result = result
-        if result.verdict is Verdict.ERROR:
-            raise HarnessError(_flaky_prefix(result) + result.message)
+        enact(result.verdict, result.message, _flaky_note(result), phase="setup")
 
     def runtest(self) -> None:
         result = self.result
         assert result is not None, "setup() runs the check"
-        if result.flaky:  # never a silent pass: the most severe run's verdict, with the pass rate
-            raise CheckFailure(_flaky_prefix(result) + result.message)
-        if result.verdict is Verdict.FAILED:
-            raise CheckFailure(result.message)
-        if result.verdict in (Verdict.SKIPPED, Verdict.UNSUPPORTED, Verdict.NOT_APPLICABLE, Verdict.INCONCLUSIVE):
-            pytest.skip(f"{result.verdict.value}: {result.message}")
+        enact(result.verdict, result.message, _flaky_note(result), phase="call")
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
-        if isinstance(excinfo.value, (CheckFailure, HarnessError)):
-            spec = self.registered.spec
-            kind = "failed" if isinstance(excinfo.value, CheckFailure) else "error, not counted as non-conformance"
-            # The verdict's own text first: pytest's short summary shows the first line.
-            return f"{excinfo.value}\n[{spec.level.value}] {spec.id} ({kind}): {spec.description}"
-        return str(super().repr_failure(excinfo))
+        spec = self.registered.spec
+        text = failure_text(excinfo.value, spec.level.value, spec.id, description=spec.description)
+        return text if text is not None else str(super().repr_failure(excinfo))
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
         return self.path, None, f"{self.registered.spec.id} [{self.registered.spec.level.value}]"
 
 
-def _flaky_prefix(result: CheckResult) -> str:
-    if not result.flaky:
-        return ""
-    runs = ", ".join(v.value for v in result.verdicts)
-    return f"flaky: passed {result.passed_runs} of {len(result.verdicts)} runs ({runs}); the most severe run:\n"
+def _flaky_note(result: CheckResult) -> str:
+    """The live result's flaky note, worded as a replayed one's."""
+    return flaky_note(result.passed_runs, len(result.verdicts), result.verdicts) if result.flaky else ""
 
 
 class ConformancePlugin:

@@ -33,6 +33,7 @@ from .errors import BaselineError, ConformanceError, UsageError
 if TYPE_CHECKING:
     from ._diff import Side
     from ._engine import RunSession
+    from .report import Results
 
 EXIT_USAGE = 2
 
@@ -306,14 +307,15 @@ def _record_failed_start(args: argparse.Namespace, origin: Any, message: str, st
 
 
 def _certify(args: argparse.Namespace, plan: _Plan) -> int:
-    from .report import _terminal, render_reports, write_results
+    from .report import Results, _terminal, render_reports, write_results
 
     tty = sys.stderr.isatty()
     progress = _terminal.Progress(sys.stderr, enabled=not args.quiet and tty, plain=not args.quiet and not tty)
     with progress.ticking(), _hypothesis_home():
         result = plan.run.run_planned(progress)
-    results = result.to_json()
-    results_path = write_results(results, args.report_dir)
+    document = result.to_json()
+    results_path = write_results(document, args.report_dir)
+    results = Results.from_json(document)
     paths = render_reports(results_path, args.report_dir, html=not args.no_html)
     exit_code = result.exit_code
     notes: list[str] = []
@@ -393,7 +395,7 @@ def _warn_unknown_checks(reference: Side, path: Path) -> None:
               f"that this suite does not have: {shown} (renamed or removed; ignored)", file=sys.stderr)
 
 
-def _gate(args: argparse.Namespace, reference: Side, results: dict[str, Any],
+def _gate(args: argparse.Namespace, reference: Side, results: Results,
           paths: dict[str, Path]) -> tuple[int, list[str]]:
     """Exit 1 only on regressions against the baseline; the diff goes next to the reports."""
     from ._diff import compare, side_of_results
@@ -412,7 +414,7 @@ def _gate(args: argparse.Namespace, reference: Side, results: dict[str, Any],
     return diff.exit_code, notes
 
 
-def _update_baseline(path: Path, results: dict[str, Any]) -> str:
+def _update_baseline(path: Path, results: Results) -> str:
     from ._diff import baseline_problem, is_placeholder, make_baseline, write_baseline
 
     previous = None
@@ -607,7 +609,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     old = load_reference(args.old, complete=False)
     if old.kind == "baseline":
-        check_matches(old, model=new["target"]["model"], profile=new["profile"], depth=new["depth"], path=args.old)
+        check_matches(old, model=new.target.model, profile=new.profile.value, depth=new.depth.value, path=args.old)
         _warn_unknown_checks(old, args.old)
     diff = compare(old, side_of_results(new, str(args.new[0])))
     text = json.dumps(diff.to_json(), indent=1) + "\n" if args.json else diff.to_markdown()

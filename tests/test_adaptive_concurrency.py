@@ -13,7 +13,7 @@ from support import ServerFactory, certify, verdicts
 
 from conformance.http import Limits, Session, Target
 from conformance.http.gate import Gate
-from conformance.report import schema_problems
+from conformance.report import Results, schema_problems
 from conformance.report._terminal import summary
 
 KEY = "sk-adaptive-test-0001"
@@ -48,7 +48,8 @@ def test_a_single_slot_target_keeps_the_true_verdicts_and_one_finding(start_serv
     load = next(c for c in results["checks"] if c["id"] == "load.concurrent-streams")
     assert any("cut after" in f["received"] for f in load["failures"])
     assert any(t.get("contended", {}).get("kind") == "cut stream" for t in load["transcripts"])
-    assert any(line.split()[:4] == ["Load", "lowered", "4", "→"] for line in summary(results, {}).splitlines())
+    lines = summary(Results.from_json(results), {}).splitlines()
+    assert any(line.split()[:4] == ["Load", "lowered", "4", "→"] for line in lines)
     assert clean.to_json()["concurrency"]["lowered"] is False
 
 

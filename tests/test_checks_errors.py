@@ -94,6 +94,7 @@ def test_a_target_that_serves_invalid_requests_is_not_failed_twice() -> None:
 
 def test_the_made_up_key_stays_in_the_transcript_so_the_repro_sends_it(start_server):
     """Its repro curl must send the wrong key again, not read the real one from $OPENAI_API_KEY."""
+    from conformance.report import Transcript
     from conformance.report._results import curl_for
 
     with start_server(api_key=KEY) as server:
@@ -102,6 +103,6 @@ def test_the_made_up_key_stays_in_the_transcript_so_the_repro_sends_it(start_ser
     assert KEY not in json.dumps(document)
     transcripts = document["checks"][0]["transcripts"]
     sent = [t for t in transcripts if t["request"]["headers"].get("Authorization", "").startswith("Bearer sk-wrong-")]
-    wrong = sent[0]
+    wrong = Transcript.from_json(sent[0])
     assert "$OPENAI_API_KEY" not in curl_for(wrong)
     assert "Bearer sk-wrong-" in curl_for(wrong)

@@ -36,10 +36,11 @@ def test_clean_server_passes_and_the_matrix_costs_six_requests(reference_server,
 
 
 def test_the_report_renders_the_matrix(reference_server):
+    from conformance.report import Results
     from conformance.report._html import method_matrix
 
     result = certify(reference_server.base_url, only=("methods.answer-shapes",))
-    html = method_matrix(result.to_json())
+    html = method_matrix(Results.from_json(result.to_json()))
     assert "GET /v1/models + chat body" in html
     assert "error envelope 405" in html
 

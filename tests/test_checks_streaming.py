@@ -232,10 +232,11 @@ def test_n_choice_usage_declined_is_unsupported_not_failed() -> None:
 
 
 def test_html_report_marks_the_offending_event(fault_results: FaultRuns) -> None:
+    from conformance.report import CheckRecord
     from conformance.report._html import check_detail
 
     record = _check(fault_results("stream-no-role"), "stream.first-delta-role")
-    html = check_detail(record)
+    html = check_detail(CheckRecord.from_json(record))
     assert '<mark class="offending"' in html
     marked = html.split('<mark class="offending"', 1)[1].split("</mark>", 1)[0]
     assert "&quot;delta&quot;: {&quot;content&quot;: &quot;&quot;}" in marked  # the first delta, without role

@@ -17,7 +17,7 @@ from conformance.cli import main
 from conformance.coverage import ROWS, Row, figure, map_problems, quote_in
 from conformance.coverage._row import enforced, gap, untestable
 from conformance.refserver import ServerThread
-from conformance.report import render_reports, write_results
+from conformance.report import CheckRecord, render_reports, write_results
 from conformance.report._coverage_html import coverage_section, row_verdict
 
 CATALOGUE = {c.spec.id for c in all_checks()}
@@ -187,12 +187,19 @@ def _rows_by_key(section: str) -> dict[str, str]:
     return dict(re.findall(r'<tr data-key="([^"]+)" data-verdict="([^"]+)">', section))
 
 
+def judged(check_id: str, level: str, outcome: str) -> CheckRecord:
+    """A check's record with only what the coverage section reads filled in."""
+    return CheckRecord.from_json({
+        "id": check_id, "level": level, "feature": "core", "outcome": outcome, "message": "", "description": "",
+        "clause": {"source": "test", "section": "test", "quote": "test"}, "duration_s": 0.0, "requests": 1,
+        "requests_made": 1, "transcripts": [],
+        "failures": [{"expected": "", "received": "", "where": "", "exchange": None, "byte_range": None}]})
+
+
 def test_report_section_from_a_small_results_json() -> None:
-    results = {"checks": [{"id": "usage.total-is-sum", "level": "MUST", "outcome": "failed"},
-                          {"id": "usage.prompt-grows", "level": "INFO", "outcome": "passed"},
-                          {"id": "schema.chat-completion", "level": "MUST", "outcome": "passed"},
-                          {"id": "methods.models-list", "level": "SHOULD", "outcome": "passed"}]}
-    section = coverage_section(results)
+    checks = [judged("usage.total-is-sum", "MUST", "failed"), judged("usage.prompt-grows", "INFO", "passed"),
+              judged("schema.chat-completion", "MUST", "passed"), judged("methods.models-list", "SHOULD", "passed")]
+    section = coverage_section(checks)
     assert "Coverage of the documented API" in section
     rows = _rows_by_key(section)
     assert set(rows) == {r.key for r in ROWS}

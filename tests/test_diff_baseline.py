@@ -27,6 +27,7 @@ from conformance._diff import (
 from conformance.cli import main
 from conformance.errors import BaselineError
 from conformance.refserver import DEFAULT_MODEL, ServerConfig, ServerThread
+from conformance.report import Results
 
 ONLY = ("schema.chat-completion", "usage.total-is-sum", "stream.done-terminator", "usage.present")
 SERVERS = {
@@ -69,6 +70,10 @@ def load(path: Path) -> dict[str, Any]:
     return dict(json.loads(path.read_text()))
 
 
+def records(document: dict[str, Any]) -> Results:
+    return Results.from_json(document)
+
+
 def categories(diff: Any) -> dict[str, str]:
     return {c.id: c.category for c in diff.changes}
 
@@ -81,7 +86,7 @@ def with_reasons(baseline: dict[str, Any], reason: str = "vendor ticket 42") -> 
 
 
 def accepted(results: dict[str, Any]) -> dict[str, Any]:
-    return with_reasons(make_baseline(results))
+    return with_reasons(make_baseline(records(results)))
 
 
 def run_cli(server: ServerThread, tmp_path: Path, *extra: str) -> int:
@@ -238,26 +243,26 @@ def test_update_baseline_from_an_incomplete_run_is_exit_2_and_writes_nothing(
 
 
 def test_update_baseline_keeps_written_reasons_and_renews_placeholders(results: dict[str, Path]) -> None:
-    first = make_baseline(load(results["A"]))
+    first = make_baseline(records(load(results["A"])))
     assert all(is_placeholder(e["reason"]) for e in first["known_failures"].values())
     first["known_failures"]["usage.total-is-sum"]["reason"] = "vendor ticket 7"
-    again = make_baseline(load(results["A"]), previous=first)
+    again = make_baseline(records(load(results["A"])), previous=first)
     assert again["known_failures"]["usage.total-is-sum"]["reason"] == "vendor ticket 7"
     assert is_placeholder(again["known_failures"]["stream.done-terminator"]["reason"])
     assert not is_placeholder("TGI #1896, fixed upstream in #2221")
 
 
 def test_no_baseline_from_an_incomplete_run(servers: dict[str, ServerThread]) -> None:
-    truncated = certify(servers["A"].base_url, only=ONLY, max_requests=1).to_json()
+    truncated = records(certify(servers["A"].base_url, only=ONLY, max_requests=1).to_json())
     with pytest.raises(BaselineError, match=r"not writing a baseline from a (incomplete|invalid) run"):
         make_baseline(truncated)
-    diff = gate(make_baseline(certify(servers["A"].base_url, only=ONLY).to_json()), truncated)
+    diff = gate(make_baseline(records(certify(servers["A"].base_url, only=ONLY).to_json())), truncated)
     assert diff.exit_code == 2  # no regression seen, but an incomplete run proves nothing
 
 
 # -- diff categories ------------------------------------------------------------------------------------
 def test_diff_categories_on_real_runs(results: dict[str, Path]) -> None:
-    a, b, c = (load(results[n]) for n in "ABC")
+    a, b, c = (records(load(results[n])) for n in "ABC")
     assert categories(diff_results(a, b)) == {
         "stream.done-terminator": "fixed", "usage.total-is-sum": "still-failing",
         "schema.chat-completion": "unchanged", "usage.present": "unchanged"}
@@ -270,32 +275,32 @@ def test_diff_categories_on_real_runs(results: dict[str, Path]) -> None:
 
 def test_diff_new_removed_unsupported_flaky(results: dict[str, Path]) -> None:
     a, b = load(results["A"]), load(results["B"])
-    fewer = {**a, "checks": [ch for ch in a["checks"] if ch["id"] != "usage.present"]}
-    assert categories(diff_results(fewer, a))["usage.present"] == "new-check"
-    assert categories(diff_results(a, fewer))["usage.present"] == "removed-check"
+    fewer = records({**a, "checks": [ch for ch in a["checks"] if ch["id"] != "usage.present"]})
+    assert categories(diff_results(fewer, records(a)))["usage.present"] == "new-check"
+    assert categories(diff_results(records(a), fewer))["usage.present"] == "removed-check"
     # A new check that fails is a new failure (the gate must catch it), not a mere new check.
-    assert categories(diff_results({**a, "checks": []}, a))["usage.total-is-sum"] == "new-failure"
+    assert categories(diff_results(records({**a, "checks": []}), records(a)))["usage.total-is-sum"] == "new-failure"
     declined = {**b, "checks": [{**ch, "outcome": "unsupported"} if ch["id"] == "usage.present" else ch
                                 for ch in b["checks"]]}
-    diff = diff_results(b, declined)
+    diff = diff_results(records(b), records(declined))
     assert categories(diff)["usage.present"] == "newly-unsupported"
     assert [ch.id for ch in diff.regressions] == ["usage.present"]
-    # Two runs of one target folded into one file: stream.done-terminator failed, then passed.
-    repeated = combine([load(results["first"]), load(results["again"])])
-    stream = next(ch for ch in repeated["checks"] if ch["id"] == "stream.done-terminator")
-    assert (stream["outcome"], stream["repeats"]) == ("failed", ["passed"])
-    flaky = diff_results(a, repeated)
+    # Two runs of one target folded into one: stream.done-terminator failed, then passed.
+    repeated = combine([records(load(results["first"])), records(load(results["again"]))])
+    stream = next(ch for ch in repeated.checks if ch.id == "stream.done-terminator")
+    assert (stream.outcome, stream.repeats) == ("failed", ("passed",))
+    flaky = diff_results(records(a), repeated)
     assert categories(flaky)["stream.done-terminator"] == "flaky"
     assert next(ch for ch in flaky.changes if ch.category == "flaky").new_verdicts == ("failed", "passed")
     # The same holds when one ID appears twice in `checks`.
     doubled = {**b, "checks": b["checks"] + [ch for ch in a["checks"] if ch["id"] == "stream.done-terminator"]}
-    assert categories(diff_results(a, doubled))["stream.done-terminator"] == "flaky"
+    assert categories(diff_results(records(a), records(doubled)))["stream.done-terminator"] == "flaky"
 
 
 def test_hand_written_baseline_without_verdicts(results: dict[str, Path]) -> None:
     baseline = {"schema_version": BASELINE_SCHEMA_VERSION,
                 "known_failures": {"usage.total-is-sum": {"reason": "upstream bug"}}}
-    diff = gate(baseline, load(results["A"]))
+    diff = gate(baseline, records(load(results["A"])))
     assert categories(diff) == {"usage.total-is-sum": "still-failing", "stream.done-terminator": "new-failure",
                                 "schema.chat-completion": "unchanged", "usage.present": "unchanged"}
     assert side_of_baseline(baseline, "b").reasons == {"usage.total-is-sum": "upstream bug"}
@@ -344,13 +349,13 @@ def test_diff_refuses_runs_of_different_targets_as_repeated_runs(results: dict[s
     assert "are not repeated runs of one target" in err
     assert f"base URL {load(results['A'])['target']['base_url']} vs {load(results['B'])['target']['base_url']}" in err
     with pytest.raises(ValueError, match="not repeated runs of one target"):
-        combine([load(results["A"]), load(results["B"])])
-    quick = {**load(results["A"]), "depth": "quick"}
+        combine([records(load(results["A"])), records(load(results["B"]))])
+    quick = records({**load(results["A"]), "depth": "quick"})
     with pytest.raises(ValueError, match="depth full vs quick"):
-        combine([load(results["A"]), quick])
+        combine([records(load(results["A"])), quick])
     # The built-in reference server listens on a new free port each run: still one target.
-    builtin = [{**load(results[n]), "target": {**load(results[n])["target"], "builtin": True}} for n in "AB"]
-    assert combine(builtin)["checks"]
+    builtin = [records({**load(results[n]), "target": {**load(results[n])["target"], "builtin": True}}) for n in "AB"]
+    assert combine(builtin).checks
 
 
 def test_diff_cli_errors(results: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -369,6 +374,6 @@ def test_diff_cli_errors(results: dict[str, Path], tmp_path: Path, capsys: pytes
 
 
 def test_side_of_results_keeps_levels_and_reasons(results: dict[str, Path]) -> None:
-    side = side_of_results(load(results["C"]), "C")
+    side = side_of_results(records(load(results["C"])), "C")
     assert side.levels["schema.chat-completion"] == "MUST"
     assert side.messages["schema.chat-completion"].startswith("expected a body valid against")

@@ -6,8 +6,9 @@ import conformance
 def test_public_api() -> None:
     assert conformance.__all__ == [
         "ChatRouteFound", "CheckFinished", "CheckNotExecuted", "CheckResult", "CheckSpec", "Clause", "Depth",
-        "Failure", "Feature", "Level", "Limits", "Profile", "RunConfig", "RunEvent", "RunFinished", "RunResult",
-        "RunSession", "RunStarted", "RunVerdict", "Target", "Verdict", "__version__", "run",
+        "Failure", "Feature", "Level", "Limits", "Profile", "Results", "RunConfig", "RunEvent", "RunFinished",
+        "RunResult", "RunSession", "RunStarted", "RunVerdict", "Target", "Verdict", "__version__", "load_results",
+        "run",
     ]
     for name in conformance.__all__:
         assert getattr(conformance, name) is not None

@@ -26,7 +26,7 @@ from conformance.cli import main
 from conformance.http import Limits, Session
 from conformance.refserver import DEFAULT_MODEL, ServerConfig
 from conformance.refserver.app import create_app
-from conformance.report import schema_problems
+from conformance.report import Results, schema_problems
 from conformance.report._terminal import summary
 
 FORCED = "tools.required-call"
@@ -93,7 +93,7 @@ def test_an_alternating_answer_is_flaky_with_its_pass_rate(alternating: str) -> 
     assert document["summary"]["features"]["tools"] == "partial"  # a flaky MUST certifies nothing
     assert document["config"]["repeat"] == 4
     assert result.requests == 4  # one per run: the chat route was given, and the preflight is the CLI's
-    text = summary(document, {})
+    text = summary(Results.from_json(document), {})
     assert "flaky: passed 2 of 4 runs" in text
     assert "pass^4 0.00 over 1 model-dependent checks; flaky: tools.required-call" in text
 

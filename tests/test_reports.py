@@ -16,18 +16,28 @@ import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import jsonschema
 import pytest
 from support import certify
 
-from conformance import RunConfig, Target, __version__, run
+from conformance import RunConfig, Target, Verdict, __version__, run
 from conformance.cli import main
+from conformance.errors import UsageError
 from conformance.refserver import ServerConfig, ServerThread
-from conformance.report import RESULTS_SCHEMA_PATH, render_reports, schema_problems, write_results
-from conformance.report._results import duration, exchange_senders, run_verdict
+from conformance.report import (
+    RESULTS_SCHEMA_PATH,
+    CheckRecord,
+    Results,
+    load_results,
+    render_reports,
+    schema_problems,
+    write_results,
+)
+from conformance.report._results import duration, exchange_senders
 from conformance.report._terminal import Progress, summary
+from conformance.report.outcomes import CheckFailure, HarnessError, enact
 
 KEY = "sk-reports-test-key-0001"
 ONLY = ("schema.chat-completion", "usage.total-is-sum", "stream.done-terminator", "params.temperature.bounds",
@@ -143,8 +153,11 @@ def test_a_truncated_run_never_reads_as_a_pass(broken_server: ServerThread, tmp_
     assert names["run-complete"].find("error") is not None
     for check_id in results["not_executed"]:
         assert names[check_id].find("error") is not None
-    # A results.json that claims a pass without run_complete still reads as incomplete everywhere.
-    assert run_verdict({**results, "verdict": "passed"}) == "incomplete"
+    # A results.json that claims a pass without run_complete is refused: no report reads it as a pass.
+    claimed = tmp_path / "claimed.json"
+    claimed.write_text(json.dumps({**results, "verdict": "passed"}))
+    with pytest.raises(UsageError, match=r"does not match results\.schema\.json"):
+        load_results(claimed)
 
 
 # -- junit.xml ------------------------------------------------------------------------------------------
@@ -207,6 +220,54 @@ def test_junit_suite_is_the_run_not_the_rendering(broken: dict[str, Any], tmp_pa
     for check_id, case in junit_cases(tmp_path / "junit.xml").items():
         assert float(case.get("time", "")) == round(by_id(results)[check_id]["duration_s"], 3), check_id
     assert junit_cases(tmp_path / "junit.xml")["stream.done-terminator"].get("time") == "2.500"
+
+
+def test_a_flaky_check_fails_in_junit_whatever_its_most_severe_verdict(broken: dict[str, Any],
+                                                                       tmp_path: Path) -> None:
+    """--repeat: a check that passed once and was inconclusive once certifies nothing, live or replayed."""
+    results = json.loads(json.dumps(broken["results"]))
+    check = by_id(results)["schema.chat-completion"]
+    check.update(outcome="inconclusive", repeats=["passed"], flaky=True,
+                 pass_rate={"passed": 1, "runs": 2, "rate": 0.5})
+    failure = junit_cases(render(results, tmp_path)["junit"])["schema.chat-completion"].find("failure")
+    assert failure is not None
+    assert "flaky: passed 1 of 2 runs (inconclusive, passed); the most severe run:" in failure.get("message", "")
+
+
+NOT_JUDGED = (Verdict.SKIPPED, Verdict.UNSUPPORTED, Verdict.NOT_APPLICABLE, Verdict.INCONCLUSIVE)
+
+
+def flaky_of(verdict: Verdict) -> str:
+    return f"flaky: passed 1 of 2 runs ({verdict}, passed)"
+
+
+@pytest.mark.parametrize(("verdict", "flaky", "phase", "raised", "text"), [
+    (Verdict.PASSED, "", None, None, ""),
+    (Verdict.FAILED, "", "call", CheckFailure, "why"),
+    (Verdict.ERROR, "", "setup", HarnessError, "why"),
+    *((v, "", "call", pytest.skip.Exception, f"{v}: why") for v in NOT_JUDGED),
+    (Verdict.INCONCLUSIVE, flaky_of(Verdict.INCONCLUSIVE), "call", CheckFailure,
+     f"{flaky_of(Verdict.INCONCLUSIVE)}; the most severe run:\nwhy"),
+    (Verdict.ERROR, flaky_of(Verdict.ERROR), "setup", HarnessError,
+     f"{flaky_of(Verdict.ERROR)}; the most severe run:\nwhy"),
+], ids=["passed", "failed", "error", *NOT_JUDGED, "flaky-inconclusive", "flaky-error"])
+def test_one_mapping_of_verdicts_to_pytest_outcomes(verdict: Verdict, flaky: str, phase: str | None,
+                                                    raised: type[BaseException] | None, text: str) -> None:
+    """The plugin's items and the replayed ones raise through `enact`: an error in setup, the rest in the call."""
+    seen: tuple[str, BaseException] | None = None
+    phases: tuple[Literal["setup", "call"], ...] = ("setup", "call")
+    for when in phases:  # as pytest runs an item: the call only after a setup that raised nothing
+        try:
+            enact(verdict, "why", flaky, phase=when)
+        except (CheckFailure, HarnessError, pytest.skip.Exception) as exc:
+            seen = (when, exc)
+            break
+    if raised is None:
+        assert seen is None
+        return
+    assert seen is not None
+    assert (seen[0], type(seen[1])) == (phase, raised)
+    assert (seen[1].msg if isinstance(seen[1], pytest.skip.Exception) else str(seen[1])) == text
 
 
 # -- report.html ----------------------------------------------------------------------------------------
@@ -292,7 +353,7 @@ def test_a_shared_exchange_names_the_check_that_sent_it(broken: dict[str, Any]) 
     checks = by_id(results)
     shared = [c for c in results["checks"] if c["requests_made"] == 0 and c["transcripts"]]
     assert shared, "the run had no shared exchange"
-    senders = exchange_senders(results)
+    senders = exchange_senders(Results.from_json(results).checks)
     page = rendered_html(broken["paths"]["html"])
     assert "0 request(s)" not in page
     for check in shared:
@@ -317,13 +378,13 @@ def test_exchange_senders_when_it_cannot_be_told(broken: dict[str, Any]) -> None
     t = holder["transcripts"][0]
     u = {**t, "elapsed_s": t["elapsed_s"] + 1}
     twins = [{**holder, "id": name, "transcripts": [t, u], "requests_made": 1} for name in ("x.one", "y.two")]
-    senders = exchange_senders({"checks": [holder, *twins]})
+    senders = exchange_senders(CheckRecord.from_json(c) for c in [holder, *twins])
     assert senders == {holder["id"]: [None], "x.one": [], "y.two": []}
-    note = re.sub(r"<[^>]+>", "", check_detail(holder, senders=senders[holder["id"]]))
+    note = re.sub(r"<[^>]+>", "", check_detail(CheckRecord.from_json(holder), senders=senders[holder["id"]]))
     assert "no request of its own: shared exchange · " in note
     # Once Y is known to have sent only U, X sent T.
     twins[1]["transcripts"] = [u]
-    assert exchange_senders({"checks": [holder, *twins]})[holder["id"]] == ["x.one"]
+    assert exchange_senders(CheckRecord.from_json(c) for c in [holder, *twins])[holder["id"]] == ["x.one"]
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
@@ -423,6 +484,47 @@ def test_report_cli_rerenders(clean: dict[str, Any], tmp_path: Path, capsys: pyt
     assert junit_cases(tmp_path / "junit.xml").keys() == by_id(clean["results"]).keys()
 
 
+# Fields results.json gained after schema 1.0 (run level, `summary`, each check, each transcript).
+LATER_FIELDS = {
+    "run": ("headline", "strict", "selection", "chat_route", "finished_at", "catalogue", "not_executed", "retries",
+            "tokens_estimated", "http_status_counts", "root_causes", "concurrency", "repeat"),
+    "summary": ("not_applicable", "inconclusive", "by_level"),
+    "check": ("basis", "evidence", "declared_unsupported", "accepts", "model_dependent", "tokens_used", "depths",
+              "profiles", "details", "repeats", "flaky", "pass_rate"),
+    "transcript": ("limit_exceeded", "attempts", "contended", "sse"),
+}
+
+
+def test_a_results_json_of_schema_1_0_still_renders(broken: dict[str, Any], tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """Only what schema 1.0 required: it loads, and every report renders from it as before."""
+    old = json.loads(json.dumps(broken["results"]))
+    old["schema_version"] = "1.0"
+    for key in LATER_FIELDS["run"]:
+        old.pop(key, None)
+    for key in LATER_FIELDS["summary"]:
+        old["summary"].pop(key, None)
+    for check in old["checks"]:
+        for key in LATER_FIELDS["check"]:
+            check.pop(key, None)
+        for transcript in check["transcripts"]:
+            for key in LATER_FIELDS["transcript"]:
+                transcript.pop(key, None)
+    path = tmp_path / "old" / "results.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps(old))
+    results = load_results(path)
+    assert (results.verdict, results.headline, results.root_causes, results.chat_route) == (
+        "failed", "NOT CERTIFIED", (), None)
+    assert summary(results, {}).startswith("NOT CERTIFIED: ")
+    assert main(["report", str(path)]) == 0
+    assert 'data-verdict="failed"' in (path.parent / "report.html").read_text()
+    assert junit_cases(path.parent / "junit.xml").keys() == by_id(old).keys()
+    assert main(["report", str(path), str(broken["paths"]["results"]), "-o", str(tmp_path / "matrix")]) == 0
+    assert main(["diff", str(path), str(broken["paths"]["results"])]) == 0
+    assert "**0 regressions**" in capsys.readouterr().out
+
+
 # -- terminal -------------------------------------------------------------------------------------------
 class FakeTTY:
     def __init__(self, tty: bool) -> None:
@@ -454,7 +556,7 @@ def test_progress_on_a_terminal_only(broken_server: ServerThread) -> None:
 
 
 def test_summary_table(broken: dict[str, Any]) -> None:
-    text = summary(broken["results"], broken["paths"])
+    text = summary(Results.from_json(broken["results"]), broken["paths"])
     lines = text.splitlines()
     assert lines[0].startswith("NOT CERTIFIED (partial run: ")
     assert " failed: conformance-ref-1 @ http://127.0.0.1:" in lines[0]
@@ -465,7 +567,7 @@ def test_summary_table(broken: dict[str, Any]) -> None:
         assert any(line.endswith(str(path)) for line in lines)
     assert "\x1b" not in text
     assert "\r" not in text
-    assert "\x1b[1;31mNOT CERTIFIED" in summary(broken["results"], broken["paths"], colour=True)
+    assert "\x1b[1;31mNOT CERTIFIED" in summary(Results.from_json(broken["results"]), broken["paths"], colour=True)
 
 
 def test_cli_run_output_is_clean_when_not_a_tty(reference_server: ServerThread, tmp_path: Path,

@@ -21,7 +21,7 @@ from conformance._causes import RULES, classify, root_causes
 from conformance._diff import diff_results
 from conformance._model import CheckResult, CheckSpec, Failure, Feature, Level, Verdict, documented
 from conformance.refserver import DEFAULT_MODEL
-from conformance.report import RESULTS_SCHEMA_PATH, render_reports, schema_problems, write_results
+from conformance.report import RESULTS_SCHEMA_PATH, Results, Transcript, render_reports, schema_problems, write_results
 from conformance.report._results import curl_for
 from conformance.report._terminal import summary
 
@@ -259,7 +259,7 @@ def two_causes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 def test_the_terminal_lists_root_causes_first_with_their_curl(two_causes: dict[str, Any]) -> None:
     results = two_causes["results"]
-    lines = summary(results, two_causes["paths"]).splitlines()
+    lines = summary(Results.from_json(results), two_causes["paths"]).splitlines()
     assert lines[1].split(None, 1) == ["Causes", "2 root causes, failing 3 checks"]
     why = next(i for i, line in enumerate(lines) if line.startswith("  Why"))
     first = [c["title"] for c in results["root_causes"]]
@@ -278,14 +278,15 @@ def test_report_html_lists_root_causes_under_the_banner_with_repro_curls(two_cau
     results = two_causes["results"]
     cause = results["root_causes"][0]
     check = next(c for c in results["checks"] if c["id"] == cause["example"]["check"])
-    assert html.escape(curl_for(check["transcripts"][cause["example"]["transcript"]]), quote=True) in section
+    transcript = Transcript.from_json(check["transcripts"][cause["example"]["transcript"]])
+    assert html.escape(curl_for(transcript), quote=True) in section
 
 
 def test_diff_names_the_root_causes_of_the_new_run(two_causes: dict[str, Any], tmp_path: Path) -> None:
     results = two_causes["results"]
     clean = json.loads(json.dumps(results))
     clean["root_causes"] = []
-    diff = diff_results(clean, results)
+    diff = diff_results(Results.from_json(clean), Results.from_json(results))
     assert list(diff.to_json()["root_causes"]["new"]) == [c["id"] for c in results["root_causes"]]
     markdown = diff.to_markdown()
     assert "Root causes of the new run (2, failing 3 checks)" in markdown

@@ -19,6 +19,7 @@ from conformance._model import CheckFinished, CheckResult, RunStarted, Verdict
 from conformance.checks import all_checks
 from conformance.cli import main
 from conformance.refserver import ServerThread
+from conformance.report import Results
 from conformance.report._terminal import Progress, summary
 
 
@@ -124,7 +125,7 @@ def test_the_failing_list_shows_expected_and_received(start_server: ServerFactor
     with start_server(faults=["usage-total-off-by-one"]) as server:
         results: dict[str, Any] = certify(server.base_url, only=("usage.total-is-sum",)).to_json()
     failure = results["checks"][0]["failures"][0]
-    lines = summary(results, {}).splitlines()
+    lines = summary(Results.from_json(results), {}).splitlines()
     failing = lines.index("  Failing")  # after the root causes, which name the check too
     at = next(i for i, line in enumerate(lines) if i > failing and "usage.total-is-sum" in line)
     assert lines[at].split()[0] == "MUST"

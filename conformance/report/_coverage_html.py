@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import html
 from collections import Counter
+from collections.abc import Iterable, Mapping
 from typing import Any
 
+from .._model import Level, Verdict
+from ._records import CheckRecord
 from ._results import anchor
 
 # Row verdicts, worst first: a row takes the worst outcome among its checks that ran.
@@ -27,17 +30,18 @@ def _esc(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
 
-def row_verdict(check_ids: tuple[str, ...], outcomes: dict[str, str]) -> str:
+def row_verdict(check_ids: tuple[str, ...], outcomes: Mapping[str, str]) -> str:
     """The worst outcome of the row's checks in this run, or "not run" when none of them ran."""
     ran = [outcomes[c] for c in check_ids if c in outcomes]
     return next((v for v in _ORDER if v in ran), NOT_RUN)
 
 
-def coverage_section(results: dict[str, Any]) -> str:
+def coverage_section(checks: Iterable[CheckRecord]) -> str:
     from ..coverage import ROWS, figure
 
-    outcomes = {c["id"]: c["outcome"] for c in results["checks"]}
-    levels = {c["id"]: c["level"] for c in results["checks"]}
+    checks = list(checks)
+    outcomes: dict[str, Verdict] = {c.id: c.outcome for c in checks}
+    levels: dict[str, Level] = {c.id: c.level for c in checks}
     body: list[str] = []
     verdicts: Counter[str] = Counter()
     for row in ROWS:
@@ -64,7 +68,7 @@ def coverage_section(results: dict[str, Any]) -> str:
             f'{"".join(body)}</table></details>')
 
 
-def _check_badge(check_id: str, level: str | None, outcome: str | None) -> str:
+def _check_badge(check_id: str, level: Level | None, outcome: Verdict | None) -> str:
     """The check's ID, level and outcome; a check that ran links to its detail in the report."""
     if outcome is None:
         return f'<span class="badge {_CLASS[NOT_RUN]}">{_esc(check_id)}: {NOT_RUN}</span>'

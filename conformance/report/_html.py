@@ -1,7 +1,8 @@
 """HTML that pytest-html's hooks place around its own results table: the certification summary.
 
-Everything is computed from results.json. The API key never reaches this module: transcripts are
-redacted by the engine, and repro commands read the key from `$OPENAI_API_KEY` at run time.
+Everything is computed from results.json, read as its records (`_records.py`). The API key never
+reaches this module: transcripts are redacted by the engine, and repro commands read the key from
+`$OPENAI_API_KEY` at run time.
 
 Layout, top to bottom: a verdict banner, the run's facts, the per-feature rollup, the GET-vs-POST
 method matrix, the failing checks (a linked list, then each one in full: Expected / Received, the
@@ -18,9 +19,12 @@ from __future__ import annotations
 import html
 import itertools
 import json
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from .._model import Level, RunVerdict, Verdict
 from ._coverage_html import coverage_section
+from ._records import CheckRecord, Results, Transcript
 from ._results import (
     VERDICTS,
     anchor,
@@ -32,12 +36,9 @@ from ._results import (
     feature_rollup,
     first_line,
     flaky_note,
-    headline,
     repeat_note,
     root_cause_line,
-    root_causes,
     route_label,
-    run_verdict,
 )
 
 TRANSCRIPTS_PER_CHECK = 3
@@ -146,13 +147,12 @@ def esc(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
 
-def title(results: dict[str, Any]) -> str:
-    target = results["target"]
-    return f"Chat Completions conformance — {target['model']} @ {target['base_url']}"
+def title(results: Results) -> str:
+    return f"Chat Completions conformance — {results.target.model} @ {results.target.base_url}"
 
 
-def summary_sections(results: dict[str, Any], senders: dict[str, list[str | None]] | None = None) -> list[str]:
-    """Our part of the page, above pytest-html's table; `senders` is `exchange_senders(results)`."""
+def summary_sections(results: Results, senders: dict[str, list[str | None]] | None = None) -> list[str]:
+    """Our part of the page, above pytest-html's table; `senders` is `exchange_senders(results.checks)`."""
     senders = senders or {}
     return [
         STYLE,
@@ -166,32 +166,32 @@ def summary_sections(results: dict[str, Any], senders: dict[str, list[str | None
         flaky_section(results),
         failing_section(results, senders),
         not_executed(results),
-        coverage_section(results),
+        coverage_section(results.checks),
         all_checks_heading(results),  # right above pytest-html's table, which is the list of every check
         "</section>",
     ]
 
 
-def banner(results: dict[str, Any]) -> str:
-    verdict = run_verdict(results)
-    musts = [c for c in results["checks"] if c["level"] == "MUST" and c["outcome"] == "failed"]
-    if verdict == "failed":
+def banner(results: Results) -> str:
+    verdict = results.verdict
+    musts = [c for c in results.checks if c.level is Level.MUST and c.outcome is Verdict.FAILED]
+    if verdict is RunVerdict.FAILED:
         sub = f"{len(musts)} MUST check{'s' if len(musts) != 1 else ''} failed"
-    elif verdict == "passed":
-        sub = (f"every MUST check{' (and SHOULD: --strict)' if results.get('strict') else ''} passed or did "
-               f"not apply ({results['executed']} checks judged)")
+    elif verdict is RunVerdict.PASSED:
+        sub = (f"every MUST check{' (and SHOULD: --strict)' if results.strict else ''} passed or did "
+               f"not apply ({results.executed} checks judged)")
     else:
-        sub = results.get("reason") or "the run did not judge every planned check: it certifies nothing"
-    target = results["target"]
+        sub = results.reason or "the run did not judge every planned check: it certifies nothing"
+    target = results.target
     return (f'<div class="banner v-{esc(verdict)}" id="cert-verdict" data-verdict="{esc(verdict)}">'
-            f'<div class="label">{esc(headline(results))}</div>'
-            f'<div class="sub">{esc(sub)} · {esc(target["model"])} @ {esc(target["base_url"])} · '
-            f'profile {esc(results["profile"])} · depth {esc(results["depth"])}</div></div>')
+            f'<div class="label">{esc(results.headline)}</div>'
+            f'<div class="sub">{esc(sub)} · {esc(target.model)} @ {esc(target.base_url)} · '
+            f'profile {esc(results.profile)} · depth {esc(results.depth)}</div></div>')
 
 
-def root_causes_section(results: dict[str, Any]) -> str:
+def root_causes_section(results: Results) -> str:
     """The failures grouped by cause (decided by the engine), each with a curl that reproduces it."""
-    causes = root_causes(results)
+    causes = results.root_causes
     if not causes:
         return ""
     out = [f'<h3 id="root-causes">{esc(root_cause_line(results))}</h3>'
@@ -200,19 +200,19 @@ def root_causes_section(results: dict[str, Any]) -> str:
            "Each cause lists the checks it fails and one exchange that shows it.</p>",
            '<ol class="root-causes" id="root-causes-list">']
     for number, cause in enumerate(causes, start=1):
-        links = ", ".join(f'<a href="#{esc(anchor(c))}"><code>{esc(c)}</code></a>' for c in cause["checks"])
+        links = ", ".join(f'<a href="#{esc(anchor(c))}"><code>{esc(c)}</code></a>' for c in cause.checks)
         transcript = example_transcript(results, cause)
         repro = ""
-        if transcript is not None:
-            example = cause["example"]
-            repro = (f'<p><b>Reproduce</b> <span class="note">(transcript #{example["transcript"]} of '
-                     f'<a href="#{esc(anchor(example["check"]))}">{esc(example["check"])}</a>; reads the key from '
+        if transcript is not None and cause.example is not None:
+            example = cause.example
+            repro = (f'<p><b>Reproduce</b> <span class="note">(transcript #{example.transcript} of '
+                     f'<a href="#{esc(anchor(example.check))}">{esc(example.check)}</a>; reads the key from '
                      f"<code>$OPENAI_API_KEY</code>)</span></p>"
                      f'<pre class="repro"><code>{esc(curl_for(transcript))}</code></pre>')
-        failures = cause["failures"]
-        out.append(f'<li id="root-cause-{number}" data-cause="{esc(cause["id"])}"><b>{_code(cause["title"])}</b> '
-                   f'<span class="badge">{esc(cause["rule"])}</span><br><span class="meta">'
-                   f'{len(cause["checks"])} check{"s" if len(cause["checks"]) != 1 else ""}, {failures} '
+        failures = cause.failures
+        out.append(f'<li id="root-cause-{number}" data-cause="{esc(cause.id)}"><b>{_code(cause.title)}</b> '
+                   f'<span class="badge">{esc(cause.rule)}</span><br><span class="meta">'
+                   f'{len(cause.checks)} check{"s" if len(cause.checks) != 1 else ""}, {failures} '
                    f'failure{"s" if failures != 1 else ""}: {links}</span>{repro}</li>')
     out.append("</ol>")
     return "".join(out)
@@ -224,58 +224,58 @@ def _code(text: str) -> str:
     return "".join(f"<code>{part}</code>" if i % 2 else part for i, part in enumerate(parts))
 
 
-def flaky_section(results: dict[str, Any]) -> str:
+def flaky_section(results: Results) -> str:
     """--repeat: pass^k, and each check whose verdict changed between runs."""
-    if not results.get("repeat"):
+    if results.repeat is None:
         return ""
-    flaky = [c for c in results["checks"] if c.get("flaky")]
-    items = "".join(f'<li><span class="badge">{esc(c["level"])}</span> <a href="#{esc(anchor(c["id"]))}"><code>'
-                    f'{esc(c["id"])}</code></a> — {esc(flaky_note(c))}</li>' for c in flaky)
+    flaky = [c for c in results.checks if c.flaky]
+    items = "".join(f'<li><span class="badge">{esc(c.level)}</span> <a href="#{esc(anchor(c.id))}"><code>'
+                    f"{esc(c.id)}</code></a> — {esc(flaky_note(c))}</li>" for c in flaky)
     listing = (f'<ul id="flaky-checks">{items}</ul><p class="note">A flaky MUST check leaves its feature partial: '
                f"neither a pass nor a failure is proven.</p>" if flaky else
                '<p id="flaky-checks">None: every repeated check gave the same verdict each time.</p>')
     return f'<h3 id="flaky">Repeated checks</h3><p>{esc(repeat_note(results))}</p>{listing}'
 
 
-def facts(results: dict[str, Any]) -> str:
-    summary = results["summary"]
-    counts = ", ".join(f"{summary[v]} {v}" for v in VERDICTS if summary.get(v))
+def facts(results: Results) -> str:
+    counted = results.summary.counts
+    counts = ", ".join(f"{counted[v]} {v}" for v in VERDICTS if counted.get(v))
+    target = results.target
     rows = [
-        ("Checks", f"{results['executed']} of {results['planned']} planned judged: {counts}"),
-        ("Run complete", "yes" if results["run_complete"] else f"NO — {results.get('reason') or 'stopped early'}"),
-        ("Cost", f"{results['requests']} requests, {results['tokens']} tokens, {duration(results['duration_s'])}"),
-        ("Target", results["target"]["base_url"]
-         + (" (built-in reference server)" if results["target"].get("builtin") else "")),
-        ("Model", results["target"]["model"]),
-        ("Profile / depth", f"{results['profile']} / {results['depth']}"
-                            + (" / strict: every SHOULD counted as MUST" if results.get("strict") else "")),
+        ("Checks", f"{results.executed} of {results.planned} planned judged: {counts}"),
+        ("Run complete", "yes" if results.run_complete else f"NO — {results.reason or 'stopped early'}"),
+        ("Cost", f"{results.requests} requests, {results.tokens} tokens, {duration(results.duration_s)}"),
+        ("Target", target.base_url + (" (built-in reference server)" if target.builtin else "")),
+        ("Model", target.model),
+        ("Profile / depth", f"{results.profile} / {results.depth}"
+                            + (" / strict: every SHOULD counted as MUST" if results.strict else "")),
         ("Chat route", route_label(results)),
-        ("Selection", "; ".join(results.get("selection") or []) or "the whole catalogue"),
+        ("Selection", "; ".join(results.selection) or "the whole catalogue"),
         *([("Concurrency", concurrency_note(results))] if concurrency_note(results) else []),
         *([("Repeat", repeat_note(results))] if repeat_note(results) else []),
-        ("Suite", f"{results['suite']['name']} {results['suite']['version']}, started {results['started_at']}"),
+        ("Suite", f"openai-conformance {results.suite_version}, started {results.started_at}"),
     ]
     items = "".join(f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in rows)
     return f'<dl class="facts" id="run-facts">{items}</dl>'
 
 
-def feature_table(results: dict[str, Any]) -> str:
+def feature_table(results: Results) -> str:
     out = ['<h3>Per feature</h3><table id="feature-rollup"><tr><th>Feature</th><th>Certification</th>'
            "<th>MUST passed</th>" + "".join(f"<th>{v}</th>" for v in VERDICTS) + "</tr>"]
     for feature, row in feature_rollup(results).items():
-        state = row["certification"]
-        cells = "".join(f'<td class="num{" zero" if n == 0 else ""}">{n}</td>' for n in row["counts"].values())
+        state = row.certification
+        cells = "".join(f'<td class="num{" zero" if n == 0 else ""}">{n}</td>' for n in row.counts.values())
         out.append(f'<tr data-feature="{esc(feature)}"><td><b>{esc(feature)}</b></td>'
                    f'<td class="f-{esc(state)}"><b>{esc(state)}</b></td>'
-                   f'<td class="num">{row["must_passed"]} / {row["must_total"]}</td>{cells}</tr>')
+                   f'<td class="num">{row.must_passed} / {row.must_total}</td>{cells}</tr>')
     out.append("</table>")
     return "".join(out)
 
 
-def method_matrix(results: dict[str, Any]) -> str:
-    rows: list[dict[str, Any]] = []
-    for check in results["checks"]:
-        rows.extend(check.get("details", {}).get("method_matrix", []))
+def method_matrix(results: Results) -> str:
+    rows: list[Mapping[str, Any]] = []
+    for check in results.checks:
+        rows.extend(check.details.get("method_matrix", []))
     head = "<h3>GET vs POST: method matrix</h3>"
     if not rows:
         return head + '<p id="method-matrix">Not probed in this run (the methods checks did not run).</p>'
@@ -289,7 +289,7 @@ def method_matrix(results: dict[str, Any]) -> str:
     return "".join(out)
 
 
-def _judgement_class(row: dict[str, Any]) -> str:
+def _judgement_class(row: Mapping[str, Any]) -> str:
     ok = row.get("ok", row.get("verdict", row.get("judgement")))
     if ok in (True, "passed", "ok"):
         return "c-passed"
@@ -298,53 +298,53 @@ def _judgement_class(row: dict[str, Any]) -> str:
     return ""
 
 
-def failing_section(results: dict[str, Any], senders: dict[str, list[str | None]] | None = None) -> str:
+def failing_section(results: Results, senders: dict[str, list[str | None]] | None = None) -> str:
     checks = failing(results)
-    errors = sum(c["outcome"] == "error" for c in checks)
+    errors = sum(c.outcome is Verdict.ERROR for c in checks)
     title = f"Failing checks ({len(checks) - errors})" + (f" and errors ({errors})" if errors else "")
     out = [f'<h3 id="failing">{title}</h3>']
     if not checks:
         return out[0] + '<p id="failing-checks">None: every check that ran passed, was skipped or is unsupported.</p>'
     out.append('<ol id="failing-checks">')
     for check in checks:
-        why = first_line(check["failures"][0]["expected"] if check["failures"] else check["message"], 110)
-        flaky = ' <span class="badge c-inconclusive">flaky</span>' if check.get("flaky") else ""
-        out.append(f'<li><span class="badge c-{esc(check["outcome"])}">{esc(check["outcome"])}</span> '
-                   f'<span class="badge">{esc(check["level"])}</span>{flaky} '
-                   f'<a href="#{esc(anchor(check["id"]))}"><code>{esc(check["id"])}</code></a> — {esc(why)}</li>')
+        why = first_line(check.failures[0].expected if check.failures else check.message, 110)
+        flaky = ' <span class="badge c-inconclusive">flaky</span>' if check.flaky else ""
+        out.append(f'<li><span class="badge c-{esc(check.outcome)}">{esc(check.outcome)}</span> '
+                   f'<span class="badge">{esc(check.level)}</span>{flaky} '
+                   f'<a href="#{esc(anchor(check.id))}"><code>{esc(check.id)}</code></a> — {esc(why)}</li>')
     out.append("</ol>")
-    out.extend(check_detail(check, senders=(senders or {}).get(check["id"], [])) for check in checks)
+    out.extend(check_detail(check, senders=(senders or {}).get(check.id, [])) for check in checks)
     return "".join(out)
 
 
-def not_executed(results: dict[str, Any]) -> str:
-    ids = results.get("not_executed", [])
+def not_executed(results: Results) -> str:
+    ids = results.not_executed
     if not ids:
         return ""
     items = "".join(f'<li id="{esc(anchor(i))}"><code>{esc(i)}</code></li>' for i in ids)
     return (f'<h3>Not executed ({len(ids)})</h3><p>The run stopped before these checks sent a request: '
-            f'{esc(results.get("reason") or "budget or deadline")}.</p><ul id="not-executed">{items}</ul>')
+            f'{esc(results.reason or "budget or deadline")}.</p><ul id="not-executed">{items}</ul>')
 
 
-def all_checks_heading(results: dict[str, Any]) -> str:
+def all_checks_heading(results: Results) -> str:
     """The heading of pytest-html's table, which follows: the one list of every check."""
-    return (f'<h3 id="all-checks">All checks ({len(results["checks"])})</h3><p class="note">Sort by a column, filter '
+    return (f'<h3 id="all-checks">All checks ({len(results.checks)})</h3><p class="note">Sort by a column, filter '
             f"by verdict, open a row for the check's detail; passed checks are collapsed.</p>")
 
 
-def check_detail(check: dict[str, Any], *, collapsed: bool = False, prefix: str = "",
+def check_detail(check: CheckRecord, *, collapsed: bool = False, prefix: str = "",
                  senders: list[str | None] | None = None) -> str:
     """One check in full; passed/skipped/unsupported ones are collapsed to a line.
 
     `prefix` keeps HTML ids unique when several runs share a page (the matrix); `senders` names the
     checks that sent the shared exchanges this one judged (`exchange_senders`).
     """
-    outcome = check["outcome"]
-    head = (f'<span class="badge c-{esc(outcome)}">{esc(outcome)}</span> <span class="badge">{esc(check["level"])}'
-            f'</span> <code><b>{esc(check["id"])}</b></code> <span class="meta">{esc(check["feature"])} — '
-            f"{esc(check['description'])}</span>")
+    outcome = check.outcome
+    head = (f'<span class="badge c-{esc(outcome)}">{esc(outcome)}</span> <span class="badge">{esc(check.level)}'
+            f'</span> <code><b>{esc(check.id)}</b></code> <span class="meta">{esc(check.feature)} — '
+            f"{esc(check.description)}</span>")
     body = _detail_body(check, prefix, senders or [])
-    cid = esc(prefix + anchor(check["id"]))
+    cid = esc(prefix + anchor(check.id))
     if collapsed:
         return (f'<details class="check c-{esc(outcome)}" id="{cid}" data-outcome="{esc(outcome)}"><summary>{head}'
                 f"</summary>{body}</details>")
@@ -352,113 +352,114 @@ def check_detail(check: dict[str, Any], *, collapsed: bool = False, prefix: str 
             f"{body}</article>")
 
 
-def _detail_body(check: dict[str, Any], prefix: str, senders: list[str | None]) -> str:
-    outcome = check["outcome"]
+def _detail_body(check: CheckRecord, prefix: str, senders: list[str | None]) -> str:
+    outcome = check.outcome
     body = [_clause(check)]
-    if check.get("flaky"):
+    if check.flaky:
         body.append(f'<p class="flaky"><b>{esc(flaky_note(check))}</b>; shown: the most severe run.</p>')
-    if outcome == "failed" and check["failures"]:
+    if outcome is Verdict.FAILED and check.failures:
         body.append(_failures(check))
         body.append(_transcripts(check, prefix))
-    elif outcome != "passed":
-        body.append(f"<pre>{esc(check['message'])}</pre>")
-        if outcome == "error" and check["transcripts"]:
-            body.append(_transcript_block(check, len(check["transcripts"]) - 1, [], prefix))
-    if check.get("details"):
-        details = json.dumps(check["details"], indent=1, ensure_ascii=False)
+    elif outcome is not Verdict.PASSED:
+        body.append(f"<pre>{esc(check.message)}</pre>")
+        if outcome is Verdict.ERROR and check.transcripts:
+            body.append(_transcript_block(check, len(check.transcripts) - 1, [], prefix))
+    if check.details:
+        details = json.dumps(check.details, indent=1, ensure_ascii=False)
         body.append(f"<details><summary>Details</summary><pre>{esc(details[:8000])}</pre></details>")
-    body.append(f'<p class="note">{requests_note(check, senders, prefix)} · {duration(check["duration_s"])}</p>')
+    body.append(f'<p class="note">{requests_note(check, senders, prefix)} · {duration(check.duration_s)}</p>')
     return "".join(body)
 
 
-def requests_note(check: dict[str, Any], senders: list[str | None], prefix: str = "") -> str:
+def requests_note(check: CheckRecord, senders: list[str | None], prefix: str = "") -> str:
     """`2 requests`, `no request of its own: shared with schema.chat-completion`, `1 request + 1 shared …`."""
-    made = int(check["requests_made"])
+    made = check.requests_made
     names = list(dict.fromkeys(s for s in senders if s is not None))
     links = ", ".join(f'<a href="#{esc(prefix + anchor(name))}">{esc(name)}</a>' for name in names)
     shared = (f"shared with {links}" if names else "") + (
         (", and a shared exchange" if names else "shared exchange") if None in senders else "")
     own = f"{made} request{'s' if made != 1 else ''}"
     if not senders:
-        return own if made or check["transcripts"] else "no request"
+        return own if made or check.transcripts else "no request"
     return f"{own} + {len(senders)} {shared}" if made else f"no request of its own: {shared}"
 
 
-def _clause(check: dict[str, Any]) -> str:
-    clause = check["clause"]
-    return (f'<p class="clause"><b>Clause</b> — {esc(clause["source"])} § {esc(clause["section"])}:</p>'
-            f"<blockquote>{esc(clause['quote'])}</blockquote>")
+def _clause(check: CheckRecord) -> str:
+    clause = check.clause
+    return (f'<p class="clause"><b>Clause</b> — {esc(clause.source)} § {esc(clause.section)}:</p>'
+            f"<blockquote>{esc(clause.quote)}</blockquote>")
 
 
-def _failures(check: dict[str, Any]) -> str:
+def _failures(check: CheckRecord) -> str:
     out = []
-    for failure in check["failures"][:FAILURES_PER_CHECK]:
-        out.append(f'<dl class="ver"><dt>Expected</dt><dd>{esc(failure["expected"])}</dd>'
-                   f"<dt>Received</dt><dd><pre>{esc(failure['received'])}</pre></dd>"
-                   f"<dt>Where</dt><dd><code>{esc(failure['where'])}</code></dd></dl>")
-    hidden = len(check["failures"]) - FAILURES_PER_CHECK
+    for failure in check.failures[:FAILURES_PER_CHECK]:
+        out.append(f'<dl class="ver"><dt>Expected</dt><dd>{esc(failure.expected)}</dd>'
+                   f"<dt>Received</dt><dd><pre>{esc(failure.received)}</pre></dd>"
+                   f"<dt>Where</dt><dd><code>{esc(failure.where)}</code></dd></dl>")
+    hidden = len(check.failures) - FAILURES_PER_CHECK
     if hidden > 0:
         out.append(f'<p class="note">… and {hidden} more failures (see results.json)</p>')
     return "".join(out)
 
 
-def _transcripts(check: dict[str, Any], prefix: str) -> str:
+def _transcripts(check: CheckRecord, prefix: str) -> str:
     """The exchanges the failures point at (or the check's last one), offending bytes marked."""
     ranges: dict[int, list[tuple[int, int]]] = {}
-    for failure in check["failures"]:
-        index = failure.get("exchange")
-        if index is not None and 0 <= index < len(check["transcripts"]):
+    for failure in check.failures:
+        index = failure.exchange
+        if index is not None and 0 <= index < len(check.transcripts):
             marks = ranges.setdefault(index, [])
-            if failure.get("byte_range"):
-                marks.append((int(failure["byte_range"][0]), int(failure["byte_range"][1])))
-    if not ranges and check["transcripts"]:
-        ranges[len(check["transcripts"]) - 1] = []
+            if failure.byte_range:
+                marks.append(failure.byte_range)
+    if not ranges and check.transcripts:
+        ranges[len(check.transcripts) - 1] = []
     shown = sorted(ranges)[:TRANSCRIPTS_PER_CHECK]
     return "".join(_transcript_block(check, index, ranges[index], prefix) for index in shown)
 
 
-def _transcript_block(check: dict[str, Any], index: int, marks: list[tuple[int, int]], prefix: str) -> str:
-    transcript = check["transcripts"][index]
-    mark_id = f"{prefix}{anchor(check['id'])}-x{index}"
+def _transcript_block(check: CheckRecord, index: int, marks: list[tuple[int, int]], prefix: str) -> str:
+    transcript = check.transcripts[index]
+    mark_id = f"{prefix}{anchor(check.id)}-x{index}"
     jump = f' — <a href="#{esc(mark_id)}-m0">jump to the offending event</a>' if marks else ""
     return (f'<p><b>Transcript #{index}</b>{jump}</p>{transcript_html(transcript, marks, mark_id)}'
             f'<p><b>Reproduce</b> <span class="note">(reads the key from <code>$OPENAI_API_KEY</code>)</span></p>'
             f'<pre class="repro"><code>{esc(curl_for(transcript))}</code></pre>')
 
 
-def transcript_html(transcript: dict[str, Any], marks: list[tuple[int, int]], mark_id: str) -> str:
-    request, response = transcript["request"], transcript["response"]
-    head = f"{request['method']} {request['url']}\n" + "".join(f"{k}: {v}\n" for k, v in request["headers"].items())
-    if request.get("body"):
-        head += "\n" + request["body"][:4000] + "\n"
-    status = response["status"] if response["status"] is not None else "(no response)"
-    resp_head = f"HTTP {status}\n" + "".join(f"{k}: {v}\n" for k, v in response["headers"].items())
+def transcript_html(transcript: Transcript, marks: list[tuple[int, int]], mark_id: str) -> str:
+    request, response = transcript.request, transcript.response
+    head = f"{request.method} {request.url}\n" + "".join(f"{k}: {v}\n" for k, v in request.headers.items())
+    if request.body:
+        head += "\n" + request.body[:4000] + "\n"
+    status = response.status if response.status is not None else "(no response)"
+    resp_head = f"HTTP {status}\n" + "".join(f"{k}: {v}\n" for k, v in response.headers.items())
     notes = []
-    if transcript.get("error"):
-        notes.append(f"[transport error] {transcript['error']}")
-    if transcript.get("limit_exceeded"):
-        notes.append(f"[limit] {transcript['limit_exceeded']}")
-    contended = transcript.get("contended")
+    if transcript.error:
+        notes.append(f"[transport error] {transcript.error}")
+    if transcript.limit_exceeded:
+        notes.append(f"[limit] {transcript.limit_exceeded}")
+    contended = transcript.contended
     if contended:
-        notes.append(f"[contention] {contended['kind']} alongside {contended['in_flight_with']} other request(s) "
+        notes.append(f"[contention] {contended.kind} alongside {contended.in_flight_with} other request(s) "
                      f"(see the run's concurrency record)")
-    if response.get("truncated"):
-        notes.append(f"[body cut at {len(response['body'].encode())} of {response['body_bytes']} bytes]")
-    sse = transcript.get("sse")
-    timing = f"[first byte {_time(transcript.get('ttfb_s'))}, complete {_time(transcript.get('elapsed_s'))}"
+    if response.truncated:
+        notes.append(f"[body cut at {len(response.body.encode())} of {response.body_bytes} bytes]")
+    sse = transcript.sse
+    timing = f"[first byte {_time(transcript.ttfb_s)}, complete {_time(transcript.elapsed_s)}"
     if sse:
-        timing += f"; {sse['events']} SSE events, arrival time shown before each"
+        timing += f"; {sse.events} SSE events, arrival time shown before each"
     notes.append(timing + "]")
-    body = body_html(response["body"], sse["event_offsets"] if sse else [], marks, mark_id)
+    body = body_html(response.body, sse.event_offsets if sse else (), marks, mark_id)
     return (f"<pre class='transcript'>{esc(head)}\n{esc(resp_head)}\n{body}\n"
             f"<span class='note'>{esc(chr(10).join(notes))}</span></pre>")
 
 
-def _time(seconds: Any) -> str:
-    return "—" if seconds is None else duration(float(seconds))
+def _time(seconds: float | None) -> str:
+    return "—" if seconds is None else duration(seconds)
 
 
-def body_html(body: str, events: list[list[float]], marks: list[tuple[int, int]], mark_id: str) -> str:
+def body_html(body: str, events: Sequence[tuple[int, int, float]], marks: list[tuple[int, int]],
+              mark_id: str) -> str:
     """The raw body with each SSE event's arrival time before it and the offending bytes marked.
 
     Offsets are bytes of the raw body; the text is cut at those offsets in bytes, not characters.
@@ -495,18 +496,20 @@ def _trim_end(raw: bytes, start: int, end: int) -> int:
     return end
 
 
-def row_extra(check: dict[str, Any], senders: list[str | None] | None = None) -> str:
+def row_extra(check: CheckRecord, senders: list[str | None] | None = None) -> str:
     """What pytest-html shows when its table row opens: a failing check's gist and a link up to its
     detail; any other check's detail itself (its anchor is here: the table is its only place)."""
-    outcome = check["outcome"]
-    if check.get("pseudo"):
-        return (f'<div class="row-detail"><a href="#certification">Certification ↑</a>'
-                f'<pre>{esc(check["message"])}</pre></div>')
-    if outcome in ("failed", "error"):
-        return (f'<div class="row-detail"><p><a href="#{esc(anchor(check["id"]))}">Full detail of '
-                f'<code>{esc(check["id"])}</code> ↑</a> — [{esc(check["level"])}, {esc(check["feature"])}] '
-                f'{esc(check["clause"]["source"])} § {esc(check["clause"]["section"])}</p>'
-                f'<pre>{esc(check["message"][:1500])}</pre></div>')
-    return (f'<div class="cert row-detail"><div class="check c-{esc(outcome)}" id="{esc(anchor(check["id"]))}" '
-            f'data-outcome="{esc(outcome)}"><p class="meta">{esc(check["description"])}</p>'
+    outcome = check.outcome
+    if outcome in (Verdict.FAILED, Verdict.ERROR):
+        return (f'<div class="row-detail"><p><a href="#{esc(anchor(check.id))}">Full detail of '
+                f"<code>{esc(check.id)}</code> ↑</a> — [{esc(check.level)}, {esc(check.feature)}] "
+                f"{esc(check.clause.source)} § {esc(check.clause.section)}</p>"
+                f"<pre>{esc(check.message[:1500])}</pre></div>")
+    return (f'<div class="cert row-detail"><div class="check c-{esc(outcome)}" id="{esc(anchor(check.id))}" '
+            f'data-outcome="{esc(outcome)}"><p class="meta">{esc(check.description)}</p>'
             f"{_detail_body(check, '', senders or [])}</div></div>")
+
+
+def run_note_extra(message: str) -> str:
+    """The row of an item that stands for no check (one never executed, an unfinished run): why, and the way up."""
+    return f'<div class="row-detail"><a href="#certification">Certification ↑</a><pre>{esc(message)}</pre></div>'

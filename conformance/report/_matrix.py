@@ -12,9 +12,10 @@ import datetime as dt
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from .._model import FeatureVerdict, Verdict
 from . import _html
+from ._records import CheckRecord, Results
 from ._results import (
     FEATURES,
     VERDICTS,
@@ -23,9 +24,6 @@ from ._results import (
     exchange_senders,
     first_line,
     root_cause_line,
-    root_causes,
-    run_label,
-    run_verdict,
     target_label,
 )
 
@@ -51,17 +49,17 @@ body { margin: 1.5em 2em; background: #fff; }
 
 @dataclass(frozen=True, slots=True)
 class Column:
-    results: dict[str, Any]
+    results: Results
     source: Path
     report: Path | None  # report.html next to the results, if any
     prefix: str  # id prefix of this column's inline details
 
     @property
-    def by_id(self) -> dict[str, dict[str, Any]]:
-        return {c["id"]: c for c in self.results["checks"]}
+    def by_id(self) -> dict[str, CheckRecord]:
+        return {c.id: c for c in self.results.checks}
 
 
-def render_matrix(runs: list[tuple[Path, dict[str, Any]]], output: Path) -> Path:
+def render_matrix(runs: list[tuple[Path, Results]], output: Path) -> Path:
     output.parent.mkdir(parents=True, exist_ok=True)
     columns = [_column(path, results, i) for i, (path, results) in enumerate(runs)]
     page = _page(columns, output.parent)
@@ -71,7 +69,7 @@ def render_matrix(runs: list[tuple[Path, dict[str, Any]]], output: Path) -> Path
     return output
 
 
-def _column(path: Path, results: dict[str, Any], index: int) -> Column:
+def _column(path: Path, results: Results, index: int) -> Column:
     report = path.with_name("report.html")
     return Column(results, path, report if report.is_file() else None, f"t{index}-")
 
@@ -106,20 +104,20 @@ def _table(columns: list[Column], out_dir: Path) -> str:
                 if column.report else f"#{column.prefix}details")
         extra = f'<span class="note">{esc(note)}</span>' if note else ""
         out.append(f'<th class="target"><a href="{esc(link)}">{esc(base_url_label(results))}</a>'
-                   f'<span class="model">{esc(results["target"]["model"])}</span>{extra}'
-                   f'<span class="badge v-{esc(run_verdict(results))}">{esc(run_label(results))}</span></th>')
+                   f'<span class="model">{esc(results.target.model)}</span>{extra}'
+                   f'<span class="badge v-{esc(results.verdict)}">{esc(results.verdict.label)}</span></th>')
     out.append("</tr></thead><tbody>")
     out.append(_feature_rows(columns))
     checks = _all_checks(columns)
     for feature in FEATURES:
-        rows = [c for c in checks if c["feature"] == feature]
+        rows = [c for c in checks if c.feature is feature]
         if not rows:
             continue
         out.append(f'<tr class="group"><th colspan="{2 + len(columns)}">{esc(feature)}</th></tr>')
         for check in rows:
-            out.append(f'<tr data-check="{esc(check["id"])}"><td class="id" title="{esc(check["description"])}">'
-                       f'<code>{esc(check["id"])}</code></td><td>{esc(check["level"])}</td>')
-            out.extend(_cell(column, check["id"], out_dir) for column in columns)
+            out.append(f'<tr data-check="{esc(check.id)}"><td class="id" title="{esc(check.description)}">'
+                       f"<code>{esc(check.id)}</code></td><td>{esc(check.level)}</td>")
+            out.extend(_cell(column, check.id, out_dir) for column in columns)
             out.append("</tr>")
     out.append("</tbody></table>")
     return "".join(out)
@@ -131,8 +129,8 @@ def _notes(columns: list[Column]) -> list[str]:
     notes = [""] * len(columns)
     groups: dict[tuple[str, str], list[int]] = {}
     for i, column in enumerate(columns):
-        target = column.results["target"]
-        groups.setdefault((target["base_url"], target["model"]), []).append(i)
+        target = column.results.target
+        groups.setdefault((target.base_url, target.model), []).append(i)
     for members in groups.values():
         if len(members) < 2:
             continue
@@ -148,9 +146,9 @@ def _notes(columns: list[Column]) -> list[str]:
 def _note(column: Column, way: str) -> str:
     results = column.results
     if way == "settings":
-        return f"{results['profile']} profile, {results['depth']} depth"
+        return f"{results.profile} profile, {results.depth} depth"
     if way == "start":
-        return f"started {results['started_at']}"
+        return f"started {results.started_at}"
     return f"from {column.source.parent.name or column.source.parent}/"
 
 
@@ -160,24 +158,24 @@ def _feature_rows(columns: list[Column]) -> str:
     for feature in FEATURES:
         out.append(f"<tr><td><b>{esc(feature)}</b></td><td></td>")
         for column in columns:
-            state = column.results["summary"]["features"].get(feature, "not-tested")
+            state = column.results.summary.features.get(feature, FeatureVerdict.NOT_TESTED)
             out.append(f'<td class="cell f-{esc(state)}">{esc(state)}</td>')
         out.append("</tr>")
     out.append('<tr data-row="root-causes"><td><b>root causes</b></td><td></td>')
     for column in columns:
-        causes = root_causes(column.results)
-        titles = "\n".join(f"{i}. {c['title']}" for i, c in enumerate(causes, start=1))
+        causes = column.results.root_causes
+        titles = "\n".join(f"{i}. {c.title}" for i, c in enumerate(causes, start=1))
         out.append(f'<td class="cell" title="{esc(titles)}">{esc(root_cause_line(column.results) or "none")}</td>')
     out.append("</tr>")
     return "".join(out)
 
 
-def _all_checks(columns: list[Column]) -> list[dict[str, Any]]:
+def _all_checks(columns: list[Column]) -> list[CheckRecord]:
     """Every check ID of every run, once, in ID order (a newer suite may have more checks)."""
-    seen: dict[str, dict[str, Any]] = {}
+    seen: dict[str, CheckRecord] = {}
     for column in columns:
-        for check in column.results["checks"]:
-            seen.setdefault(check["id"], check)
+        for check in column.results.checks:
+            seen.setdefault(check.id, check)
     return [seen[k] for k in sorted(seen)]
 
 
@@ -186,9 +184,9 @@ def _cell(column: Column, check_id: str, out_dir: Path) -> str:
     check = column.by_id.get(check_id)
     if check is None:
         return '<td class="cell c-none">—</td>'
-    outcome = check["outcome"]
-    title = first_line(check["message"], 200) if outcome != "passed" else "passed"
-    label = f"{outcome} (flaky)" if check.get("flaky") else outcome
+    outcome = check.outcome
+    title = first_line(check.message, 200) if outcome is not Verdict.PASSED else "passed"
+    label = f"{outcome} (flaky)" if check.flaky else outcome
     return (f'<td class="cell c-{esc(outcome)}" title="{esc(title)}"><a href="{esc(_link(column, check_id, out_dir))}">'
             f"{esc(label)}</a></td>")
 
@@ -201,13 +199,16 @@ def _inline_details(columns: list[Column]) -> str:
             continue
         results = column.results
         out.append(f'<section id="{column.prefix}details"><h3>{_html.esc(target_label(results))} — '
-                   f"{_html.esc(run_label(results))}</h3>")
-        if results.get("reason"):
-            out.append(f"<p><b>Why:</b> {_html.esc(results['reason'])}</p>")
-        senders = exchange_senders(results)
-        for check in sorted(results["checks"], key=lambda c: (c["outcome"] not in ("failed", "error"), c["id"])):
-            collapsed = check["outcome"] not in ("failed", "error")
-            out.append(_html.check_detail(check, collapsed=collapsed, prefix=column.prefix,
-                                          senders=senders.get(check["id"], [])))
+                   f"{_html.esc(results.verdict.label)}</h3>")
+        if results.reason:
+            out.append(f"<p><b>Why:</b> {_html.esc(results.reason)}</p>")
+        senders = exchange_senders(results.checks)
+        for check in sorted(results.checks, key=lambda c: (not _failing(c), c.id)):
+            out.append(_html.check_detail(check, collapsed=not _failing(check), prefix=column.prefix,
+                                          senders=senders.get(check.id, [])))
         out.append("</section>")
     return "".join(out)
+
+
+def _failing(check: CheckRecord) -> bool:
+    return check.outcome in (Verdict.FAILED, Verdict.ERROR)

@@ -17,100 +17,105 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import tempfile
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from .._model import Clause, RunVerdict, Verdict
 from . import _html
-from ._results import duration, exchange_senders, flaky_note, run_verdict
+from ._records import CheckRecord, Results
+from ._results import duration, exchange_senders, flaky_note
+from .outcomes import enact, failure_text
 
-RESULTS_KEY = pytest.StashKey[dict[str, Any]]()
+RESULTS_KEY = pytest.StashKey[Results]()
+# The clause of the items that stand for no check of the catalogue.
+RUN_CLAUSE = Clause("suite", "run", "A truncated or aborted run never reads as a pass.")
 
 
-class CheckFailure(Exception):
-    """The target violated the check's clause."""
+@dataclass(frozen=True, slots=True)
+class Replayed:
+    """One test item of the replay: a judged check, or an error that stands for a planned check that
+    never ran or for an unfinished run (`check` None, level `-`)."""
 
+    id: str
+    level: str
+    feature: str
+    outcome: Verdict
+    message: str
+    clause: Clause
+    duration_s: float = 0.0
+    check: CheckRecord | None = None
 
-class HarnessError(Exception):
-    """The check could not be judged (network or harness); never non-conformance."""
+    @classmethod
+    def of(cls, check: CheckRecord) -> Replayed:
+        return cls(check.id, check.level.value, check.feature.value, check.outcome, check.message, check.clause,
+                   check.duration_s, check)
+
+    @classmethod
+    def error(cls, item_id: str, feature: str, message: str) -> Replayed:
+        return cls(item_id, "-", feature, Verdict.ERROR, message, RUN_CLAUSE)
+
+    @property
+    def flaky_note(self) -> str:
+        return flaky_note(self.check) if self.check is not None else ""
 
 
 class ResultsFile(pytest.File):
     def collect(self) -> Iterator[pytest.Item]:
         results = self.config.stash[RESULTS_KEY]
-        for check in replayed(results):
-            yield CheckItem.from_parent(self, name=check["id"], check=check)
+        for replayed_item in replayed(results):
+            yield CheckItem.from_parent(self, name=replayed_item.id, replayed=replayed_item)
 
 
-def replayed(results: dict[str, Any]) -> list[dict[str, Any]]:
+def replayed(results: Results) -> list[Replayed]:
     """The checks, plus an error item for each planned check that never ran and for an unfinished run."""
-    checks = list(results["checks"])
-    for check_id in results.get("not_executed", []):
-        checks.append(_pseudo(check_id, "not-executed", "not executed: the run stopped before this check sent a "
-                              f"request ({results.get('reason') or 'budget or deadline'})"))
-    verdict = run_verdict(results)
-    if verdict in ("incomplete", "invalid"):
-        checks.append(_pseudo("run-complete", "run", f"the run is {verdict} and certifies nothing: "
-                              f"{results.get('reason') or 'not every planned check was judged'}"))
-    return checks
-
-
-def _pseudo(check_id: str, feature: str, message: str) -> dict[str, Any]:
-    return {"id": check_id, "level": "-", "feature": feature, "outcome": "error", "message": message,
-            "description": message, "duration_s": 0.0, "pseudo": True,
-            "clause": {"source": "suite", "section": "run",
-                       "quote": "A truncated or aborted run never reads as a pass."}}
+    items = [Replayed.of(check) for check in results.checks]
+    for check_id in results.not_executed:
+        items.append(Replayed.error(check_id, "not-executed", "not executed: the run stopped before this check sent a "
+                                    f"request ({results.reason or 'budget or deadline'})"))
+    if results.verdict in (RunVerdict.INCOMPLETE, RunVerdict.INVALID):
+        items.append(Replayed.error("run-complete", "run", f"the run is {results.verdict} and certifies nothing: "
+                                    f"{results.reason or 'not every planned check was judged'}"))
+    return items
 
 
 class CheckItem(pytest.Item):
-    def __init__(self, *, check: dict[str, Any], **kwargs: Any) -> None:
+    def __init__(self, *, replayed: Replayed, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.check = check
+        self.replayed = replayed
         self.user_properties.extend(
-            [("level", check["level"]), ("feature", check["feature"]), ("outcome", check["outcome"]),
-             ("clause", f"{check['clause']['source']} § {check['clause']['section']}")]
+            [("level", replayed.level), ("feature", replayed.feature), ("outcome", replayed.outcome.value),
+             ("clause", f"{replayed.clause.source} § {replayed.clause.section}")]
         )
 
     def setup(self) -> None:
-        _set_junit_classname(self, f"conformance.{self.check['feature']}")
-        if self.check["outcome"] == "error":
-            raise HarnessError(_with_flaky(self.check))
+        _set_junit_classname(self, f"conformance.{self.replayed.feature}")
+        enact(self.replayed.outcome, self.replayed.message, self.replayed.flaky_note, phase="setup")
 
     def runtest(self) -> None:
-        outcome = self.check["outcome"]
-        if outcome == "failed":
-            raise CheckFailure(_with_flaky(self.check))
-        if outcome in ("skipped", "unsupported", "not_applicable", "inconclusive"):
-            pytest.skip(f"{outcome}: {self.check['message']}")
+        enact(self.replayed.outcome, self.replayed.message, self.replayed.flaky_note, phase="call")
 
     def _repr_failure_py(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
         # pytest 9.1 formats a setup error here, not through repr_failure: without this, a replayed error
         # gets a full traceback of the replay itself (0.16 s each: 85 errors cost 14 s of rendering).
-        if isinstance(excinfo.value, (CheckFailure, HarnessError)):
-            return self.repr_failure(excinfo, style)
-        return super()._repr_failure_py(excinfo, style)
+        text = self._verdict_text(excinfo)
+        return text if text is not None else super()._repr_failure_py(excinfo, style)
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
-        if isinstance(excinfo.value, (CheckFailure, HarnessError)):
-            kind = "FAILED" if isinstance(excinfo.value, CheckFailure) else "ERROR (not counted as non-conformance)"
-            clause = self.check["clause"]
-            return (f"[{self.check['level']}] {self.check['id']} {kind}\n{excinfo.value}\n\n"
-                    f"Clause: {clause['source']} § {clause['section']}: “{clause['quote']}”")
-        return str(super().repr_failure(excinfo))
+        text = self._verdict_text(excinfo)
+        return text if text is not None else str(super().repr_failure(excinfo))
+
+    def _verdict_text(self, excinfo: pytest.ExceptionInfo[BaseException]) -> str | None:
+        item = self.replayed
+        return failure_text(excinfo.value, item.level, item.id, clause=item.clause)
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
-        return self.path, None, f"{self.check['id']} [{self.check['level']}]"
-
-
-def _with_flaky(check: dict[str, Any]) -> str:
-    """The check's message, after its flakiness when --repeat found its verdict changing."""
-    note = flaky_note(check)
-    return f"{note}; the most severe run:\n{check['message']}" if note else str(check["message"])
+        return self.path, None, f"{self.replayed.id} [{self.replayed.level}]"
 
 
 def _set_junit_classname(item: pytest.Item, classname: str) -> None:
@@ -123,11 +128,11 @@ def _set_junit_classname(item: pytest.Item, classname: str) -> None:
 
 
 class ReplayPlugin:
-    def __init__(self, results: dict[str, Any], results_path: Path) -> None:
+    def __init__(self, results: Results, results_path: Path) -> None:
         self.results = results
         self.results_path = results_path
-        self.by_id = {c["id"]: c for c in replayed(results)}
-        self.senders = exchange_senders(results)
+        self.by_id = {item.id: item for item in replayed(results)}
+        self.senders = exchange_senders(results.checks)
 
     @pytest.hookimpl
     def pytest_configure(self, config: pytest.Config) -> None:
@@ -145,11 +150,13 @@ class ReplayPlugin:
         report = yield
         if isinstance(item, CheckItem):
             judged = report.when == "call" or (report.when == "setup" and report.failed)
-            report.duration = float(item.check.get("duration_s", 0.0)) if judged else 0.0
+            report.duration = item.replayed.duration_s if judged else 0.0
             if judged:
                 from pytest_html import extras
 
-                detail = _html.row_extra(item.check, self.senders.get(item.check["id"], []))
+                check = item.replayed.check
+                detail = (_html.row_extra(check, self.senders.get(check.id, [])) if check is not None else
+                          _html.run_note_extra(item.replayed.message))
                 report.extras = [extras.html(detail)]
         return report
 
@@ -175,29 +182,28 @@ class ReplayPlugin:
         cells[:] = [cell for cell in cells if ">Links<" not in cell]  # no check has a link to list
 
     def pytest_html_results_table_row(self, report: Any, cells: list[str]) -> None:
-        check = self._check_of(report)
-        if check is None:
+        item = self._item_of(report)
+        if item is None:
             return
-        seconds = float(check.get("duration_s", 0.0))
+        seconds = item.duration_s
         # pytest-html sorts a column by its cell's HTML as text: the comment, zero-padded ms, orders it.
         cells[2] = f'<td class="col-elapsed"><!--{round(seconds * 1000):012d}-->{duration(seconds)}</td>'
-        cells[1] = f'<td class="col-testId">{_html.esc(check["id"])}</td>'
-        cells.insert(2, f'<td class="col-level">{_html.esc(check["level"])}</td>')
-        cells.insert(3, f'<td class="col-feature">{_html.esc(check["feature"])}</td>')
+        cells[1] = f'<td class="col-testId">{_html.esc(item.id)}</td>'
+        cells.insert(2, f'<td class="col-level">{_html.esc(item.level)}</td>')
+        cells.insert(3, f'<td class="col-feature">{_html.esc(item.feature)}</td>')
         cells[:] = [cell for cell in cells if "col-links" not in cell]
 
     def pytest_html_results_table_html(self, report: Any, data: list[str]) -> None:
         """No log box: pytest's failure text repeats what the check's detail (the row's extra HTML) says."""
-        if self._check_of(report) is not None:
+        if self._item_of(report) is not None:
             data[:] = []
 
-    def _check_of(self, report: Any) -> dict[str, Any] | None:
+    def _item_of(self, report: Any) -> Replayed | None:
         return self.by_id.get(report.nodeid.rsplit("::", 1)[-1])
 
 
-def render(results_path: Path, html_path: Path | None, junit_path: Path | None) -> int:
+def render(results: Results, results_path: Path, html_path: Path | None, junit_path: Path | None) -> int:
     """Render report.html and junit.xml from results.json with pytest-html and pytest's junitxml."""
-    results = json.loads(results_path.read_text(encoding="utf-8"))
     args = [
         str(results_path),
         "-q",
@@ -222,26 +228,25 @@ def render(results_path: Path, html_path: Path | None, junit_path: Path | None) 
     return int(code)
 
 
-def _finish_junit(path: Path, results: dict[str, Any]) -> None:
+def _finish_junit(path: Path, results: Results) -> None:
     """What pytest's writer cannot know: the suite is the run (its target, duration, start, verdict)."""
     tree = ET.parse(path)
     root = tree.getroot()
-    target = results["target"]
+    target = results.target
     root.set("name", "openai-conformance")
-    root.set("time", f"{float(results['duration_s']):.3f}")
+    root.set("time", f"{results.duration_s:.3f}")
     for suite in root.iter("testsuite"):
-        suite.set("name", f"openai-conformance: {target['model']} @ {target['base_url']}")
-        suite.set("time", f"{float(results['duration_s']):.3f}")
-        suite.set("timestamp", str(results["started_at"]))
+        suite.set("name", f"openai-conformance: {target.model} @ {target.base_url}")
+        suite.set("time", f"{results.duration_s:.3f}")
+        suite.set("timestamp", results.started_at)
         properties = suite.find("properties")
         if properties is None:
             properties = ET.Element("properties")
             suite.insert(0, properties)
-        facts = {"base_url": target["base_url"], "model": target["model"], "profile": results["profile"],
-                 "depth": results["depth"], "verdict": run_verdict(results),
-                 "suite_version": results["suite"]["version"]}
+        facts = {"base_url": target.base_url, "model": target.model, "profile": results.profile.value,
+                 "depth": results.depth.value, "verdict": results.verdict.value, "suite_version": results.suite_version}
         for name, value in facts.items():
-            ET.SubElement(properties, "property", name=name, value=str(value))
+            ET.SubElement(properties, "property", name=name, value=value)
     tmp = path.with_name(path.name + ".tmp")
     tree.write(tmp, encoding="utf-8", xml_declaration=True)
     tmp.replace(path)

@@ -14,9 +14,10 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
-from .._model import CheckFinished, CheckNotExecuted, RunEvent, RunFinished, RunStarted
+from .._model import CheckFinished, CheckNotExecuted, Level, RunEvent, RunFinished, RunStarted, RunVerdict, Verdict
+from ._records import CheckRecord, Results
 from ._results import (
     VERDICTS,
     concurrency_note,
@@ -26,12 +27,9 @@ from ._results import (
     failing,
     first_line,
     flaky_note,
-    headline,
     repeat_note,
     root_cause_line,
-    root_causes,
     route_label,
-    run_verdict,
 )
 
 # Root causes listed in full; a repro curl longer than this points at the report instead.
@@ -161,35 +159,35 @@ def use_colour(stream: TextIO) -> bool:
     return stream.isatty() and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
 
 
-def summary(results: dict[str, Any], paths: dict[str, Path], *, colour: bool = False,
+def summary(results: Results, paths: dict[str, Path], *, colour: bool = False,
             baseline: Sequence[str] = ()) -> str:
     """The end-of-run table: verdict, counts, features, failed checks, cost, where the reports are."""
-    verdict = run_verdict(results)
+    verdict = results.verdict
 
     def paint(text: str, key: str) -> str:
         code = COLOUR.get(key)
         return f"\x1b[1;{code}m{text}\x1b[0m" if colour and code else text
 
-    target = results["target"]
-    s = results["summary"]
+    target = results.target
+    counts = results.summary.counts
     # The first line keeps the form scripts grep for: "CERTIFIED core, …: model @ url (profile …, depth …)".
-    strict = ", strict" if results.get("strict") else ""
-    first = (f"{paint(headline(results), verdict)}: {target['model']} @ {target['base_url']} "
-             f"(profile {results['profile']}, depth {results['depth']}{strict})")
+    strict = ", strict" if results.strict else ""
+    first = (f"{paint(results.headline, verdict)}: {target.model} @ {target.base_url} "
+             f"(profile {results.profile}, depth {results.depth}{strict})")
     rows = []
-    if results.get("reason") or verdict != "passed":
-        rows.append(("Why", results.get("reason") or _why(results)))
+    if results.reason or verdict is not RunVerdict.PASSED:
+        rows.append(("Why", results.reason or _why(results)))
     if concurrency_note(results):
         rows.append(("Load", concurrency_note(results)))
     if repeat_note(results):
         rows.append(("Repeat", repeat_note(results)))
     rows += [
-        ("Checks", f"{results['executed']}/{results['planned']} judged: "
-                   + " · ".join(paint(f"{s[v]} {v}", v) for v in VERDICTS if s.get(v))),
-        ("Features", " · ".join(f"{k} {v}" for k, v in s["features"].items())),
-        ("Cost", f"{results['requests']} requests · {results['tokens']} tokens · {results['duration_s']:.1f} s"),
+        ("Checks", f"{results.executed}/{results.planned} judged: "
+                   + " · ".join(paint(f"{counts[v]} {v}", v) for v in VERDICTS if counts.get(v))),
+        ("Features", " · ".join(f"{k} {v}" for k, v in results.summary.features.items())),
+        ("Cost", f"{results.requests} requests · {results.tokens} tokens · {results.duration_s:.1f} s"),
     ]
-    if (results.get("chat_route") or {}).get("method"):
+    if results.chat_route is not None:
         rows.append(("Chat", route_label(results)))
     lines = [first, *_cause_lines(results)] + [f"  {name:<9} {value}" for name, value in rows]
     lines += _failed_lines(results)
@@ -201,16 +199,16 @@ def summary(results: dict[str, Any], paths: dict[str, Path], *, colour: bool = F
     return "\n".join(lines) + "\n"
 
 
-def _cause_lines(results: dict[str, Any]) -> list[str]:
+def _cause_lines(results: Results) -> list[str]:
     """The root causes, first after the headline: each one's title, its checks and a curl that reproduces it."""
-    causes = root_causes(results)
+    causes = results.root_causes
     if not causes:
         return []
     out = [f"  {'Causes':<9} {root_cause_line(results)}"]
     for number, cause in enumerate(causes[:ROOT_CAUSES_SHOWN], start=1):
-        checks = cause["checks"]
+        checks = cause.checks
         shown = ", ".join(checks[:4]) + (f" and {len(checks) - 4} more" if len(checks) > 4 else "")
-        out.append(f"    {number}. {first_line(cause['title'], 110)}")
+        out.append(f"    {number}. {first_line(cause.title, 110)}")
         out.append(f"       {len(checks)} check{'s' if len(checks) != 1 else ''}: {shown}")
         transcript = example_transcript(results, cause)
         if transcript is not None:
@@ -222,29 +220,31 @@ def _cause_lines(results: dict[str, Any]) -> list[str]:
     return out
 
 
-def _why(results: dict[str, Any]) -> str:
-    musts = sum(c["outcome"] == "failed" and c["level"] == "MUST" for c in results["checks"])
+def _why(results: Results) -> str:
+    musts = sum(c.outcome is Verdict.FAILED and c.level is Level.MUST for c in results.checks)
     return f"{musts} MUST check{'s' if musts != 1 else ''} failed"
 
 
-def _failed_lines(results: dict[str, Any], limit: int = 20) -> list[str]:
+def _failed_lines(results: Results, limit: int = 20) -> list[str]:
     checks = failing(results)
     if not checks:
         return []
-    width = min(44, max(len(c["id"]) for c in checks[:limit]))
+    width = min(44, max(len(c.id) for c in checks[:limit]))
     out = ["  Failing"]
     for check in checks[:limit]:
-        tag = check["level"] if check["outcome"] == "failed" else "error"
-        tag = "flaky" if check.get("flaky") else tag
-        head = f"    {tag:<6} {check['id']:<{width}}  "
-        if check.get("flaky"):
-            out.append(head + first_line(flaky_note(check), 100))
-        elif check["failures"]:  # the first violation, as Expected / Received (the report has them all)
-            failure = check["failures"][0]
-            out.append(head + "Expected: " + first_line(failure["expected"], 80))
-            out.append(" " * len(head) + "Received: " + first_line(failure["received"], 80))
-        else:
-            out.append(head + first_line(check["message"], 90))
+        out.extend(_failed_check_lines(check, width))
     if len(checks) > limit:
         out.append(f"    … and {len(checks) - limit} more (see the report)")
     return out
+
+
+def _failed_check_lines(check: CheckRecord, width: int) -> list[str]:
+    tag = "flaky" if check.flaky else check.level.value if check.outcome is Verdict.FAILED else "error"
+    head = f"    {tag:<6} {check.id:<{width}}  "
+    if check.flaky:
+        return [head + first_line(flaky_note(check), 100)]
+    if check.failures:  # the first violation, as Expected / Received (the report has them all)
+        failure = check.failures[0]
+        return [head + "Expected: " + first_line(failure.expected, 80),
+                " " * len(head) + "Received: " + first_line(failure.received, 80)]
+    return [head + first_line(check.message, 90)]
