@@ -22,8 +22,9 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from ..spec import load_spec, with_openai_structures
-from . import generate, streaming
-from .faults import FAULTS, VARIANTS
+from . import generate, responses, streaming
+from .faults import FAULTS, VARIANTS, active_hooks
+from .hooks import ApiError, HandlerCrash, Patches, Reply, ReplyKind
 
 MAX_BODY_BYTES = 1_000_000
 # Prompt tokens (by generate.prompt_tokens) the model holds; a longer prompt is refused, as OpenAI does.
@@ -52,18 +53,6 @@ class ServerConfig:
         if name not in FAULTS and name not in VARIANTS:
             raise KeyError(f"{name!r} is not a declared fault or variant (refserver/faults.py)")
         return name in self.faults or name in self.variants
-
-
-class HandlerCrash(Exception):
-    """An unexpected exception in a handler (only under the 500-on-* faults): a plain-text 500."""
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, message: str, *, type: str = "invalid_request_error",
-                 param: str | None = None, code: str | None = None, headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status, self.message, self.type, self.param, self.code = status, message, type, param, code
-        self.headers = headers or {}
 
 
 @functools.lru_cache(maxsize=64)
@@ -96,42 +85,27 @@ class _Server:
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
         self.validator = request_validator(config.faults, config.has("lenient-params"))
+        self.patches = Patches(active_hooks(config.faults, config.variants))
         self.slot = streaming.Slot()
-
-    # -- transport helpers ----------------------------------------------------------------------
-    def json_response(self, payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-        media = "application/json; charset=utf-8" if self.config.has("json-charset") else "application/json"
-        return Response(json.dumps(payload), status_code=status, media_type=None,
-                        headers={"content-type": media, **(headers or {})})
-
-    def error_response(self, error: ApiError) -> Response:
-        param = None if self.config.has("error-without-param") else error.param
-        envelope: dict[str, Any] = {"error": {"message": error.message, "type": error.type, "param": param,
-                                              "code": error.code}}
-        if self.config.has("error-param-string-none"):  # str() of Python's None and of the status
-            envelope["error"].update(param=str(param), code=str(error.status))
-        if self.config.has("errors-message-type-only"):
-            envelope = {"error": {"message": error.message, "type": error.type}}
-        if self.config.has("detail-error-shape"):
-            envelope = {"detail": error.message}  # FastAPI's default error body
-        response = self.json_response(envelope, error.status, error.headers)
-        if self.config.has("error-content-type-text"):
-            response.headers["content-type"] = "text/plain"
-        return response
 
     # -- routing --------------------------------------------------------------------------------
     async def dispatch(self, request: Request) -> Response:
         if self.config.latency_ms:
             await asyncio.sleep(self.config.latency_ms / 1000)
         try:
-            return await self._route(request)
+            reply = await self._route(request)
         except ApiError as error:
-            return self.error_response(error)
+            reply = responses.error_reply(error, self.patches)
         except HandlerCrash:
             # A framework's default 500 page (a reset connection would read as a transport error).
             return Response("Internal Server Error", status_code=500, media_type="text/plain")
+        self.patches.reply(reply)
+        if reply.stream is not None:
+            return StreamingResponse(reply.stream, status_code=reply.status, headers=reply.headers)
+        content = reply.text if reply.text is not None else json.dumps(reply.body)
+        return Response(content, status_code=reply.status, media_type=None, headers=reply.headers)
 
-    async def _route(self, request: Request) -> Response:
+    async def _route(self, request: Request) -> Reply:
         path = "/" + request.path_params.get("path", "")
         self._authenticate(request)
         if path == "/v1/chat/completions" and self.config.has("documented-route-only"):
@@ -141,31 +115,26 @@ class _Server:
             # Under post-answers-405 the route takes the documented "HTTP Method: GET" literally.
             allowed = "GET" if self.config.has("post-answers-405") else "POST"
             if request.method != allowed:
-                raise ApiError(405, f"Method {request.method} is not allowed on {path}; use {allowed}.",
-                               code="method_not_supported", headers=self._allow(allowed))
+                raise responses.method_not_allowed(request.method, path, allowed, allowed)
             return await self._chat(request)
         if path == "/v1/models":
             if request.method == "POST" and self.config.has("documented-route-only"):
                 return await self._chat(request)  # the FAQ: "If GET does not work, try using POST."
             if request.method not in ("GET", "HEAD"):
-                raise ApiError(405, f"Method {request.method} is not allowed on {path}; use GET.",
-                               code="method_not_supported", headers=self._allow("GET, HEAD"))
+                raise responses.method_not_allowed(request.method, path, "GET", "GET, HEAD")
             if self.config.has("models-get-500"):
                 raise ApiError(500, "The model registry is unavailable.", type="server_error")
             body = await self._read_body(request)
             if body.strip() and not self.config.has("get-models-ignores-body"):
                 # The documented quirk: GET /v1/models with a chat JSON body is a chat completion.
                 return await self._chat(request, body)
-            return self.json_response(self._model_list())
+            return responses.json_reply(ReplyKind.MODELS, self._model_list())
         if path.startswith("/v1/models/"):
             model = path.removeprefix("/v1/models/")
             if model in self.config.models:
-                return self.json_response(self._model_object(model))
+                return responses.json_reply(ReplyKind.MODELS, self._model_object(model))
             raise ApiError(404, f"The model '{model}' does not exist.", param="model", code="model_not_found")
         raise ApiError(404, f"Unknown route {request.method} {path}.", code="unknown_url")
-
-    def _allow(self, methods: str) -> dict[str, str]:
-        return {} if self.config.has("no-allow-header") else {"Allow": methods}
 
     def _authenticate(self, request: Request) -> None:
         if not self.config.api_key or self.config.has("no-auth"):
@@ -203,7 +172,7 @@ class _Server:
         return bytes(body)
 
     # -- chat -----------------------------------------------------------------------------------
-    async def _chat(self, request: Request, body: bytes | None = None) -> Response:
+    async def _chat(self, request: Request, body: bytes | None = None) -> Reply:
         cut = self.slot.take() if self.config.has("single-slot-cuts-streams") else None
         raw = body if body is not None else await self._read_body(request)
         try:
@@ -234,15 +203,10 @@ class _Server:
             if isinstance(payload.get(name), float):
                 payload[name] = int(payload[name])
         if streaming.serves_sse(self, payload):  # stream faults decide (refserver/streaming.py)
-            return StreamingResponse(self._stream(payload, cut), media_type=streaming.media_type(self),
-                                     headers={"Cache-Control": "no-cache"})
-        completion = self._completion(payload)
-        if self.config.has("non-stream-as-event-stream"):
-            framed = f"data: {json.dumps(completion)}\n\ndata: [DONE]\n\n"
-            return Response(framed, media_type=None, headers={"content-type": "text/event-stream"})
-        if self.config.has("json-as-text-plain"):
-            return Response(json.dumps(completion), media_type=None, headers={"content-type": "text/plain"})
-        return self.json_response(completion)
+            return Reply(ReplyKind.STREAM, 200, {"Cache-Control": "no-cache",
+                                                 "content-type": "text/event-stream; charset=utf-8"},
+                         stream=self._stream(payload, cut))
+        return responses.json_reply(ReplyKind.COMPLETION, self._completion(payload))
 
     def _validate(self, payload: dict[str, Any]) -> None:
         error = jsonschema.exceptions.best_match(self.validator.iter_errors(payload))

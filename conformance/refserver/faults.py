@@ -1,18 +1,20 @@
 """Seeded faults and legal variants of the reference server.
 
 A fault is one named protocol defect, switched on by name at start (`conformance serve --fault
-NAME`); the server's real code paths test for it with `config.has(NAME)`. Each fault names the
-check IDs that must catch it, which the selftest verifies. A variant is behaviour the documents
-allow; every check must accept it.
+NAME`). Each declares here what it changes, as hooks into the server's correct code (hooks.py), and
+names the check IDs that must catch it, which the selftest verifies. A variant is behaviour the
+documents allow, declared the same way; every check must accept it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-SchemaPatch = Callable[[dict[str, Any]], None]
+from ..spec import View
+from .hooks import NO_HOOKS, Hooks, Reply, ReplyHook, ReplyKind, SchemaPatch
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +24,9 @@ class Fault:
     killed_by: tuple[str, ...]
     # Faults in request validation loosen or tighten the request schema the server enforces.
     schema_patch: SchemaPatch | None = None
+    hooks: Hooks = NO_HOOKS
+    # A fault that remembers earlier requests (single-slot-cuts-streams) makes fresh hooks per server.
+    hooks_per_server: Callable[[], Hooks] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +37,10 @@ class Variant:
     flags: tuple[str, ...] = ()
     # The profiles under which the behaviour is legal (documented-route-only: not under openai).
     profiles: tuple[str, ...] = ("openai", "documented")
+    schema_patch: SchemaPatch | None = None
+    hooks: Hooks = NO_HOOKS
+    # Whose limits the request schema enforces: OpenAI's, or only the document's (lenient-params).
+    enforces: View = "openai"
 
 
 def _set(prop: str, **changes: Any) -> SchemaPatch:
@@ -41,21 +50,44 @@ def _set(prop: str, **changes: Any) -> SchemaPatch:
     return patch
 
 
+def _label(kind: ReplyKind, content_type: str) -> ReplyHook:
+    """Replies of this kind say `content_type` (JSON ones only, when the kind is JSON)."""
+
+    def patch(reply: Reply) -> None:
+        if reply.kind is kind and (kind is ReplyKind.STREAM or reply.headers["content-type"].startswith(
+                "application/json")):
+            reply.headers["content-type"] = content_type
+
+    return patch
+
+
 FAULTS: dict[str, Fault] = {}
 VARIANTS: dict[str, Variant] = {}
 
 
-def fault(name: str, description: str, killed_by: tuple[str, ...], schema_patch: SchemaPatch | None = None) -> None:
+def fault(name: str, description: str, killed_by: tuple[str, ...], schema_patch: SchemaPatch | None = None, *,
+          hooks: Hooks = NO_HOOKS, hooks_per_server: Callable[[], Hooks] | None = None) -> None:
     if name in FAULTS:
         raise ValueError(f"fault {name!r} declared twice")
-    FAULTS[name] = Fault(name, description, killed_by, schema_patch)
+    FAULTS[name] = Fault(name, description, killed_by, schema_patch, hooks, hooks_per_server)
 
 
 def variant(name: str, description: str, flags: tuple[str, ...] = (),
-            profiles: tuple[str, ...] = ("openai", "documented")) -> None:
+            profiles: tuple[str, ...] = ("openai", "documented"), *, schema_patch: SchemaPatch | None = None,
+            hooks: Hooks = NO_HOOKS, enforces: View = "openai") -> None:
     if name in VARIANTS:
         raise ValueError(f"variant {name!r} declared twice")
-    VARIANTS[name] = Variant(name, description, flags, profiles)
+    VARIANTS[name] = Variant(name, description, flags, profiles, schema_patch, hooks, enforces)
+
+
+def active_hooks(faults: Iterable[str], variants: Iterable[str]) -> list[Hooks]:
+    """The hooks of these faults and variants, in the order they apply: from the last declared to the
+    first, like stacked decorators. So a variant patches before any fault, and where two touch the same
+    value the one declared first has the last word."""
+    on = set(faults) | set(variants)
+    items: list[Fault | Variant] = [*FAULTS.values(), *VARIANTS.values()]
+    return [item.hooks_per_server() if isinstance(item, Fault) and item.hooks_per_server else item.hooks
+            for item in reversed(items) if item.name in on]
 
 
 # --- usage ------------------------------------------------------------------------------------------
@@ -73,7 +105,7 @@ fault("object-misspelled", "`object` is `chat.completions`", ("schema.openai-fie
 fault("stream-no-done", "the stream ends without `data: [DONE]`", ("stream.done-terminator",))
 # framing (refserver/streaming.py encode_event, _pieces; routing in serves_sse, media_type)
 fault("stream-wrong-content-type", "a stream is served as `application/json` (openclaw PR #97454)",
-      ("stream.content-type",))
+      ("stream.content-type",), hooks=Hooks(reply=_label(ReplyKind.STREAM, "application/json")))
 fault("stream-ignored", "stream: true is answered with one plain JSON completion (tinyagents PR #56)",
       ("stream.content-type", "stream.data-is-json", "stream.done-terminator"))
 fault("sse-on-non-stream", "a stream: false request is answered with SSE (decolua/9router#3492)",
@@ -169,16 +201,40 @@ fault("accept-empty-messages", "`messages: []` is accepted",
       ("params.empty-messages",), _set("messages", minItems=0))
 fault("accept-unknown-role", "messages are only checked for a `role` key, so role `wizard` is accepted",
       ("params.unknown-role",), _set_in("messages", items={"type": "object", "required": ["role"]}))
+
+
+def _param_null(body: dict[str, Any], status: int) -> dict[str, Any]:
+    if "param" in body.get("error", {}):
+        body["error"]["param"] = None
+    return body
+
+
 fault("error-without-param", "errors always carry `param: null`, even for a bad parameter",
-      ("params.error-names-param",))
+      ("params.error-names-param",), hooks=Hooks(error=_param_null))
+
+
+def _str_of_none(body: dict[str, Any], status: int) -> dict[str, Any]:
+    if "param" in body.get("error", {}):  # str() of Python's None and of the status
+        body["error"].update(param=str(body["error"]["param"]), code=str(status))
+    return body
+
+
 fault("error-param-string-none", "errors carry `param: \"None\"` for no parameter and `code` as the HTTP status "
-      "string (`\"400\"`)", ("errors.param-code-not-stringified",))
+      "string (`\"400\"`)", ("errors.param-code-not-stringified",), hooks=Hooks(error=_str_of_none))
+
+
+def _detail(body: dict[str, Any], status: int) -> dict[str, Any]:
+    return {"detail": body["error"]["message"]} if "error" in body else body  # FastAPI's default error body
+
+
 fault("detail-error-shape", "errors are FastAPI-style `{\"detail\": \"...\"}` instead of the OpenAI envelope",
-      ("errors.message", "errors.envelope", "params.wrong-type", "methods.answer-shapes", "fuzz.schemathesis.negative"))
+      ("errors.message", "errors.envelope", "params.wrong-type", "methods.answer-shapes", "fuzz.schemathesis.negative"),
+      hooks=Hooks(error=_detail))
 fault("error-status-200", "invalid parameters get the error envelope with HTTP 200",
       ("params.temperature.bounds", "errors.message", "errors.envelope", "fuzz.schemathesis.negative",
        "sdk.error-classes"))
-fault("error-content-type-text", "error bodies are labelled `Content-Type: text/plain`", ("errors.content-type",))
+fault("error-content-type-text", "error bodies are labelled `Content-Type: text/plain`", ("errors.content-type",),
+      hooks=Hooks(reply=_label(ReplyKind.ERROR, "text/plain")))
 fault("500-on-malformed-body", "a body that is not a JSON object crashes the handler (plain-text 500)",
       ("params.malformed-body", "fuzz.schemathesis.negative"))
 fault("500-on-missing-messages", "a body without `messages` crashes the handler (plain-text 500)",
@@ -204,7 +260,13 @@ fault("post-answers-405", "the chat route takes the documented GET literally and
       ("methods.post-chat",))
 fault("models-get-500", "GET /v1/models answers 500, with or without a body",
       ("methods.no-server-error", "methods.models-list", "methods.get-quirk-info", "methods.get-quirk"))
-fault("no-allow-header", "405 answers carry no `Allow` header", ("methods.allow-header",))
+
+
+def _no_allow(reply: Reply) -> None:
+    reply.headers.pop("Allow", None)
+
+
+fault("no-allow-header", "405 answers carry no `Allow` header", ("methods.allow-header",), hooks=Hooks(reply=_no_allow))
 fault("get-models-ignores-body", "GET /v1/models ignores a chat body and lists models (fails only under "
       "--profile documented)", ("methods.get-quirk", "documented.request-example-documented-route"))
 
@@ -219,9 +281,18 @@ fault("usage-counts-one-choice", "with n > 1, usage.completion_tokens counts the
 fault("prompt-tokens-constant", "usage.prompt_tokens is 9 whatever the prompt", ("usage.prompt-grows",))
 fault("role-missing", "non-stream messages have no `role`", ("schema.message-role", "schema.chat-completion"))
 fault("json-as-text-plain", "non-stream completions are labelled `Content-Type: text/plain`",
-      ("schema.content-type",))
+      ("schema.content-type",), hooks=Hooks(reply=_label(ReplyKind.COMPLETION, "text/plain")))
+
+
+def _as_event_stream(reply: Reply) -> None:
+    if reply.kind is ReplyKind.COMPLETION:
+        reply.text = f"data: {json.dumps(reply.body)}\n\ndata: [DONE]\n\n"
+        reply.headers = {"content-type": "text/event-stream"}
+
+
 fault("non-stream-as-event-stream", "a non-stream request gets `text/event-stream` with `data: {json}` and "
-      "`data: [DONE]` (decolua/9router#3492)", ("schema.content-type", "schema.chat-completion", "sdk.create"))
+      "`data: [DONE]` (decolua/9router#3492)", ("schema.content-type", "schema.chat-completion", "sdk.create"),
+      hooks=Hooks(reply=_as_event_stream))
 fault("n-ignored", "`n` is ignored: always one choice", ("sampling.n-choices",))
 fault("every-index-zero", "every choice reports `index: 0`", ("sampling.n-choices",))
 fault("stop-ignored", "`stop` is ignored: the text runs through the stop sequence", ("sampling.stop",))
@@ -268,7 +339,14 @@ fault("user-rejected", "a request carrying `user` (documented in 1.2) is refused
       _forbid("user"))
 
 # --- legal variants ---------------------------------------------------------------------------------
-variant("json-charset", "JSON responses say `application/json; charset=utf-8`")
+
+
+def _charset(reply: Reply) -> None:
+    if reply.kind is not ReplyKind.STREAM and reply.headers["content-type"] == "application/json":
+        reply.headers["content-type"] = "application/json; charset=utf-8"
+
+
+variant("json-charset", "JSON responses say `application/json; charset=utf-8`", hooks=Hooks(reply=_charset))
 variant("sse-crlf", "SSE lines end with CRLF")
 variant("sse-no-space", "`data:{json}` with no space after the colon")
 variant("sse-keepalive", "`: keep-alive` comment lines between events")
@@ -286,8 +364,16 @@ variant("lenient-params", "only the document's limits are enforced: `stop: []` o
                "params.top_p.bounds", "params.max-tokens.bounds"))
 variant("any-model", "every model name is served, as single-model servers (llama.cpp) do",
         flags=("errors.unknown-model",))
+
+
+def _message_and_type(body: dict[str, Any], status: int) -> dict[str, Any]:
+    if "error" not in body:
+        return body
+    return {"error": {"message": body["error"]["message"], "type": body["error"]["type"]}}
+
+
 variant("errors-message-type-only", "error bodies are {\"error\": {\"message\", \"type\"}} without param/code",
-        flags=("errors.envelope", "errors.unknown-model", "auth.status-401"))
+        flags=("errors.envelope", "errors.unknown-model", "auth.status-401"), hooks=Hooks(error=_message_and_type))
 variant("no-model-field", "responses and chunks carry no `model` (the document's response table has none)",
         flags=("schema.openai-fields",))
 variant("malformed-json-422", "a body that is not JSON gets 422 (no client tells it from 400)",

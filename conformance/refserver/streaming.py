@@ -29,10 +29,6 @@ def serves_sse(server: _Server, payload: dict[str, Any]) -> bool:
     return bool(payload.get("stream")) or server.config.has("sse-on-non-stream")
 
 
-def media_type(server: _Server) -> str:
-    return "application/json" if server.config.has("stream-wrong-content-type") else "text/event-stream"
-
-
 # -- chunks --------------------------------------------------------------------------------------
 def chunks(server: _Server, payload: dict[str, Any]) -> list[dict[str, Any]]:
     has = server.config.has
