@@ -23,8 +23,19 @@ from starlette.routing import Route
 
 from ..spec import load_spec, with_openai_structures
 from . import generate, responses, streaming
-from .faults import FAULTS, VARIANTS, active_hooks
-from .hooks import ApiError, HandlerCrash, Patches, Reply, ReplyKind
+from .faults import FAULTS, VARIANTS, Variant, active_hooks
+from .hooks import (
+    CHAT_PATH,
+    MODELS_PATH,
+    ApiError,
+    Destination,
+    Endpoint,
+    HandlerCrash,
+    Patches,
+    Refusal,
+    Reply,
+    ReplyKind,
+)
 
 MAX_BODY_BYTES = 1_000_000
 # Prompt tokens (by generate.prompt_tokens) the model holds; a longer prompt is refused, as OpenAI does.
@@ -56,23 +67,30 @@ class ServerConfig:
 
 
 @functools.lru_cache(maxsize=64)
-def request_validator(faults: frozenset[str], lenient: bool = False) -> jsonschema.protocols.Validator:
-    """A validator of the spec's request schema, loosened or tightened by validation faults.
-
-    `lenient` (the variant lenient-params) enforces only what the document states, plus
-    max_tokens >= 0 (0 is honoured: nothing is generated).
-    """
-    # Lenient about OpenAI's limits only; the structures the generator reads stay OpenAI's.
-    spec = with_openai_structures(load_spec("document")) if lenient else load_spec("openai")
+def request_validator(names: frozenset[str]) -> jsonschema.protocols.Validator:
+    """A validator of the spec's request schema, loosened or tightened by these faults and variants."""
+    items = [FAULTS[name] if name in FAULTS else VARIANTS[name] for name in sorted(names)]
+    # Only the document's limits (lenient-params); the structures the generator reads stay OpenAI's.
+    document = any(isinstance(item, Variant) and item.enforces == "document" for item in items)
+    spec = with_openai_structures(load_spec("document")) if document else load_spec("openai")
     request_schema = spec["components"]["schemas"]["CreateChatCompletionRequest"]
-    if lenient:
-        request_schema["properties"]["max_tokens"]["minimum"] = 0
-    for name in sorted(faults):
-        patch = FAULTS[name].schema_patch
-        if patch is not None:
-            patch(request_schema)
+    for item in items:
+        if item.schema_patch is not None:
+            item.schema_patch(request_schema)
     root = {**spec, "$ref": "#/components/schemas/CreateChatCompletionRequest"}
     return jsonschema.Draft202012Validator(root)
+
+
+def route_of(method: str, path: str) -> Destination:
+    if path == CHAT_PATH:
+        return Endpoint.CHAT if method == "POST" else responses.method_not_allowed(method, path, "POST", "POST")
+    if path == MODELS_PATH:
+        if method in ("GET", "HEAD"):
+            return Endpoint.MODELS_OR_CHAT
+        return responses.method_not_allowed(method, path, "GET", "GET, HEAD")
+    if path.startswith(MODELS_PATH + "/"):
+        return Endpoint.MODEL
+    return ApiError(404, f"Unknown route {method} {path}.", code="unknown_url")
 
 
 def create_app(config: ServerConfig | None = None) -> Starlette:
@@ -84,7 +102,7 @@ def create_app(config: ServerConfig | None = None) -> Starlette:
 class _Server:
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
-        self.validator = request_validator(config.faults, config.has("lenient-params"))
+        self.validator = request_validator(config.faults | config.variants)
         self.patches = Patches(active_hooks(config.faults, config.variants))
         self.slot = streaming.Slot()
 
@@ -106,57 +124,40 @@ class _Server:
         return Response(content, status_code=reply.status, media_type=None, headers=reply.headers)
 
     async def _route(self, request: Request) -> Reply:
-        path = "/" + request.path_params.get("path", "")
+        method, path = request.method, "/" + request.path_params.get("path", "")
         self._authenticate(request)
-        if path == "/v1/chat/completions" and self.config.has("documented-route-only"):
-            raise ApiError(404, f"Unknown route {request.method} {path}; chat is served on /v1/models.",
-                           code="unknown_url")
-        if path == "/v1/chat/completions":
-            # Under post-answers-405 the route takes the documented "HTTP Method: GET" literally.
-            allowed = "GET" if self.config.has("post-answers-405") else "POST"
-            if request.method != allowed:
-                raise responses.method_not_allowed(request.method, path, allowed, allowed)
+        route = self.patches.route(method, path, route_of(method, path))
+        if isinstance(route, ApiError):
+            raise route
+        if route is Endpoint.CHAT:
             return await self._chat(request)
-        if path == "/v1/models":
-            if request.method == "POST" and self.config.has("documented-route-only"):
-                return await self._chat(request)  # the FAQ: "If GET does not work, try using POST."
-            if request.method not in ("GET", "HEAD"):
-                raise responses.method_not_allowed(request.method, path, "GET", "GET, HEAD")
-            if self.config.has("models-get-500"):
-                raise ApiError(500, "The model registry is unavailable.", type="server_error")
-            body = await self._read_body(request)
-            if body.strip() and not self.config.has("get-models-ignores-body"):
-                # The documented quirk: GET /v1/models with a chat JSON body is a chat completion.
-                return await self._chat(request, body)
-            return responses.json_reply(ReplyKind.MODELS, self._model_list())
-        if path.startswith("/v1/models/"):
-            model = path.removeprefix("/v1/models/")
+        if route is Endpoint.MODEL:
+            model = path.removeprefix(MODELS_PATH + "/")
             if model in self.config.models:
-                return responses.json_reply(ReplyKind.MODELS, self._model_object(model))
+                return responses.json_reply(ReplyKind.MODELS, responses.model_object(model))
             raise ApiError(404, f"The model '{model}' does not exist.", param="model", code="model_not_found")
-        raise ApiError(404, f"Unknown route {request.method} {path}.", code="unknown_url")
+        body = await self._read_body(request)
+        if route is Endpoint.MODELS_OR_CHAT and body.strip():
+            return await self._chat(request, body)
+        return responses.json_reply(ReplyKind.MODELS, responses.model_list(self.config.models))
+
+    def _refuse(self, reason: Refusal, error: ApiError) -> None:
+        """Raise `error` as the active faults and variants patch it, unless they waive it."""
+        patched = self.patches.refusal(reason, error)
+        if patched is not None:
+            raise patched
 
     def _authenticate(self, request: Request) -> None:
-        if not self.config.api_key or self.config.has("no-auth"):
+        if not self.config.api_key:
             return
         header = request.headers.get("authorization", "")
-        if not header and self.config.has("missing-key-accepted"):
-            return  # the bypass: keys are checked only when one is sent
         if not header:
-            raise ApiError(403 if self.config.has("missing-key-403") else 401,
-                           "You didn't provide an API key. Send `Authorization: Bearer YOUR_KEY`.",
-                           code="missing_api_key")
-        if self.config.has("wrong-key-accepted"):
+            self._refuse(Refusal.MISSING_KEY, ApiError(
+                401, "You didn't provide an API key. Send `Authorization: Bearer YOUR_KEY`.", code="missing_api_key"))
             return
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or token.strip() != self.config.api_key:
-            raise ApiError(401, "Incorrect API key provided.", code="invalid_api_key")
-
-    def _model_object(self, model: str) -> dict[str, Any]:
-        return {"id": model, "object": "model", "created": 1_700_000_000, "owned_by": "conformance"}
-
-    def _model_list(self) -> dict[str, Any]:
-        return {"object": "list", "data": [self._model_object(m) for m in self.config.models]}
+            self._refuse(Refusal.WRONG_KEY, ApiError(401, "Incorrect API key provided.", code="invalid_api_key"))
 
     async def _read_body(self, request: Request) -> bytes:
         declared = request.headers.get("content-length")
@@ -174,87 +175,69 @@ class _Server:
     # -- chat -----------------------------------------------------------------------------------
     async def _chat(self, request: Request, body: bytes | None = None) -> Reply:
         cut = self.slot.take() if self.config.has("single-slot-cuts-streams") else None
-        raw = body if body is not None else await self._read_body(request)
-        try:
-            payload = json.loads(raw)
-        except ValueError as exc:
-            if self.config.has("500-on-malformed-body"):
-                raise HandlerCrash(exc) from exc
-            status = (422 if self.config.has("malformed-json-422")
-                      else 415 if self.config.has("malformed-json-415") else 400)
-            raise ApiError(status, f"We could not parse the JSON body of your request: {exc}.",
-                           code="invalid_json") from None
-        if self.config.has("500-on-malformed-body"):
-            try:
-                payload.get("stream")  # read before the type check
-            except AttributeError as exc:  # a list or a string body
-                raise HandlerCrash(exc) from exc
-        if self.config.has("500-on-wrong-type"):
-            _coerce_sampling(payload, nulls=False)  # before validation: float("hot") crashes
-        if self.config.has("500-on-null-sampling-param"):
-            _coerce_sampling(payload, nulls=True)  # float(None) crashes
-        if self.config.has("500-on-missing-messages") and isinstance(payload, dict) and "messages" not in payload:
-            raise HandlerCrash("KeyError: 'messages'")  # read before validation
-        if not isinstance(payload, dict):
-            raise ApiError(400, f"The request body must be a JSON object, not {type(payload).__name__}.",
-                           code="invalid_type")
+        payload = self._parse(body if body is not None else await self._read_body(request))
         self._validate(payload)
         for name in ("n", "max_tokens", "seed"):  # JSON Schema counts 8.0 as an integer; range() does not
             if isinstance(payload.get(name), float):
                 payload[name] = int(payload[name])
-        if streaming.serves_sse(self, payload):  # stream faults decide (refserver/streaming.py)
+        self.patches.request(payload)
+        if payload.get("stream"):
             return Reply(ReplyKind.STREAM, 200, {"Cache-Control": "no-cache",
                                                  "content-type": "text/event-stream; charset=utf-8"},
                          stream=self._stream(payload, cut))
         return responses.json_reply(ReplyKind.COMPLETION, self._completion(payload))
 
+    def _parse(self, raw: bytes) -> dict[str, Any]:
+        # A body that is not JSON, or not an object, leaves nothing to serve: those refusals are not waived.
+        try:
+            payload = json.loads(raw)
+        except ValueError as exc:
+            error = ApiError(400, f"We could not parse the JSON body of your request: {exc}.", code="invalid_json")
+            raise self.patches.refusal(Refusal.NOT_JSON, error) or error from None
+        self.patches.parsed(payload)
+        if not isinstance(payload, dict):
+            error = ApiError(400, f"The request body must be a JSON object, not {type(payload).__name__}.",
+                             code="invalid_type")
+            raise self.patches.refusal(Refusal.NOT_OBJECT, error) or error
+        return payload
+
     def _validate(self, payload: dict[str, Any]) -> None:
         error = jsonschema.exceptions.best_match(self.validator.iter_errors(payload))
         if error is not None:
-            api_error = _schema_error(error)
-            if self.config.has("error-status-200"):
-                api_error.status = 200
-            raise api_error
-        if not payload["messages"] and not self.config.has("accept-empty-messages"):
+            refusal = _schema_error(error)
+            raise self.patches.refusal(Refusal.SCHEMA, refusal) or refusal  # an invalid request cannot be served
+        if not payload["messages"]:
             # Refused under every view (there is nothing to answer); only OpenAI's spec requires it.
-            raise ApiError(400, "'messages' must not be empty.", param="messages", code="invalid_value")
-        if self.config.has("max-tokens-0-generates") and payload.get("max_tokens") == 0:
-            payload["max_tokens"] = None  # 0 read as "no limit"
-        if payload["model"] not in self.config.models and self.config.has("unknown-model-500"):
-            raise HandlerCrash(f"KeyError: {payload['model']!r}")  # looked up without a check
-        if payload["model"] not in self.config.models and not self.config.has("any-model"):
-            raise ApiError(404, f"The model '{payload['model']}' does not exist or you do not have access to it.",
-                           param="model", code="model_not_found")
+            self._refuse(Refusal.EMPTY_MESSAGES, ApiError(400, "'messages' must not be empty.", param="messages",
+                                                          code="invalid_value"))
+        if payload["model"] not in self.config.models:
+            self._refuse(Refusal.UNKNOWN_MODEL, ApiError(
+                404, f"The model '{payload['model']}' does not exist or you do not have access to it.",
+                param="model", code="model_not_found"))
         tools = payload.get("tools") or []
         names = {t["function"]["name"] for t in tools}
         choice = payload.get("tool_choice")
         if choice == "required" and not tools:
-            raise ApiError(400, "tool_choice 'required' needs at least one tool in 'tools'.", param="tool_choice")
-        if (isinstance(choice, dict) and choice["function"]["name"] not in names
-                and not self.config.has("unknown-named-tool-accepted")):
-            raise ApiError(400, f"tool_choice names function '{choice['function']['name']}', which is not in "
-                                f"'tools'.", param="tool_choice")
-        if (payload.get("stream_options") is not None and payload.get("stream") is not True
-                and not self.config.has("stream-options-without-stream-accepted")):
-            raise ApiError(400, "stream_options is only allowed when stream is true.", param="stream_options")
-        self._check_context(payload)
-
-    def _check_context(self, payload: dict[str, Any]) -> None:
+            self._refuse(Refusal.REQUIRED_WITHOUT_TOOLS, ApiError(
+                400, "tool_choice 'required' needs at least one tool in 'tools'.", param="tool_choice"))
+        if isinstance(choice, dict) and choice["function"]["name"] not in names:
+            self._refuse(Refusal.UNKNOWN_TOOL, ApiError(
+                400, f"tool_choice names function '{choice['function']['name']}', which is not in 'tools'.",
+                param="tool_choice"))
+        if payload.get("stream_options") is not None and payload.get("stream") is not True:
+            self._refuse(Refusal.STREAM_OPTIONS_WITHOUT_STREAM, ApiError(
+                400, "stream_options is only allowed when stream is true.", param="stream_options"))
         prompt = generate.prompt_tokens(payload["messages"])
-        if prompt <= CONTEXT_WINDOW:
-            return
-        if self.config.has("500-on-context-overflow"):
-            raise HandlerCrash("IndexError: index out of range in self")  # the embedding lookup past the window
-        message = (f"This model's maximum context length is {CONTEXT_WINDOW} tokens. However, your messages "
-                   f"resulted in {prompt} tokens. Please reduce the length of the messages.")
-        if self.config.has("context-overflow-generic-error"):
-            raise ApiError(400, message, type="BadRequestError")  # vLLM's names: no code to match on
-        raise ApiError(400, message, param="messages", code="context_length_exceeded")
+        if prompt > CONTEXT_WINDOW:
+            self._refuse(Refusal.CONTEXT_OVERFLOW, ApiError(
+                400, f"This model's maximum context length is {CONTEXT_WINDOW} tokens. However, your messages "
+                     f"resulted in {prompt} tokens. Please reduce the length of the messages.",
+                param="messages", code="context_length_exceeded"))
 
     # -- generation -----------------------------------------------------------------------------
     def _choices(self, payload: dict[str, Any]) -> list[dict[str, Any]]:
         """Each choice as {index, content | tool_calls, finish_reason, tokens}."""
-        n = 1 if self.config.has("n-ignored") else payload.get("n") or 1
+        n = payload.get("n") or 1
         choices = []
         for index in range(n):
             choices.append(self._one_choice(payload, index))
@@ -263,10 +246,6 @@ class _Server:
     def _tool_to_call(self, payload: dict[str, Any]) -> dict[str, Any] | None:
         tools = payload.get("tools") or []
         choice = payload.get("tool_choice") or "auto"
-        ignoring = ("named-tool-choice-ignored" if isinstance(choice, dict)
-                    else {"none": "tool-choice-none-ignored", "required": "tool-choice-required-ignored"}.get(choice))
-        if ignoring and self.config.has(ignoring):
-            choice = "auto"
         if not tools or choice == "none":
             return None
         if isinstance(choice, dict):
@@ -290,7 +269,7 @@ class _Server:
             finish = "stop" if self.config.has("tool-calls-finish-stop") else "tool_calls"
             tokens = [function["name"], *generate.tokenize(arguments)]
             max_tokens = payload.get("max_tokens")
-            if max_tokens is not None and len(tokens) > max_tokens and not self.config.has("max-tokens-ignored"):
+            if max_tokens is not None and len(tokens) > max_tokens:
                 tokens = tokens[:max_tokens]
                 arguments = "".join(tokens[1:])  # cut mid-JSON, as a model's call is cut at max_tokens
                 finish = "tool_calls" if self.config.has("tool-call-cut-finish-tool-calls") else "length"
@@ -299,12 +278,11 @@ class _Server:
                                     "function": {"name": function["name"], "arguments": arguments}}],
                     "tokens": tokens}
         text = self._choice_text(payload, index)
-        if not self.config.has("stop-ignored"):
-            text, _ = generate.apply_stop(text, payload.get("stop"))
+        text, _ = generate.apply_stop(text, payload.get("stop"))
         tokens = generate.tokenize(text)
         finish = "eos" if self.config.has("finish-reason-eos") else "stop"
         max_tokens = payload.get("max_tokens")
-        if max_tokens is not None and len(tokens) > max_tokens and not self.config.has("max-tokens-ignored"):
+        if max_tokens is not None and len(tokens) > max_tokens:
             tokens = tokens[:max_tokens]
             finish = "stop" if self.config.has("finish-stop-when-truncated") else "length"
         return {"index": reported, "content": "".join(tokens), "finish_reason": finish, "tokens": tokens}
@@ -314,9 +292,6 @@ class _Server:
         fmt = (payload.get("response_format") or {}).get("type")
         if fmt == "json_object" and self.config.has("json-mode-ignored"):
             fmt = "text"
-        if fmt == "json_schema" and self.config.has("json-schema-ignored"):
-            # Valid JSON, but the generic object json_object gets, whatever the schema says.
-            return generate.json_text({**payload, "response_format": {"type": "json_object"}}, index)
         if fmt in ("json_object", "json_schema"):
             return generate.json_text(payload, index)
         if self.config.has("nondeterministic"):
@@ -383,21 +358,6 @@ class _Server:
     # -- streaming ------------------------------------------------------------------------------
     def _stream(self, payload: dict[str, Any], cut: asyncio.Event | None = None) -> AsyncIterator[bytes]:
         return streaming.stream_bytes(self, payload, cut)
-
-
-SAMPLING_PARAMS = ("temperature", "top_p", "presence_penalty", "frequency_penalty")
-
-
-def _coerce_sampling(payload: Any, *, nulls: bool) -> None:
-    """The faults 500-on-wrong-type / 500-on-null-sampling-param: trust the types, coerce early."""
-    if not isinstance(payload, dict):
-        return
-    for name in SAMPLING_PARAMS:
-        if name in payload and (payload[name] is None) == nulls:
-            try:
-                payload[name] = float(payload[name])
-            except (TypeError, ValueError) as exc:
-                raise HandlerCrash(exc) from exc
 
 
 def _schema_error(error: jsonschema.ValidationError) -> ApiError:

@@ -14,7 +14,24 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..spec import View
-from .hooks import NO_HOOKS, Hooks, Reply, ReplyHook, ReplyKind, SchemaPatch
+from .hooks import (
+    CHAT_PATH,
+    MODELS_PATH,
+    NO_HOOKS,
+    ApiError,
+    Destination,
+    Endpoint,
+    HandlerCrash,
+    Hooks,
+    Refusal,
+    RefusalHook,
+    Reply,
+    ReplyHook,
+    ReplyKind,
+    RequestHook,
+    SchemaPatch,
+)
+from .responses import method_not_allowed
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +76,51 @@ def _label(kind: ReplyKind, content_type: str) -> ReplyHook:
             reply.headers["content-type"] = content_type
 
     return patch
+
+
+def _waive(*reasons: Refusal) -> RefusalHook:
+    """The server serves what these checks should refuse."""
+
+    def hook(reason: Refusal, error: ApiError) -> ApiError | None:
+        return None if reason in reasons else error
+
+    return hook
+
+
+def _status(reason: Refusal, was: int, status: int) -> RefusalHook:
+    """This refusal gets `status` instead of `was` (unless a hook before changed it already)."""
+
+    def hook(refused: Refusal, error: ApiError) -> ApiError | None:
+        if refused is reason and error.status == was:
+            error.status = status
+        return error
+
+    return hook
+
+
+def _crash(reason: Refusal, exception: str) -> RefusalHook:
+    """Instead of this refusal the handler crashes: a plain-text 500."""
+
+    def hook(refused: Refusal, error: ApiError) -> ApiError | None:
+        if refused is reason:
+            raise HandlerCrash(exception)
+        return error
+
+    return hook
+
+
+def _ignores(param: str, when: Callable[[dict[str, Any]], bool] = lambda payload: True) -> RequestHook:
+    """The server reads the request as if `param` had not been sent (where `when` holds)."""
+
+    def hook(payload: dict[str, Any]) -> None:
+        if when(payload):
+            payload.pop(param, None)
+
+    return hook
+
+
+def _streamed(payload: dict[str, Any]) -> bool:
+    return bool(payload.get("stream"))
 
 
 FAULTS: dict[str, Fault] = {}
@@ -106,10 +168,23 @@ fault("stream-no-done", "the stream ends without `data: [DONE]`", ("stream.done-
 # framing (refserver/streaming.py encode_event, _pieces; routing in serves_sse, media_type)
 fault("stream-wrong-content-type", "a stream is served as `application/json` (openclaw PR #97454)",
       ("stream.content-type",), hooks=Hooks(reply=_label(ReplyKind.STREAM, "application/json")))
+
+
+def _stream_false(payload: dict[str, Any]) -> None:
+    if payload.get("stream"):
+        payload["stream"] = False
+
+
 fault("stream-ignored", "stream: true is answered with one plain JSON completion (tinyagents PR #56)",
-      ("stream.content-type", "stream.data-is-json", "stream.done-terminator"))
+      ("stream.content-type", "stream.data-is-json", "stream.done-terminator"), hooks=Hooks(request=_stream_false))
+
+
+def _stream_true(payload: dict[str, Any]) -> None:
+    payload["stream"] = True
+
+
 fault("sse-on-non-stream", "a stream: false request is answered with SSE (decolua/9router#3492)",
-      ("stream.not-sse-when-false",))
+      ("stream.not-sse-when-false",), hooks=Hooks(request=_stream_true))
 fault("stream-no-data-prefix", "events are bare JSON lines without `data: `",
       ("stream.data-is-json", "sdk.stream-usage", "sdk.stream-tool-call"))
 fault("stream-single-newline", "events are separated by one newline, not a blank line",
@@ -142,15 +217,16 @@ fault("stream-usage-counts-chunks", "stream usage counts SSE chunks as completio
 fault("stream-equivalence-broken", "the streamed text's last token differs from the non-stream text",
       ("stream.equivalent-content",))
 fault("stream-max-tokens-ignored", "streams ignore max_tokens: full text, finish_reason stop",
-      ("stream.max-tokens",))
-fault("stream-stop-ignored", "streams ignore stop sequences", ("stream.stop",))
+      ("stream.max-tokens",), hooks=Hooks(request=_ignores("max_tokens", when=_streamed)))
+fault("stream-stop-ignored", "streams ignore stop sequences", ("stream.stop",),
+      hooks=Hooks(request=_ignores("stop", when=_streamed)))
 fault("stream-tool-call-no-index", "tool_calls deltas carry no `index` (openai/openai-python#2806)",
       ("stream.tool-call-deltas", "sdk.stream-tool-call"))
 fault("stream-tool-args-broken", "the last piece of the tool-call arguments is never sent",
       ("stream.tool-call-deltas",))
 # request validation (refserver/app.py _validate)
 fault("stream-options-without-stream-accepted", "stream_options is accepted with stream: false",
-      ("stream.options-without-stream",))
+      ("stream.options-without-stream",), hooks=Hooks(refusal=_waive(Refusal.STREAM_OPTIONS_WITHOUT_STREAM)))
 
 # --- parameter bounds -------------------------------------------------------------------------------
 fault("accept-temperature-2.5", "temperature up to 2.5 is accepted", ("params.temperature.bounds",),
@@ -189,8 +265,15 @@ fault("accept-frequency-penalty--2.5", "frequency_penalty down to -2.5 is accept
 fault("accept-n-0", "n = 0 is accepted (and answered with no choices)", ("params.n.bounds",), _set("n", minimum=0))
 fault("accept-max-tokens-0", "max_tokens = 0 is accepted (and honoured: nothing is generated)",
       ("params.max-tokens.bounds",), _set("max_tokens", minimum=0))
+
+
+def _zero_as_no_limit(payload: dict[str, Any]) -> None:
+    if payload.get("max_tokens") == 0:
+        payload["max_tokens"] = None
+
+
 fault("max-tokens-0-generates", "max_tokens = 0 is accepted and read as \"no limit\": a full reply is generated",
-      ("params.max-tokens.zero",), _set("max_tokens", minimum=0))
+      ("params.max-tokens.zero",), _set("max_tokens", minimum=0), hooks=Hooks(request=_zero_as_no_limit))
 fault("accept-logit-bias-150", "logit_bias values up to 150 are accepted", ("params.logit-bias.values",),
       _set_in("logit_bias", "additionalProperties", maximum=150))
 fault("accept-logit-bias-word-keys", "logit_bias keys need not be token IDs (`{\"abc\": 1}` is accepted)",
@@ -198,7 +281,7 @@ fault("accept-logit-bias-word-keys", "logit_bias keys need not be token IDs (`{\
 fault("accept-five-stop-sequences", "`stop` may hold 5 sequences", ("params.stop.max-items",),
       _set_in("stop", "oneOf", 2, maxItems=5))
 fault("accept-empty-messages", "`messages: []` is accepted",
-      ("params.empty-messages",), _set("messages", minItems=0))
+      ("params.empty-messages",), _set("messages", minItems=0), hooks=Hooks(refusal=_waive(Refusal.EMPTY_MESSAGES)))
 fault("accept-unknown-role", "messages are only checked for a `role` key, so role `wizard` is accepted",
       ("params.unknown-role",), _set_in("messages", items={"type": "object", "required": ["role"]}))
 
@@ -232,34 +315,100 @@ fault("detail-error-shape", "errors are FastAPI-style `{\"detail\": \"...\"}` in
       hooks=Hooks(error=_detail))
 fault("error-status-200", "invalid parameters get the error envelope with HTTP 200",
       ("params.temperature.bounds", "errors.message", "errors.envelope", "fuzz.schemathesis.negative",
-       "sdk.error-classes"))
+       "sdk.error-classes"), hooks=Hooks(refusal=_status(Refusal.SCHEMA, 400, 200)))
 fault("error-content-type-text", "error bodies are labelled `Content-Type: text/plain`", ("errors.content-type",),
       hooks=Hooks(reply=_label(ReplyKind.ERROR, "text/plain")))
+
+
+def _crash_unless_object(body: Any) -> None:
+    if not isinstance(body, dict):  # `body.get("stream")`, read before the type check
+        raise HandlerCrash(f"AttributeError: '{type(body).__name__}' object has no attribute 'get'")
+
+
 fault("500-on-malformed-body", "a body that is not a JSON object crashes the handler (plain-text 500)",
-      ("params.malformed-body", "fuzz.schemathesis.negative"))
+      ("params.malformed-body", "fuzz.schemathesis.negative"),
+      hooks=Hooks(parsed=_crash_unless_object, refusal=_crash(Refusal.NOT_JSON, "JSONDecodeError")))
+
+
+def _crash_without_messages(body: Any) -> None:
+    if isinstance(body, dict) and "messages" not in body:
+        raise HandlerCrash("KeyError: 'messages'")  # read before validation
+
+
 fault("500-on-missing-messages", "a body without `messages` crashes the handler (plain-text 500)",
-      ("params.required",))
+      ("params.required",), hooks=Hooks(parsed=_crash_without_messages))
 fault("unknown-model-500", "a request for a model the server does not have crashes the handler (plain-text 500)",
-      ("errors.unknown-model",))
+      ("errors.unknown-model",), hooks=Hooks(refusal=_crash(Refusal.UNKNOWN_MODEL, "KeyError: the model")))
 fault("malformed-json-415", "a body that is not valid JSON gets 415 Unsupported Media Type (a 4xx, but not 400)",
-      ("params.malformed-body-400",))
+      ("params.malformed-body-400",), hooks=Hooks(refusal=_status(Refusal.NOT_JSON, 400, 415)))
+
+
+SAMPLING_PARAMS = ("temperature", "top_p", "presence_penalty", "frequency_penalty")
+
+
+def _coerce_sampling(*, nulls: bool) -> Callable[[Any], None]:
+    """Trust the types and coerce early: float("hot") and float(None) crash."""
+
+    def hook(body: Any) -> None:
+        if not isinstance(body, dict):
+            return
+        for name in SAMPLING_PARAMS:
+            if name in body and (body[name] is None) == nulls:
+                try:
+                    body[name] = float(body[name])
+                except (TypeError, ValueError) as exc:
+                    raise HandlerCrash(exc) from exc
+
+    return hook
+
+
 fault("500-on-wrong-type", "sampling parameters are coerced with float() before validation, so `\"hot\"` "
-      "crashes the handler (plain-text 500)", ("params.wrong-type",))
+      "crashes the handler (plain-text 500)", ("params.wrong-type",), hooks=Hooks(parsed=_coerce_sampling(nulls=False)))
 fault("500-on-null-sampling-param", "a sampling parameter sent as null (legal: nullable) crashes the handler",
-      ("fuzz.schemathesis.positive",))
+      ("fuzz.schemathesis.positive",), hooks=Hooks(parsed=_coerce_sampling(nulls=True)))
 fault("500-on-context-overflow", "a prompt over the context window crashes the handler (plain-text 500)",
-      ("errors.context-overflow",))
+      ("errors.context-overflow",),
+      hooks=Hooks(refusal=_crash(Refusal.CONTEXT_OVERFLOW, "IndexError: index out of range in self")))
+
+
+def _vllm_names(reason: Refusal, error: ApiError) -> ApiError | None:
+    if reason is Refusal.CONTEXT_OVERFLOW:
+        return ApiError(error.status, error.message, type="BadRequestError")  # no code to match on
+    return error
+
+
 fault("context-overflow-generic-error", "a prompt over the context window gets 400 with type `BadRequestError` and "
-      "no code (vLLM's names), not `invalid_request_error`", ("errors.context-overflow-type",))
-fault("missing-key-403", "a request without a key gets 403, not 401 (needs --api-key)", ("auth.status-401",))
+      "no code (vLLM's names), not `invalid_request_error`", ("errors.context-overflow-type",),
+      hooks=Hooks(refusal=_vllm_names))
+fault("missing-key-403", "a request without a key gets 403, not 401 (needs --api-key)", ("auth.status-401",),
+      hooks=Hooks(refusal=_status(Refusal.MISSING_KEY, 401, 403)))
 fault("missing-key-accepted", "a request without any Authorization header is served, while a wrong key gets 401: "
-      "an authentication bypass (needs --api-key)", ("auth.missing-key",))
+      "an authentication bypass (needs --api-key)", ("auth.missing-key",),
+      hooks=Hooks(refusal=_waive(Refusal.MISSING_KEY)))
 fault("wrong-key-accepted", "any bearer key is accepted; only a missing key is refused (needs --api-key)",
-      ("auth.wrong-key",))
+      ("auth.wrong-key",), hooks=Hooks(refusal=_waive(Refusal.WRONG_KEY)))
+
+
+def _chat_on_get(method: str, path: str, route: Destination) -> Destination:
+    """The chat route takes the documented "HTTP Method: GET" literally."""
+    if path != CHAT_PATH or (isinstance(route, ApiError) and route.status == 404):
+        return route
+    return Endpoint.CHAT if method == "GET" else method_not_allowed(method, path, "GET", "GET")
+
+
 fault("post-answers-405", "the chat route takes the documented GET literally and answers POST with 405",
-      ("methods.post-chat",))
+      ("methods.post-chat",), hooks=Hooks(route=_chat_on_get))
+
+
+def _models_500(method: str, path: str, route: Destination) -> Destination:
+    if path == MODELS_PATH and method in ("GET", "HEAD"):
+        return ApiError(500, "The model registry is unavailable.", type="server_error")
+    return route
+
+
 fault("models-get-500", "GET /v1/models answers 500, with or without a body",
-      ("methods.no-server-error", "methods.models-list", "methods.get-quirk-info", "methods.get-quirk"))
+      ("methods.no-server-error", "methods.models-list", "methods.get-quirk-info", "methods.get-quirk"),
+      hooks=Hooks(route=_models_500))
 
 
 def _no_allow(reply: Reply) -> None:
@@ -267,8 +416,15 @@ def _no_allow(reply: Reply) -> None:
 
 
 fault("no-allow-header", "405 answers carry no `Allow` header", ("methods.allow-header",), hooks=Hooks(reply=_no_allow))
+
+
+def _models_only(method: str, path: str, route: Destination) -> Destination:
+    return Endpoint.MODELS if route is Endpoint.MODELS_OR_CHAT else route
+
+
 fault("get-models-ignores-body", "GET /v1/models ignores a chat body and lists models (fails only under "
-      "--profile documented)", ("methods.get-quirk", "documented.request-example-documented-route"))
+      "--profile documented)", ("methods.get-quirk", "documented.request-example-documented-route"),
+      hooks=Hooks(route=_models_only))
 
 # --- usage, response shape, sampling, JSON mode, tools (checks in usage/schema/sampling/json_mode/tools.py)
 fault("usage-missing", "non-stream responses carry no `usage`", ("usage.present",))
@@ -293,11 +449,12 @@ def _as_event_stream(reply: Reply) -> None:
 fault("non-stream-as-event-stream", "a non-stream request gets `text/event-stream` with `data: {json}` and "
       "`data: [DONE]` (decolua/9router#3492)", ("schema.content-type", "schema.chat-completion", "sdk.create"),
       hooks=Hooks(reply=_as_event_stream))
-fault("n-ignored", "`n` is ignored: always one choice", ("sampling.n-choices",))
+fault("n-ignored", "`n` is ignored: always one choice", ("sampling.n-choices",), hooks=Hooks(request=_ignores("n")))
 fault("every-index-zero", "every choice reports `index: 0`", ("sampling.n-choices",))
-fault("stop-ignored", "`stop` is ignored: the text runs through the stop sequence", ("sampling.stop",))
+fault("stop-ignored", "`stop` is ignored: the text runs through the stop sequence", ("sampling.stop",),
+      hooks=Hooks(request=_ignores("stop")))
 fault("max-tokens-ignored", "`max_tokens` is ignored: generation is never truncated",
-      ("sampling.max-tokens-length", "usage.completion-bounded"))
+      ("sampling.max-tokens-length", "usage.completion-bounded"), hooks=Hooks(request=_ignores("max_tokens")))
 fault("finish-stop-when-truncated", "truncation at max_tokens reports finish_reason `stop` (ik_llama.cpp #2321)",
       ("sampling.max-tokens-length",))
 fault("finish-reason-eos", "a natural end reports finish_reason `eos` (old llama.cpp shims)",
@@ -305,19 +462,30 @@ fault("finish-reason-eos", "a natural end reports finish_reason `eos` (old llama
 fault("nondeterministic", "text is random even with temperature 0 and a seed, while responses carry "
       "`system_fingerprint` (OpenAI's marker for seeded determinism)", ("sampling.deterministic",))
 fault("json-mode-ignored", "response_format json_object is ignored: plain text", ("json-mode.object",))
+
+
+def _generic_json(payload: dict[str, Any]) -> None:
+    """Valid JSON, but the generic object json_object gets, whatever the schema says."""
+    if (payload.get("response_format") or {}).get("type") == "json_schema":
+        payload["response_format"] = {"type": "json_object"}
+
+
 fault("json-schema-ignored", "response_format json_schema gets a JSON object that ignores the schema",
-      ("json-mode.schema",))
+      ("json-mode.schema",), hooks=Hooks(request=_generic_json))
 fault("tool-arguments-not-string", "non-stream tool_calls[].function.arguments is an object, not a JSON string",
       ("tools.required-call", "tools.named-call", "sdk.tool-call"))
-fault("tool-choice-none-ignored", "tool_choice `none` is treated as `auto`", ("tools.none-no-calls",))
-fault("tool-choice-required-ignored", "tool_choice `required` is treated as `auto`", ("tools.required-call",))
-fault("named-tool-choice-ignored", "a named tool_choice is treated as `auto`", ("tools.named-call",))
+fault("tool-choice-none-ignored", "tool_choice `none` is treated as `auto`", ("tools.none-no-calls",),
+      hooks=Hooks(request=_ignores("tool_choice", when=lambda payload: payload.get("tool_choice") == "none")))
+fault("tool-choice-required-ignored", "tool_choice `required` is treated as `auto`", ("tools.required-call",),
+      hooks=Hooks(request=_ignores("tool_choice", when=lambda payload: payload.get("tool_choice") == "required")))
+fault("named-tool-choice-ignored", "a named tool_choice is treated as `auto`", ("tools.named-call",),
+      hooks=Hooks(request=_ignores("tool_choice", when=lambda payload: isinstance(payload.get("tool_choice"), dict))))
 fault("tool-calls-finish-stop", "tool calls end with finish_reason `stop` (earendil-works/pi#6226)",
       ("tools.finish-reason",))
 fault("tool-call-cut-finish-tool-calls", "a tool call cut by max_tokens (arguments not JSON) still says "
       "finish_reason `tool_calls`", ("tools.cut-call-finish-length",))
 fault("unknown-named-tool-accepted", "a tool_choice naming a function not in `tools` is answered with text",
-      ("tools.unknown-named-function",))
+      ("tools.unknown-named-function",), hooks=Hooks(refusal=_waive(Refusal.UNKNOWN_TOOL)))
 
 # --- load (checks in load.py; refserver/streaming.py Slot) --------------------------------------------
 fault("single-slot-cuts-streams", "one request at a time: a request that arrives cuts the stream in progress "
@@ -356,14 +524,16 @@ variant("extra-fields", "unknown extra fields in responses and chunks")
 variant("system-fingerprint", "responses and chunks carry `system_fingerprint`")
 variant("usage-null-every-chunk", "every stream chunk carries `usage: null` unless usage was asked for")
 variant("leading-crlf-content", "content starts with `\\r\\n\\r\\n`, as in the documented example")
-variant("no-auth", "the server ignores the API key and accepts every request")
+variant("no-auth", "the server ignores the API key and accepts every request",
+        hooks=Hooks(refusal=_waive(Refusal.MISSING_KEY, Refusal.WRONG_KEY)))
 # Legal by the document, but not OpenAI's own behaviour: certified by default, flagged by the SHOULD checks.
 variant("lenient-params", "only the document's limits are enforced: `stop: []` or 5 sequences, `logit_bias: "
         "{\"abc\": 1}`, n 0 or 129, top_p 1.5, max_tokens 0 (honoured: nothing generated) are accepted",
         flags=("params.stop.max-items", "params.logit-bias.keys", "params.logit-bias.values", "params.n.bounds",
-               "params.top_p.bounds", "params.max-tokens.bounds"))
+               "params.top_p.bounds", "params.max-tokens.bounds"),
+        schema_patch=_set("max_tokens", minimum=0), enforces="document")
 variant("any-model", "every model name is served, as single-model servers (llama.cpp) do",
-        flags=("errors.unknown-model",))
+        flags=("errors.unknown-model",), hooks=Hooks(refusal=_waive(Refusal.UNKNOWN_MODEL)))
 
 
 def _message_and_type(body: dict[str, Any], status: int) -> dict[str, Any]:
@@ -377,6 +547,16 @@ variant("errors-message-type-only", "error bodies are {\"error\": {\"message\", 
 variant("no-model-field", "responses and chunks carry no `model` (the document's response table has none)",
         flags=("schema.openai-fields",))
 variant("malformed-json-422", "a body that is not JSON gets 422 (no client tells it from 400)",
-        flags=("params.malformed-body-400",))
+        flags=("params.malformed-body-400",), hooks=Hooks(refusal=_status(Refusal.NOT_JSON, 400, 422)))
+
+
+def _documented_route_only(method: str, path: str, route: Destination) -> Destination:
+    if path == CHAT_PATH:
+        return ApiError(404, f"Unknown route {method} {path}; chat is served on /v1/models.", code="unknown_url")
+    if path == MODELS_PATH and method == "POST":
+        return Endpoint.CHAT  # the FAQ: "If GET does not work, try using POST."
+    return route
+
+
 variant("documented-route-only", "chat is served only on the documented URL (GET or POST /v1/models); POST "
-        "/v1/chat/completions is 404", profiles=("documented",))
+        "/v1/chat/completions is 404", profiles=("documented",), hooks=Hooks(route=_documented_route_only))

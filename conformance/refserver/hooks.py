@@ -43,6 +43,10 @@ class Refusal(enum.Enum):
     CONTEXT_OVERFLOW = "context-overflow"
 
 
+CHAT_PATH = "/v1/chat/completions"
+MODELS_PATH = "/v1/models"
+
+
 class Endpoint(enum.Enum):
     CHAT = "chat"
     # GET /v1/models: the model list, or a chat completion when a chat body comes with it (the documented quirk).
@@ -51,7 +55,7 @@ class Endpoint(enum.Enum):
     MODEL = "model"
 
 
-Route = Endpoint | ApiError
+Destination = Endpoint | ApiError
 
 
 class ReplyKind(enum.Enum):
@@ -125,7 +129,7 @@ class SsePlan:
 SchemaPatch = Callable[[dict[str, Any]], None]  # the request schema the server validates with
 ParsedHook = Callable[[Any], None]  # the parsed body before validation: may coerce it, or crash
 RefusalHook = Callable[[Refusal, ApiError], ApiError | None]  # a refusal as patched; None waives it
-RouteHook = Callable[[str, str, Route], Route]  # method, path, and where the request goes (or its refusal)
+RouteHook = Callable[[str, str, Destination], Destination]  # method, path, and where the request goes (or its refusal)
 RequestHook = Callable[[dict[str, Any]], None]  # the accepted request, as the server reads it from then on
 TextHook = Callable[[Draft], None]
 ChoiceHook = Callable[[Choice, bool], None]  # a choice, and whether it is streamed
@@ -181,7 +185,7 @@ class Patches:
                 patched = hooks.refusal(reason, patched)
         return patched
 
-    def route(self, method: str, path: str, route: Route) -> Route:
+    def route(self, method: str, path: str, route: Destination) -> Destination:
         for hooks in self._hooks:
             if hooks.route is not None:
                 route = hooks.route(method, path, route)

@@ -23,3 +23,11 @@ def error_reply(error: ApiError, patches: Patches) -> Reply:
 def method_not_allowed(method: str, path: str, use: str, allow: str) -> ApiError:
     return ApiError(405, f"Method {method} is not allowed on {path}; use {use}.", code="method_not_supported",
                     headers={"Allow": allow})
+
+
+def model_object(model: str) -> dict[str, Any]:
+    return {"id": model, "object": "model", "created": 1_700_000_000, "owned_by": "conformance"}
+
+
+def model_list(models: tuple[str, ...]) -> dict[str, Any]:
+    return {"object": "list", "data": [model_object(m) for m in models]}

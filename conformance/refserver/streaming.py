@@ -17,23 +17,12 @@ if TYPE_CHECKING:
     from .app import _Server
 
 Make = Callable[[list[dict[str, Any]]], dict[str, Any]]
-# Faults that make the stream ignore a request parameter the non-stream path honours.
-_IGNORED = {"max_tokens": "stream-max-tokens-ignored", "stop": "stream-stop-ignored"}
-
-
-# -- routing -------------------------------------------------------------------------------------
-def serves_sse(server: _Server, payload: dict[str, Any]) -> bool:
-    """Whether this request gets an SSE body: stream: true does, unless a fault says otherwise."""
-    if server.config.has("stream-ignored"):
-        return False
-    return bool(payload.get("stream")) or server.config.has("sse-on-non-stream")
 
 
 # -- chunks --------------------------------------------------------------------------------------
 def chunks(server: _Server, payload: dict[str, Any]) -> list[dict[str, Any]]:
     has = server.config.has
-    generation = {k: v for k, v in payload.items() if not (k in _IGNORED and has(_IGNORED[k]))}
-    choices = server._choices(generation)
+    choices = server._choices(payload)
     if has("stream-equivalence-broken"):
         for choice in choices:
             if "tokens" in choice and len(choice["tokens"]) > 1:
