@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-import time
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -185,7 +183,7 @@ class _Server:
             return Reply(ReplyKind.STREAM, 200, {"Cache-Control": "no-cache",
                                                  "content-type": "text/event-stream; charset=utf-8"},
                          stream=self._stream(payload, cut))
-        return responses.json_reply(ReplyKind.COMPLETION, self._completion(payload))
+        return responses.json_reply(ReplyKind.COMPLETION, responses.completion(payload, self.patches))
 
     def _parse(self, raw: bytes) -> dict[str, Any]:
         # A body that is not JSON, or not an object, leaves nothing to serve: those refusals are not waived.
@@ -233,127 +231,6 @@ class _Server:
                 400, f"This model's maximum context length is {CONTEXT_WINDOW} tokens. However, your messages "
                      f"resulted in {prompt} tokens. Please reduce the length of the messages.",
                 param="messages", code="context_length_exceeded"))
-
-    # -- generation -----------------------------------------------------------------------------
-    def _choices(self, payload: dict[str, Any]) -> list[dict[str, Any]]:
-        """Each choice as {index, content | tool_calls, finish_reason, tokens}."""
-        n = payload.get("n") or 1
-        choices = []
-        for index in range(n):
-            choices.append(self._one_choice(payload, index))
-        return choices
-
-    def _tool_to_call(self, payload: dict[str, Any]) -> dict[str, Any] | None:
-        tools = payload.get("tools") or []
-        choice = payload.get("tool_choice") or "auto"
-        if not tools or choice == "none":
-            return None
-        if isinstance(choice, dict):
-            # None only under the fault unknown-named-tool-accepted (validation rejects unknown names).
-            return next((t["function"] for t in tools if t["function"]["name"] == choice["function"]["name"]),
-                        None)
-        if choice == "required":
-            first: dict[str, Any] = tools[0]["function"]
-            return first
-        last_user = next((generate.message_text(m) for m in reversed(payload["messages"])
-                          if m.get("role") == "user"), "")
-        return next((t["function"] for t in tools if t["function"]["name"] in last_user), None)
-
-    def _one_choice(self, payload: dict[str, Any], index: int) -> dict[str, Any]:
-        # Under every-index-zero each choice is still generated as itself, but reports index 0.
-        reported = 0 if self.config.has("every-index-zero") else index
-        function = self._tool_to_call(payload)
-        if function is not None:
-            arguments = generate.tool_arguments(function, payload, index)
-            call_id = "call_" + uuid.uuid5(uuid.NAMESPACE_URL, f"{function['name']}{arguments}{index}").hex[:24]
-            finish = "stop" if self.config.has("tool-calls-finish-stop") else "tool_calls"
-            tokens = [function["name"], *generate.tokenize(arguments)]
-            max_tokens = payload.get("max_tokens")
-            if max_tokens is not None and len(tokens) > max_tokens:
-                tokens = tokens[:max_tokens]
-                arguments = "".join(tokens[1:])  # cut mid-JSON, as a model's call is cut at max_tokens
-                finish = "tool_calls" if self.config.has("tool-call-cut-finish-tool-calls") else "length"
-            return {"index": reported, "content": None, "finish_reason": finish,
-                    "tool_calls": [{"id": call_id, "type": "function",
-                                    "function": {"name": function["name"], "arguments": arguments}}],
-                    "tokens": tokens}
-        text = self._choice_text(payload, index)
-        text, _ = generate.apply_stop(text, payload.get("stop"))
-        tokens = generate.tokenize(text)
-        finish = "eos" if self.config.has("finish-reason-eos") else "stop"
-        max_tokens = payload.get("max_tokens")
-        if max_tokens is not None and len(tokens) > max_tokens:
-            tokens = tokens[:max_tokens]
-            finish = "stop" if self.config.has("finish-stop-when-truncated") else "length"
-        return {"index": reported, "content": "".join(tokens), "finish_reason": finish, "tokens": tokens}
-
-    def _choice_text(self, payload: dict[str, Any], index: int) -> str:
-        """The untruncated text of one choice: JSON under response_format, else a sentence."""
-        fmt = (payload.get("response_format") or {}).get("type")
-        if fmt == "json_object" and self.config.has("json-mode-ignored"):
-            fmt = "text"
-        if fmt in ("json_object", "json_schema"):
-            return generate.json_text(payload, index)
-        if self.config.has("nondeterministic"):
-            payload = {**payload, "seed": uuid.uuid4().int % 2**63}
-        text = generate.sentence_text(payload, index)
-        if self.config.has("leading-crlf-content"):
-            text = "\r\n\r\n" + text
-        return text
-
-    def _usage(self, payload: dict[str, Any], choices: list[dict[str, Any]]) -> dict[str, int]:
-        prompt = generate.prompt_tokens(payload["messages"])
-        completion = sum(len(c["tokens"]) for c in choices)
-        if self.config.has("usage-counts-one-choice") and choices:
-            completion = len(choices[0]["tokens"])  # as if n were 1: the other choices are free
-        if self.config.has("prompt-tokens-constant"):
-            prompt = 9
-        if self.config.has("usage-negative-count"):
-            prompt = -prompt
-        if self.config.has("completion-tokens-unbounded") and payload.get("max_tokens") is not None:
-            completion *= 5
-        total = prompt + completion + (1 if self.config.has("usage-total-off-by-one") else 0)
-        return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": total}
-
-    def _envelope(self, payload: dict[str, Any], object_name: str, completion_id: str) -> dict[str, Any]:
-        if self.config.has("object-misspelled") and object_name == "chat.completion":
-            object_name = "chat.completions"
-        created: Any = int(time.time())
-        if self.config.has("created-in-milliseconds"):
-            created = int(time.time() * 1000)
-        if self.config.has("created-as-string"):
-            created = str(created)
-        envelope = {"id": completion_id, "object": object_name, "created": created, "model": payload["model"]}
-        if self.config.has("no-model-field"):
-            del envelope["model"]
-        # The fault `nondeterministic` keeps OpenAI's claim of seeded determinism while breaking it.
-        if self.config.has("system-fingerprint") or self.config.has("nondeterministic"):
-            envelope["system_fingerprint"] = "fp_conformance_ref"
-        if self.config.has("extra-fields"):
-            envelope["x_provider_latency_ms"] = 3
-        return envelope
-
-    def _completion(self, payload: dict[str, Any]) -> dict[str, Any]:
-        choices = self._choices(payload)
-        response = self._envelope(payload, "chat.completion", "chatcmpl-" + uuid.uuid4().hex)
-        response["choices"] = []
-        for choice in choices:
-            message: dict[str, Any] = {"role": "assistant", "content": choice["content"], "refusal": None}
-            if self.config.has("role-missing"):
-                del message["role"]
-            if "tool_calls" in choice:
-                message["tool_calls"] = choice["tool_calls"]
-                if self.config.has("tool-arguments-not-string"):
-                    message["tool_calls"] = [{**call, "function": {**call["function"], "arguments": json.loads(
-                        call["function"]["arguments"])}} for call in choice["tool_calls"]]
-            rendered = {"index": choice["index"], "message": message, "logprobs": None,
-                        "finish_reason": choice["finish_reason"]}
-            if self.config.has("extra-fields"):
-                rendered["x_choice_note"] = "extra"
-            response["choices"].append(rendered)
-        if not self.config.has("usage-missing"):
-            response["usage"] = self._usage(payload, choices)
-        return response
 
     # -- streaming ------------------------------------------------------------------------------
     def _stream(self, payload: dict[str, Any], cut: asyncio.Event | None = None) -> AsyncIterator[bytes]:

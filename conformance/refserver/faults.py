@@ -9,17 +9,23 @@ documents allow, declared the same way; every check must accept it.
 from __future__ import annotations
 
 import json
+import time
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from ..spec import View
+from . import generate
 from .hooks import (
     CHAT_PATH,
     MODELS_PATH,
     NO_HOOKS,
     ApiError,
+    Choice,
+    ChoiceHook,
     Destination,
+    Draft,
     Endpoint,
     HandlerCrash,
     Hooks,
@@ -123,6 +129,26 @@ def _streamed(payload: dict[str, Any]) -> bool:
     return bool(payload.get("stream"))
 
 
+def _finish(reason: str, *, calls: bool, truncated: bool) -> ChoiceHook:
+    """Choices of one kind (a tool call or text; cut at max_tokens or not) end with `reason`."""
+
+    def hook(choice: Choice, streamed: bool) -> None:
+        if (choice.tool_call is not None) == calls and choice.truncated == truncated:
+            choice.finish_reason = reason
+
+    return hook
+
+
+def _keep_sum(usage: dict[str, int], key: str, count: int) -> None:
+    """Set one count; total_tokens moves with it (keeping any offset another fault put there)."""
+    usage["total_tokens"] += count - usage[key]
+    usage[key] = count
+
+
+def _fingerprint(envelope: dict[str, Any]) -> None:
+    envelope["system_fingerprint"] = "fp_conformance_ref"
+
+
 FAULTS: dict[str, Fault] = {}
 VARIANTS: dict[str, Variant] = {}
 
@@ -153,15 +179,43 @@ def active_hooks(faults: Iterable[str], variants: Iterable[str]) -> list[Hooks]:
 
 
 # --- usage ------------------------------------------------------------------------------------------
-fault("usage-total-off-by-one", "usage.total_tokens is prompt + completion + 1", ("usage.total-is-sum",))
+
+
+def _off_by_one(usage: dict[str, int], payload: dict[str, Any], choices: list[Choice]) -> None:
+    usage["total_tokens"] += 1
+
+
+fault("usage-total-off-by-one", "usage.total_tokens is prompt + completion + 1", ("usage.total-is-sum",),
+      hooks=Hooks(usage=_off_by_one))
 
 # --- response shape ---------------------------------------------------------------------------------
-fault("created-as-string", "`created` is a string, not an integer", ("schema.chat-completion",))
+
+
+def _created_as_string(envelope: dict[str, Any]) -> None:
+    envelope["created"] = str(envelope["created"])
+
+
+fault("created-as-string", "`created` is a string, not an integer", ("schema.chat-completion",),
+      hooks=Hooks(envelope=_created_as_string))
+
+
+def _created_in_ms(envelope: dict[str, Any]) -> None:
+    envelope["created"] = int(time.time() * 1000)
+
+
 # Chunks carry it too (stream.chunk-schema fails as well); declared by the non-stream checks only,
 # since the stream tests want a marked byte range from every check a stream fault declares.
 fault("created-in-milliseconds", "`created` is a Unix timestamp in milliseconds, not seconds",
-      ("schema.chat-completion", "documented.request-example"))
-fault("object-misspelled", "`object` is `chat.completions`", ("schema.openai-fields",))
+      ("schema.chat-completion", "documented.request-example"), hooks=Hooks(envelope=_created_in_ms))
+
+
+def _plural_object(envelope: dict[str, Any]) -> None:
+    if envelope["object"] == "chat.completion":
+        envelope["object"] = "chat.completions"
+
+
+fault("object-misspelled", "`object` is `chat.completions`", ("schema.openai-fields",),
+      hooks=Hooks(envelope=_plural_object))
 
 # --- streaming --------------------------------------------------------------------------------------
 fault("stream-no-done", "the stream ends without `data: [DONE]`", ("stream.done-terminator",))
@@ -214,8 +268,15 @@ fault("stream-usage-per-choice", "an n > 1 stream gets one usage chunk per choic
       ("stream.usage-n-choices",))
 fault("stream-usage-counts-chunks", "stream usage counts SSE chunks as completion tokens (sum kept)",
       ("stream.equivalent-usage",))
+
+
+def _other_last_token(choice: Choice, streamed: bool) -> None:
+    if streamed and len(choice.tokens) > 1:
+        choice.tokens = [*choice.tokens[:-1], " streamed"]  # same count, other text
+
+
 fault("stream-equivalence-broken", "the streamed text's last token differs from the non-stream text",
-      ("stream.equivalent-content",))
+      ("stream.equivalent-content",), hooks=Hooks(choice=_other_last_token))
 fault("stream-max-tokens-ignored", "streams ignore max_tokens: full text, finish_reason stop",
       ("stream.max-tokens",), hooks=Hooks(request=_ignores("max_tokens", when=_streamed)))
 fault("stream-stop-ignored", "streams ignore stop sequences", ("stream.stop",),
@@ -427,15 +488,56 @@ fault("get-models-ignores-body", "GET /v1/models ignores a chat body and lists m
       hooks=Hooks(route=_models_only))
 
 # --- usage, response shape, sampling, JSON mode, tools (checks in usage/schema/sampling/json_mode/tools.py)
-fault("usage-missing", "non-stream responses carry no `usage`", ("usage.present",))
+
+
+def _no_usage(body: dict[str, Any]) -> None:
+    del body["usage"]
+
+
+fault("usage-missing", "non-stream responses carry no `usage`", ("usage.present",), hooks=Hooks(completion=_no_usage))
+
+
+def _negative_prompt(usage: dict[str, int], payload: dict[str, Any], choices: list[Choice]) -> None:
+    _keep_sum(usage, "prompt_tokens", -usage["prompt_tokens"])
+
+
 fault("usage-negative-count", "usage.prompt_tokens is negative (total stays prompt + completion)",
-      ("usage.total-is-sum", "schema.chat-completion"))
+      ("usage.total-is-sum", "schema.chat-completion"), hooks=Hooks(usage=_negative_prompt))
+
+
+def _five_times(usage: dict[str, int], payload: dict[str, Any], choices: list[Choice]) -> None:
+    if payload.get("max_tokens") is not None:
+        _keep_sum(usage, "completion_tokens", usage["completion_tokens"] * 5)
+
+
 fault("completion-tokens-unbounded", "with max_tokens set, usage.completion_tokens is 5x the tokens generated",
-      ("usage.completion-bounded", "sampling.max-tokens-length"))
+      ("usage.completion-bounded", "sampling.max-tokens-length"), hooks=Hooks(usage=_five_times))
+
+
+def _first_choice_only(usage: dict[str, int], payload: dict[str, Any], choices: list[Choice]) -> None:
+    if choices:  # as if n were 1: the other choices are free
+        _keep_sum(usage, "completion_tokens", len(choices[0].tokens))
+
+
 fault("usage-counts-one-choice", "with n > 1, usage.completion_tokens counts the first choice only",
-      ("usage.completion-counts-every-choice",))
-fault("prompt-tokens-constant", "usage.prompt_tokens is 9 whatever the prompt", ("usage.prompt-grows",))
-fault("role-missing", "non-stream messages have no `role`", ("schema.message-role", "schema.chat-completion"))
+      ("usage.completion-counts-every-choice",), hooks=Hooks(usage=_first_choice_only))
+
+
+def _prompt_nine(usage: dict[str, int], payload: dict[str, Any], choices: list[Choice]) -> None:
+    _keep_sum(usage, "prompt_tokens", 9)
+
+
+fault("prompt-tokens-constant", "usage.prompt_tokens is 9 whatever the prompt", ("usage.prompt-grows",),
+      hooks=Hooks(usage=_prompt_nine))
+
+
+def _no_role(body: dict[str, Any]) -> None:
+    for choice in body["choices"]:
+        del choice["message"]["role"]
+
+
+fault("role-missing", "non-stream messages have no `role`", ("schema.message-role", "schema.chat-completion"),
+      hooks=Hooks(completion=_no_role))
 fault("json-as-text-plain", "non-stream completions are labelled `Content-Type: text/plain`",
       ("schema.content-type",), hooks=Hooks(reply=_label(ReplyKind.COMPLETION, "text/plain")))
 
@@ -450,18 +552,42 @@ fault("non-stream-as-event-stream", "a non-stream request gets `text/event-strea
       "`data: [DONE]` (decolua/9router#3492)", ("schema.content-type", "schema.chat-completion", "sdk.create"),
       hooks=Hooks(reply=_as_event_stream))
 fault("n-ignored", "`n` is ignored: always one choice", ("sampling.n-choices",), hooks=Hooks(request=_ignores("n")))
-fault("every-index-zero", "every choice reports `index: 0`", ("sampling.n-choices",))
+
+
+def _index_zero(choice: Choice, streamed: bool) -> None:
+    choice.index = 0  # each choice is still generated as itself
+
+
+fault("every-index-zero", "every choice reports `index: 0`", ("sampling.n-choices",), hooks=Hooks(choice=_index_zero))
 fault("stop-ignored", "`stop` is ignored: the text runs through the stop sequence", ("sampling.stop",),
       hooks=Hooks(request=_ignores("stop")))
 fault("max-tokens-ignored", "`max_tokens` is ignored: generation is never truncated",
       ("sampling.max-tokens-length", "usage.completion-bounded"), hooks=Hooks(request=_ignores("max_tokens")))
 fault("finish-stop-when-truncated", "truncation at max_tokens reports finish_reason `stop` (ik_llama.cpp #2321)",
-      ("sampling.max-tokens-length",))
+      ("sampling.max-tokens-length",), hooks=Hooks(choice=_finish("stop", calls=False, truncated=True)))
 fault("finish-reason-eos", "a natural end reports finish_reason `eos` (old llama.cpp shims)",
-      ("sampling.finish-reason-enum", "sampling.stop"))
+      ("sampling.finish-reason-enum", "sampling.stop"),
+      hooks=Hooks(choice=_finish("eos", calls=False, truncated=False)))
+
+
+# It keeps OpenAI's claim of seeded determinism (system_fingerprint) while breaking it.
+def _random_text(draft: Draft) -> None:
+    if draft.prose:
+        draft.text = generate.sentence_text({**draft.payload, "seed": uuid.uuid4().int % 2**63}, draft.index)
+
+
 fault("nondeterministic", "text is random even with temperature 0 and a seed, while responses carry "
-      "`system_fingerprint` (OpenAI's marker for seeded determinism)", ("sampling.deterministic",))
-fault("json-mode-ignored", "response_format json_object is ignored: plain text", ("json-mode.object",))
+      "`system_fingerprint` (OpenAI's marker for seeded determinism)", ("sampling.deterministic",),
+      hooks=Hooks(text=_random_text, envelope=_fingerprint))
+
+
+def _prose_for_json_object(draft: Draft) -> None:
+    if (draft.payload.get("response_format") or {}).get("type") == "json_object":
+        draft.text, draft.prose = generate.sentence_text(draft.payload, draft.index), True
+
+
+fault("json-mode-ignored", "response_format json_object is ignored: plain text", ("json-mode.object",),
+      hooks=Hooks(text=_prose_for_json_object))
 
 
 def _generic_json(payload: dict[str, Any]) -> None:
@@ -472,8 +598,19 @@ def _generic_json(payload: dict[str, Any]) -> None:
 
 fault("json-schema-ignored", "response_format json_schema gets a JSON object that ignores the schema",
       ("json-mode.schema",), hooks=Hooks(request=_generic_json))
+
+
+def _parsed_arguments(body: dict[str, Any]) -> None:
+    for choice in body["choices"]:
+        calls = choice["message"].get("tool_calls")
+        if calls:
+            choice["message"]["tool_calls"] = [
+                {**call, "function": {**call["function"], "arguments": json.loads(call["function"]["arguments"])}}
+                for call in calls]
+
+
 fault("tool-arguments-not-string", "non-stream tool_calls[].function.arguments is an object, not a JSON string",
-      ("tools.required-call", "tools.named-call", "sdk.tool-call"))
+      ("tools.required-call", "tools.named-call", "sdk.tool-call"), hooks=Hooks(completion=_parsed_arguments))
 fault("tool-choice-none-ignored", "tool_choice `none` is treated as `auto`", ("tools.none-no-calls",),
       hooks=Hooks(request=_ignores("tool_choice", when=lambda payload: payload.get("tool_choice") == "none")))
 fault("tool-choice-required-ignored", "tool_choice `required` is treated as `auto`", ("tools.required-call",),
@@ -481,9 +618,10 @@ fault("tool-choice-required-ignored", "tool_choice `required` is treated as `aut
 fault("named-tool-choice-ignored", "a named tool_choice is treated as `auto`", ("tools.named-call",),
       hooks=Hooks(request=_ignores("tool_choice", when=lambda payload: isinstance(payload.get("tool_choice"), dict))))
 fault("tool-calls-finish-stop", "tool calls end with finish_reason `stop` (earendil-works/pi#6226)",
-      ("tools.finish-reason",))
+      ("tools.finish-reason",), hooks=Hooks(choice=_finish("stop", calls=True, truncated=False)))
 fault("tool-call-cut-finish-tool-calls", "a tool call cut by max_tokens (arguments not JSON) still says "
-      "finish_reason `tool_calls`", ("tools.cut-call-finish-length",))
+      "finish_reason `tool_calls`", ("tools.cut-call-finish-length",),
+      hooks=Hooks(choice=_finish("tool_calls", calls=True, truncated=True)))
 fault("unknown-named-tool-accepted", "a tool_choice naming a function not in `tools` is answered with text",
       ("tools.unknown-named-function",), hooks=Hooks(refusal=_waive(Refusal.UNKNOWN_TOOL)))
 
@@ -520,10 +658,30 @@ variant("sse-no-space", "`data:{json}` with no space after the colon")
 variant("sse-keepalive", "`: keep-alive` comment lines between events")
 variant("sse-retry-field", "a `retry: 3000` field opens the stream")
 variant("sse-small-writes", "the stream is written in 7-byte pieces")
-variant("extra-fields", "unknown extra fields in responses and chunks")
-variant("system-fingerprint", "responses and chunks carry `system_fingerprint`")
+
+
+def _latency_field(envelope: dict[str, Any]) -> None:
+    envelope["x_provider_latency_ms"] = 3
+
+
+def _choice_note(body: dict[str, Any]) -> None:
+    for choice in body["choices"]:
+        choice["x_choice_note"] = "extra"
+
+
+variant("extra-fields", "unknown extra fields in responses and chunks",
+        hooks=Hooks(envelope=_latency_field, completion=_choice_note))
+variant("system-fingerprint", "responses and chunks carry `system_fingerprint`", hooks=Hooks(envelope=_fingerprint))
 variant("usage-null-every-chunk", "every stream chunk carries `usage: null` unless usage was asked for")
-variant("leading-crlf-content", "content starts with `\\r\\n\\r\\n`, as in the documented example")
+
+
+def _leading_crlf(draft: Draft) -> None:
+    if draft.prose:
+        draft.text = "\r\n\r\n" + draft.text
+
+
+variant("leading-crlf-content", "content starts with `\\r\\n\\r\\n`, as in the documented example",
+        hooks=Hooks(text=_leading_crlf))
 variant("no-auth", "the server ignores the API key and accepts every request",
         hooks=Hooks(refusal=_waive(Refusal.MISSING_KEY, Refusal.WRONG_KEY)))
 # Legal by the document, but not OpenAI's own behaviour: certified by default, flagged by the SHOULD checks.
@@ -544,8 +702,14 @@ def _message_and_type(body: dict[str, Any], status: int) -> dict[str, Any]:
 
 variant("errors-message-type-only", "error bodies are {\"error\": {\"message\", \"type\"}} without param/code",
         flags=("errors.envelope", "errors.unknown-model", "auth.status-401"), hooks=Hooks(error=_message_and_type))
+
+
+def _no_model(envelope: dict[str, Any]) -> None:
+    del envelope["model"]
+
+
 variant("no-model-field", "responses and chunks carry no `model` (the document's response table has none)",
-        flags=("schema.openai-fields",))
+        flags=("schema.openai-fields",), hooks=Hooks(envelope=_no_model))
 variant("malformed-json-422", "a body that is not JSON gets 422 (no client tells it from 400)",
         flags=("params.malformed-body-400",), hooks=Hooks(refusal=_status(Refusal.NOT_JSON, 400, 422)))
 

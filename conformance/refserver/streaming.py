@@ -13,6 +13,9 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
+from . import responses
+from .hooks import Choice
+
 if TYPE_CHECKING:
     from .app import _Server
 
@@ -22,11 +25,7 @@ Make = Callable[[list[dict[str, Any]]], dict[str, Any]]
 # -- chunks --------------------------------------------------------------------------------------
 def chunks(server: _Server, payload: dict[str, Any]) -> list[dict[str, Any]]:
     has = server.config.has
-    choices = server._choices(payload)
-    if has("stream-equivalence-broken"):
-        for choice in choices:
-            if "tokens" in choice and len(choice["tokens"]) > 1:
-                choice["tokens"] = [*choice["tokens"][:-1], " streamed"]  # same count, other text
+    choices = responses.choices(payload, server.patches, streamed=True)
     make = _chunk_maker(server, payload)
     out: list[dict[str, Any]] = []
     for choice in choices:
@@ -48,7 +47,7 @@ def _chunk_maker(server: _Server, payload: dict[str, Any]) -> Make:
 
     def make(choice_list: list[dict[str, Any]]) -> dict[str, Any]:
         chunk_id = "chatcmpl-" + uuid.uuid4().hex if server.config.has("stream-id-changes") else completion_id
-        body = server._envelope(payload, "chat.completion.chunk", chunk_id)
+        body = responses.envelope(payload, "chat.completion.chunk", chunk_id, server.patches)
         if server.config.has("stream-chunk-object-completion"):
             body["object"] = "chat.completion"
         body["choices"] = choice_list
@@ -63,9 +62,9 @@ def _chunk_maker(server: _Server, payload: dict[str, Any]) -> Make:
     return make
 
 
-def _choice_chunks(server: _Server, make: Make, choice: dict[str, Any]) -> list[dict[str, Any]]:
+def _choice_chunks(server: _Server, make: Make, choice: Choice) -> list[dict[str, Any]]:
     has = server.config.has
-    index = 0 if has("stream-n-all-index-0") else choice["index"]
+    index = 0 if has("stream-n-all-index-0") else choice.index
     pending = "" if has("stream-finish-reason-empty-string") else None  # ollama#4357
 
     def entry(delta: dict[str, Any], finish: str | None = pending) -> dict[str, Any]:
@@ -74,12 +73,12 @@ def _choice_chunks(server: _Server, make: Make, choice: dict[str, Any]) -> list[
         return {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}
 
     role = {} if has("stream-no-role") else {"role": "assistant"}
-    if "tool_calls" in choice:
-        first, *rest = _tool_call_items(server, choice["tool_calls"][0])
+    if choice.tool_call is not None:
+        first, *rest = _tool_call_items(server, choice.tool_call)
         deltas = [{**role, "content": None, "tool_calls": [first]}] + [{"tool_calls": [item]} for item in rest]
     else:
-        deltas = [{**role, "content": ""}] + [{"content": token} for token in choice["tokens"]]
-    final = None if has("stream-no-finish-reason") else choice["finish_reason"]
+        deltas = [{**role, "content": ""}] + [{"content": token} for token in choice.tokens]
+    final = None if has("stream-no-finish-reason") else choice.finish_reason
     return [make([entry(delta)]) for delta in deltas] + [make([entry({}, final)])]
 
 
@@ -98,12 +97,12 @@ def _tool_call_items(server: _Server, call: dict[str, Any]) -> list[dict[str, An
     return [first] + [item(function={"arguments": piece}) for piece in pieces]
 
 
-def _add_usage(server: _Server, payload: dict[str, Any], choices: list[dict[str, Any]], make: Make,
+def _add_usage(server: _Server, payload: dict[str, Any], choices: list[Choice], make: Make,
                out: list[dict[str, Any]]) -> None:
     has = server.config.has
     if not (_include_usage(payload) or has("stream-usage-unrequested")):
         return
-    usage = server._usage(payload, choices)
+    usage = responses.usage(payload, choices, server.patches)
     if has("stream-usage-wrong"):
         usage["total_tokens"] += 1
     if has("stream-usage-counts-chunks"):  # counts SSE chunks, not tokens; the sum stays right
@@ -112,7 +111,7 @@ def _add_usage(server: _Server, payload: dict[str, Any], choices: list[dict[str,
     if has("stream-usage-per-choice") and len(choices) > 1:  # one usage chunk per choice, each counting its own
         for choice in choices:
             per_choice = make([])
-            per_choice["usage"] = server._usage(payload, [choice])
+            per_choice["usage"] = responses.usage(payload, [choice], server.patches)
             out.append(per_choice)
         return
     if has("stream-usage-on-finish-chunk"):
