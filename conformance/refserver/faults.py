@@ -8,6 +8,7 @@ documents allow, declared the same way; every check must accept it.
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 import uuid
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..spec import View
-from . import generate
+from . import generate, responses
 from .hooks import (
     CHAT_PATH,
     MODELS_PATH,
@@ -24,6 +25,7 @@ from .hooks import (
     ApiError,
     Choice,
     ChoiceHook,
+    ChunksHook,
     Destination,
     Draft,
     Endpoint,
@@ -36,8 +38,8 @@ from .hooks import (
     ReplyKind,
     RequestHook,
     SchemaPatch,
+    Stream,
 )
-from .responses import method_not_allowed
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +147,29 @@ def _keep_sum(usage: dict[str, int], key: str, count: int) -> None:
     usage[key] = count
 
 
+def _each_chunk(patch: Callable[[dict[str, Any]], None]) -> ChunksHook:
+    def hook(chunks: list[dict[str, Any]], stream: Stream) -> None:
+        for chunk in chunks:
+            patch(chunk)
+
+    return hook
+
+
+def _each_entry(patch: Callable[[dict[str, Any]], None]) -> ChunksHook:
+    """Patches every choice entry of every chunk."""
+
+    def hook(chunks: list[dict[str, Any]], stream: Stream) -> None:
+        for chunk in chunks:
+            for entry in chunk["choices"]:
+                patch(entry)
+
+    return hook
+
+
+def _usage_chunk(chunks: list[dict[str, Any]]) -> dict[str, Any] | None:
+    return next((chunk for chunk in reversed(chunks) if isinstance(chunk.get("usage"), dict)), None)
+
+
 def _fingerprint(envelope: dict[str, Any]) -> None:
     envelope["system_fingerprint"] = "fp_conformance_ref"
 
@@ -246,28 +271,138 @@ fault("stream-single-newline", "events are separated by one newline, not a blank
 fault("stream-truncated-json", "one chunk in the middle carries only the first half of its JSON",
       ("stream.data-is-json", "sdk.stream-usage", "sdk.stream-tool-call"))
 fault("stream-data-after-done", "one more chunk follows `data: [DONE]`", ("stream.done-terminator",))
+
+
+def _object_completion(chunk: dict[str, Any]) -> None:
+    chunk["object"] = "chat.completion"
+
+
 # chunks (refserver/streaming.py chunks and helpers)
-fault("stream-chunk-object-completion", "chunks say object `chat.completion`", ("stream.chunk-object",))
+fault("stream-chunk-object-completion", "chunks say object `chat.completion`", ("stream.chunk-object",),
+      hooks=Hooks(chunks=_each_chunk(_object_completion)))
+
+
+def _content_length(entry: dict[str, Any]) -> None:
+    if isinstance(entry["delta"].get("content"), str):
+        entry["delta"]["content"] = len(entry["delta"]["content"])
+
+
 fault("stream-delta-content-number", "delta.content is the number of characters, not the text",
-      ("stream.chunk-schema",))
-fault("stream-id-changes", "every chunk has a new id", ("stream.consistent-identity",))
-fault("stream-no-role", "no delta carries role (openai/openai-node#553)", ("stream.first-delta-role",))
-fault("stream-no-finish-reason", "finish_reason is null in every chunk", ("stream.finish-reason-once",))
+      ("stream.chunk-schema",), hooks=Hooks(chunks=_each_entry(_content_length)))
+
+
+def _new_id(chunk: dict[str, Any]) -> None:
+    chunk["id"] = responses.new_id()
+
+
+fault("stream-id-changes", "every chunk has a new id", ("stream.consistent-identity",),
+      hooks=Hooks(chunks=_each_chunk(_new_id)))
+
+
+def _no_delta_role(entry: dict[str, Any]) -> None:
+    entry["delta"].pop("role", None)
+
+
+fault("stream-no-role", "no delta carries role (openai/openai-node#553)", ("stream.first-delta-role",),
+      hooks=Hooks(chunks=_each_entry(_no_delta_role)))
+
+
+def _null_finish(entry: dict[str, Any]) -> None:
+    if entry.get("finish_reason"):
+        entry["finish_reason"] = None
+
+
+fault("stream-no-finish-reason", "finish_reason is null in every chunk", ("stream.finish-reason-once",),
+      hooks=Hooks(chunks=_each_entry(_null_finish)))
+
+
+def _empty_pending_finish(entry: dict[str, Any]) -> None:
+    if entry["delta"] and entry.get("finish_reason") is None:  # each chunk before a choice's last
+        entry["finish_reason"] = ""
+
+
 fault("stream-finish-reason-empty-string", "finish_reason is \"\" in every chunk before the last "
-      "(ollama/ollama#4357)", ("stream.finish-reason-once",))
+      "(ollama/ollama#4357)", ("stream.finish-reason-once",), hooks=Hooks(chunks=_each_entry(_empty_pending_finish)))
+
+
+def _drop_null_finish(entry: dict[str, Any]) -> None:
+    if "finish_reason" in entry and entry["finish_reason"] is None:  # None-valued keys dropped (LiteLLM)
+        del entry["finish_reason"]
+
+
 fault("stream-finish-reason-key-omitted", "chunk choices omit the finish_reason key until the last "
-      "(BerriAI/liteLLM-proxy#19)", ("stream.finish-reason-key",))
-fault("stream-n-all-index-0", "with n > 1 every choice streams as index 0", ("stream.n-partition",))
+      "(BerriAI/liteLLM-proxy#19)", ("stream.finish-reason-key",), hooks=Hooks(chunks=_each_entry(_drop_null_finish)))
+
+
+def _entry_index_zero(entry: dict[str, Any]) -> None:
+    entry["index"] = 0
+
+
+fault("stream-n-all-index-0", "with n > 1 every choice streams as index 0", ("stream.n-partition",),
+      hooks=Hooks(chunks=_each_entry(_entry_index_zero)))
+
+
+def _unrequested_usage(chunks: list[dict[str, Any]], stream: Stream) -> None:
+    if not stream.usage_requested:
+        chunk = stream.chunk([])
+        chunk["usage"] = stream.usage(stream.choices)
+        chunks.append(chunk)
+
+
 fault("stream-usage-unrequested", "a usage chunk is sent without include_usage (Rapid-MLX PR #792)",
-      ("stream.usage-not-requested",))
-fault("stream-usage-wrong", "the usage chunk's total_tokens is prompt + completion + 1", ("stream.usage-include",))
+      ("stream.usage-not-requested",), hooks=Hooks(chunks=_unrequested_usage))
+
+
+def _usage_off_by_one(chunks: list[dict[str, Any]], stream: Stream) -> None:
+    for chunk in chunks:
+        if isinstance(chunk.get("usage"), dict):
+            chunk["usage"]["total_tokens"] += 1
+
+
+fault("stream-usage-wrong", "the usage chunk's total_tokens is prompt + completion + 1", ("stream.usage-include",),
+      hooks=Hooks(chunks=_usage_off_by_one))
+
+
+def _usage_on_finish(chunks: list[dict[str, Any]], stream: Stream) -> None:
+    if (chunk := _usage_chunk(chunks)) is not None:
+        chunks.remove(chunk)
+        chunks[-1]["usage"] = chunk["usage"]
+
+
 fault("stream-usage-on-finish-chunk", "usage rides on the last finish chunk instead of a `choices: []` chunk",
-      ("stream.usage-include",))
-fault("stream-usage-twice", "the usage chunk is sent twice", ("stream.usage-include",))
+      ("stream.usage-include",), hooks=Hooks(chunks=_usage_on_finish))
+
+
+def _usage_twice(chunks: list[dict[str, Any]], stream: Stream) -> None:
+    if (chunk := _usage_chunk(chunks)) is not None:
+        chunks.append(copy.deepcopy(chunk))
+
+
+fault("stream-usage-twice", "the usage chunk is sent twice", ("stream.usage-include",),
+      hooks=Hooks(chunks=_usage_twice))
+
+
+def _usage_per_choice(chunks: list[dict[str, Any]], stream: Stream) -> None:
+    if (chunk := _usage_chunk(chunks)) is not None and len(stream.choices) > 1:
+        chunks.remove(chunk)
+        for choice in stream.choices:  # each usage chunk counts its own choice
+            per_choice = stream.chunk([])
+            per_choice["usage"] = stream.usage([choice])
+            chunks.append(per_choice)
+
+
 fault("stream-usage-per-choice", "an n > 1 stream gets one usage chunk per choice, each counting that choice only",
-      ("stream.usage-n-choices",))
+      ("stream.usage-n-choices",), hooks=Hooks(chunks=_usage_per_choice))
+
+
+def _usage_counts_chunks(chunks: list[dict[str, Any]], stream: Stream) -> None:
+    if (chunk := _usage_chunk(chunks)) is not None:  # the chunks before it, not tokens; the sum stays right
+        usage, before = chunk["usage"], chunks.index(chunk)
+        usage["completion_tokens"], usage["total_tokens"] = before, usage["prompt_tokens"] + before
+
+
 fault("stream-usage-counts-chunks", "stream usage counts SSE chunks as completion tokens (sum kept)",
-      ("stream.equivalent-usage",))
+      ("stream.equivalent-usage",), hooks=Hooks(chunks=_usage_counts_chunks))
 
 
 def _other_last_token(choice: Choice, streamed: bool) -> None:
@@ -281,10 +416,29 @@ fault("stream-max-tokens-ignored", "streams ignore max_tokens: full text, finish
       ("stream.max-tokens",), hooks=Hooks(request=_ignores("max_tokens", when=_streamed)))
 fault("stream-stop-ignored", "streams ignore stop sequences", ("stream.stop",),
       hooks=Hooks(request=_ignores("stop", when=_streamed)))
+
+
+def _no_tool_call_index(entry: dict[str, Any]) -> None:
+    for item in entry["delta"].get("tool_calls", []):
+        del item["index"]
+
+
 fault("stream-tool-call-no-index", "tool_calls deltas carry no `index` (openai/openai-python#2806)",
-      ("stream.tool-call-deltas", "sdk.stream-tool-call"))
+      ("stream.tool-call-deltas", "sdk.stream-tool-call"), hooks=Hooks(chunks=_each_entry(_no_tool_call_index)))
+
+
+def _drop_last_argument_piece(chunks: list[dict[str, Any]], stream: Stream) -> None:
+    def is_piece(chunk: dict[str, Any]) -> bool:  # a tool-call delta after the one that names the call
+        return any("id" not in item for entry in chunk["choices"] for item in entry["delta"].get("tool_calls", []))
+
+    pieces = [position for position, chunk in enumerate(chunks) if is_piece(chunk)]
+    for position in reversed(pieces):
+        if position + 1 not in pieces:  # the last piece of a call
+            del chunks[position]
+
+
 fault("stream-tool-args-broken", "the last piece of the tool-call arguments is never sent",
-      ("stream.tool-call-deltas",))
+      ("stream.tool-call-deltas",), hooks=Hooks(chunks=_drop_last_argument_piece))
 # request validation (refserver/app.py _validate)
 fault("stream-options-without-stream-accepted", "stream_options is accepted with stream: false",
       ("stream.options-without-stream",), hooks=Hooks(refusal=_waive(Refusal.STREAM_OPTIONS_WITHOUT_STREAM)))
@@ -454,7 +608,7 @@ def _chat_on_get(method: str, path: str, route: Destination) -> Destination:
     """The chat route takes the documented "HTTP Method: GET" literally."""
     if path != CHAT_PATH or (isinstance(route, ApiError) and route.status == 404):
         return route
-    return Endpoint.CHAT if method == "GET" else method_not_allowed(method, path, "GET", "GET")
+    return Endpoint.CHAT if method == "GET" else responses.method_not_allowed(method, path, "GET", "GET")
 
 
 fault("post-answers-405", "the chat route takes the documented GET literally and answers POST with 405",
@@ -669,10 +823,21 @@ def _choice_note(body: dict[str, Any]) -> None:
         choice["x_choice_note"] = "extra"
 
 
+def _chunk_seq(chunk: dict[str, Any]) -> None:
+    chunk["x_chunk_seq"] = 1
+
+
 variant("extra-fields", "unknown extra fields in responses and chunks",
-        hooks=Hooks(envelope=_latency_field, completion=_choice_note))
+        hooks=Hooks(envelope=_latency_field, completion=_choice_note, chunks=_each_chunk(_chunk_seq)))
 variant("system-fingerprint", "responses and chunks carry `system_fingerprint`", hooks=Hooks(envelope=_fingerprint))
-variant("usage-null-every-chunk", "every stream chunk carries `usage: null` unless usage was asked for")
+
+
+def _null_usage(chunk: dict[str, Any]) -> None:
+    chunk.setdefault("usage", None)
+
+
+variant("usage-null-every-chunk", "every stream chunk carries `usage: null` unless usage was asked for",
+        hooks=Hooks(chunks=_each_chunk(_null_usage)))
 
 
 def _leading_crlf(draft: Draft) -> None:

@@ -1,5 +1,5 @@
 """The correct responses of the reference server: choices, usage, the envelope, the completion and
-error bodies, the model list.
+error bodies, the stream's chunks, the model list.
 
 Only the documented, fault-free behaviour is built here; faults and variants change it through the
 hooks (hooks.py) called at each point.
@@ -12,7 +12,7 @@ import uuid
 from typing import Any
 
 from . import generate
-from .hooks import ApiError, Choice, Draft, Patches, Reply, ReplyKind
+from .hooks import ApiError, Choice, Draft, Patches, Reply, ReplyKind, Stream
 
 JSON_FORMATS = ("json_object", "json_schema")
 
@@ -105,6 +105,55 @@ def _message(choice: Choice) -> dict[str, Any]:
     if choice.tool_call is not None:
         message["tool_calls"] = [choice.tool_call]
     return message
+
+
+def stream_chunks(payload: dict[str, Any], patches: Patches) -> list[dict[str, Any]]:
+    """Per choice a delta with the role, one per token (or piece of the tool call) and one with the
+    finish reason; then the usage chunk, when include_usage asks for it."""
+    made = choices(payload, patches, streamed=True)
+    completion_id = new_id()
+    usage_requested = bool((payload.get("stream_options") or {}).get("include_usage"))
+
+    def chunk(entries: list[dict[str, Any]]) -> dict[str, Any]:
+        body = envelope(payload, "chat.completion.chunk", completion_id, patches)
+        body["choices"] = entries
+        if usage_requested:
+            body["usage"] = None  # until the usage chunk
+        return body
+
+    def usage_of(counted: list[Choice]) -> dict[str, int]:
+        return usage(payload, counted, patches)
+
+    out = [chunk([entry]) for choice in made for entry in _stream_entries(choice)]
+    if usage_requested:
+        last = chunk([])
+        last["usage"] = usage_of(made)
+        out.append(last)
+    patches.chunks(out, Stream(payload, made, usage_requested, chunk, usage_of))
+    return out
+
+
+def _stream_entries(choice: Choice) -> list[dict[str, Any]]:
+    deltas: list[dict[str, Any]]
+    if choice.tool_call is not None:
+        first, *rest = _tool_call_items(choice.tool_call)
+        deltas = [{"role": "assistant", "content": None, "tool_calls": [first]}, *({"tool_calls": [i]} for i in rest)]
+    else:
+        deltas = [{"role": "assistant", "content": ""}, *({"content": token} for token in choice.tokens)]
+    entries: list[dict[str, Any]] = [{"index": choice.index, "delta": delta, "logprobs": None, "finish_reason": None}
+                                     for delta in deltas]
+    entries.append({"index": choice.index, "delta": {}, "logprobs": None, "finish_reason": choice.finish_reason})
+    return entries
+
+
+def _tool_call_items(call: dict[str, Any]) -> list[dict[str, Any]]:
+    """The first item names the call; the others carry the arguments in three pieces."""
+    args = call["function"]["arguments"]
+    step = max(1, len(args) // 3 + 1)
+    first = {"index": 0, "id": call["id"], "type": "function",
+             "function": {"name": call["function"]["name"], "arguments": ""}}
+    return [first] + [{"index": 0, "function": {"arguments": args[start:start + step]}}
+                      for start in range(0, len(args), step)]
 
 
 def model_object(model: str) -> dict[str, Any]:
