@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -102,7 +101,6 @@ class _Server:
         self.config = config
         self.validator = request_validator(config.faults | config.variants)
         self.patches = Patches(active_hooks(config.faults, config.variants))
-        self.slot = streaming.Slot()
 
     # -- routing --------------------------------------------------------------------------------
     async def dispatch(self, request: Request) -> Response:
@@ -172,7 +170,7 @@ class _Server:
 
     # -- chat -----------------------------------------------------------------------------------
     async def _chat(self, request: Request, body: bytes | None = None) -> Reply:
-        cut = self.slot.take() if self.config.has("single-slot-cuts-streams") else None
+        reply_patches = self.patches.chat()  # before the body is read: the request has arrived
         payload = self._parse(body if body is not None else await self._read_body(request))
         self._validate(payload)
         for name in ("n", "max_tokens", "seed"):  # JSON Schema counts 8.0 as an integer; range() does not
@@ -180,10 +178,14 @@ class _Server:
                 payload[name] = int(payload[name])
         self.patches.request(payload)
         if payload.get("stream"):
-            return Reply(ReplyKind.STREAM, 200, {"Cache-Control": "no-cache",
-                                                 "content-type": "text/event-stream; charset=utf-8"},
-                         stream=self._stream(payload, cut))
-        return responses.json_reply(ReplyKind.COMPLETION, responses.completion(payload, self.patches))
+            reply = Reply(ReplyKind.STREAM, 200, {"Cache-Control": "no-cache",
+                                                  "content-type": "text/event-stream; charset=utf-8"},
+                          stream=streaming.sse(payload, self.patches))
+        else:
+            reply = responses.json_reply(ReplyKind.COMPLETION, responses.completion(payload, self.patches))
+        for patch in reply_patches:
+            patch(reply)
+        return reply
 
     def _parse(self, raw: bytes) -> dict[str, Any]:
         # A body that is not JSON, or not an object, leaves nothing to serve: those refusals are not waived.
@@ -231,10 +233,6 @@ class _Server:
                 400, f"This model's maximum context length is {CONTEXT_WINDOW} tokens. However, your messages "
                      f"resulted in {prompt} tokens. Please reduce the length of the messages.",
                 param="messages", code="context_length_exceeded"))
-
-    # -- streaming ------------------------------------------------------------------------------
-    def _stream(self, payload: dict[str, Any], cut: asyncio.Event | None = None) -> AsyncIterator[bytes]:
-        return streaming.stream_bytes(self, payload, cut)
 
 
 def _schema_error(error: jsonschema.ValidationError) -> ApiError:

@@ -8,11 +8,12 @@ documents allow, declared the same way; every check must accept it.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +39,7 @@ from .hooks import (
     ReplyKind,
     RequestHook,
     SchemaPatch,
+    SsePlan,
     Stream,
 )
 
@@ -243,7 +245,15 @@ fault("object-misspelled", "`object` is `chat.completions`", ("schema.openai-fie
       hooks=Hooks(envelope=_plural_object))
 
 # --- streaming --------------------------------------------------------------------------------------
-fault("stream-no-done", "the stream ends without `data: [DONE]`", ("stream.done-terminator",))
+
+
+def _no_done(plan: SsePlan) -> None:
+    if "[DONE]" in plan.closing:
+        plan.closing.remove("[DONE]")
+
+
+fault("stream-no-done", "the stream ends without `data: [DONE]`", ("stream.done-terminator",),
+      hooks=Hooks(sse=_no_done))
 # framing (refserver/streaming.py encode_event, _pieces; routing in serves_sse, media_type)
 fault("stream-wrong-content-type", "a stream is served as `application/json` (openclaw PR #97454)",
       ("stream.content-type",), hooks=Hooks(reply=_label(ReplyKind.STREAM, "application/json")))
@@ -264,13 +274,41 @@ def _stream_true(payload: dict[str, Any]) -> None:
 
 fault("sse-on-non-stream", "a stream: false request is answered with SSE (decolua/9router#3492)",
       ("stream.not-sse-when-false",), hooks=Hooks(request=_stream_true))
+
+
+def _bare_data(plan: SsePlan) -> None:
+    plan.data_field = ""
+
+
 fault("stream-no-data-prefix", "events are bare JSON lines without `data: `",
-      ("stream.data-is-json", "sdk.stream-usage", "sdk.stream-tool-call"))
+      ("stream.data-is-json", "sdk.stream-usage", "sdk.stream-tool-call"), hooks=Hooks(sse=_bare_data))
+
+
+def _single_newline(plan: SsePlan) -> None:
+    plan.blank_line = False
+
+
 fault("stream-single-newline", "events are separated by one newline, not a blank line",
-      ("stream.data-is-json", "stream.done-terminator"))
+      ("stream.data-is-json", "stream.done-terminator"), hooks=Hooks(sse=_single_newline))
+
+
+def _truncate_middle_event(plan: SsePlan) -> None:
+    if len(plan.events) > 2:
+        middle = len(plan.events) // 2
+        plan.events[middle] = plan.events[middle][: len(plan.events[middle]) // 2]
+
+
 fault("stream-truncated-json", "one chunk in the middle carries only the first half of its JSON",
-      ("stream.data-is-json", "sdk.stream-usage", "sdk.stream-tool-call"))
-fault("stream-data-after-done", "one more chunk follows `data: [DONE]`", ("stream.done-terminator",))
+      ("stream.data-is-json", "sdk.stream-usage", "sdk.stream-tool-call"), hooks=Hooks(sse=_truncate_middle_event))
+
+
+def _event_after_done(plan: SsePlan) -> None:
+    if plan.events:
+        plan.closing.append(json.dumps({**json.loads(plan.events[0]), "choices": []}))
+
+
+fault("stream-data-after-done", "one more chunk follows `data: [DONE]`", ("stream.done-terminator",),
+      hooks=Hooks(sse=_event_after_done))
 
 
 def _object_completion(chunk: dict[str, Any]) -> None:
@@ -780,8 +818,42 @@ fault("unknown-named-tool-accepted", "a tool_choice naming a function not in `to
       ("tools.unknown-named-function",), hooks=Hooks(refusal=_waive(Refusal.UNKNOWN_TOOL)))
 
 # --- load (checks in load.py; refserver/streaming.py Slot) --------------------------------------------
+
+
+class _Slot:
+    """One generation at a time: each chat request takes the slot, and the stream that held it stops
+    mid-way, which the client reads as a cut connection."""
+
+    PACE_S = 0.01  # between pieces, so that a stream is still in progress when the next request comes
+
+    def __init__(self) -> None:
+        self._holder: asyncio.Event | None = None
+
+    def hooks(self) -> Hooks:
+        return Hooks(chat=self.take)
+
+    def take(self) -> ReplyHook:
+        if self._holder is not None:
+            self._holder.set()
+        cut = self._holder = asyncio.Event()
+
+        def patch(reply: Reply) -> None:
+            if reply.stream is not None:
+                reply.stream = self._paced(reply.stream, cut)
+
+        return patch
+
+    async def _paced(self, stream: AsyncIterator[bytes], cut: asyncio.Event) -> AsyncIterator[bytes]:
+        async for piece in stream:
+            await asyncio.sleep(self.PACE_S)
+            if cut.is_set():
+                raise ConnectionAbortedError("single-slot-cuts-streams: another request took the slot")
+            yield piece
+
+
 fault("single-slot-cuts-streams", "one request at a time: a request that arrives cuts the stream in progress "
-      "(streams are paced so that they are in progress)", ("load.concurrent-streams",))
+      "(streams are paced so that they are in progress)", ("load.concurrent-streams",),
+      hooks_per_server=lambda: _Slot().hooks())
 
 
 # --- the document's own example (checks in documented.py) --------------------------------------------
@@ -807,11 +879,49 @@ def _charset(reply: Reply) -> None:
 
 
 variant("json-charset", "JSON responses say `application/json; charset=utf-8`", hooks=Hooks(reply=_charset))
-variant("sse-crlf", "SSE lines end with CRLF")
-variant("sse-no-space", "`data:{json}` with no space after the colon")
-variant("sse-keepalive", "`: keep-alive` comment lines between events")
-variant("sse-retry-field", "a `retry: 3000` field opens the stream")
-variant("sse-small-writes", "the stream is written in 7-byte pieces")
+
+
+def _crlf(plan: SsePlan) -> None:
+    plan.newline = "\r\n"
+
+
+variant("sse-crlf", "SSE lines end with CRLF", hooks=Hooks(sse=_crlf))
+
+
+def _no_space(plan: SsePlan) -> None:
+    plan.data_field = "data:"
+
+
+variant("sse-no-space", "`data:{json}` with no space after the colon", hooks=Hooks(sse=_no_space))
+
+
+def _keepalive(plan: SsePlan) -> None:
+    plan.comment = ": keep-alive"
+
+
+variant("sse-keepalive", "`: keep-alive` comment lines between events", hooks=Hooks(sse=_keepalive))
+
+
+def _retry_field(plan: SsePlan) -> None:
+    plan.preamble.append("retry: 3000")
+
+
+variant("sse-retry-field", "a `retry: 3000` field opens the stream", hooks=Hooks(sse=_retry_field))
+
+
+def _small_writes(reply: Reply) -> None:
+    if reply.stream is not None:
+        reply.stream = _in_7_byte_writes(reply.stream)
+
+
+async def _in_7_byte_writes(stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    async for piece in stream:
+        for start in range(0, len(piece), 7):
+            yield piece[start:start + 7]
+            await asyncio.sleep(0)
+
+
+variant("sse-small-writes", "the stream is written in 7-byte pieces", hooks=Hooks(reply=_small_writes))
 
 
 def _latency_field(envelope: dict[str, Any]) -> None:
