@@ -1,7 +1,9 @@
 """The reference server: a deterministic implementation of the documented Chat Completions API.
 
 It serves `POST /v1/chat/completions`, the documented quirk `GET /v1/models` with a chat body,
-and the plain model list. Faults and variants (see faults.py) are real code paths chosen at start.
+and the plain model list. This module routes, authenticates and validates; responses.py and
+streaming.py build the answers. The faults and variants chosen at start change all of it only
+through the hooks each declares in faults.py.
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ class ServerConfig:
                              f"--list-faults`)")
 
     def has(self, name: str) -> bool:
-        """Whether fault or variant `name` is on; a name that is neither is a bug in the server's code."""
+        """Whether fault or variant `name` is on; a name that is neither is a misspelling, so an error."""
         if name not in FAULTS and name not in VARIANTS:
             raise KeyError(f"{name!r} is not a declared fault or variant (refserver/faults.py)")
         return name in self.faults or name in self.variants

@@ -200,14 +200,15 @@ def active_hooks(faults: Iterable[str], variants: Iterable[str]) -> list[Hooks]:
     first, like stacked decorators. So a variant patches before any fault, and where two touch the same
     value the one declared first has the last word."""
     on = set(faults) | set(variants)
+    unknown = on - FAULTS.keys() - VARIANTS.keys()
+    if unknown:
+        raise KeyError(f"not a declared fault or variant: {', '.join(sorted(unknown))}")
     items: list[Fault | Variant] = [*FAULTS.values(), *VARIANTS.values()]
     return [item.hooks_per_server() if isinstance(item, Fault) and item.hooks_per_server else item.hooks
             for item in reversed(items) if item.name in on]
 
 
 # --- usage ------------------------------------------------------------------------------------------
-
-
 def _off_by_one(usage: dict[str, int], payload: dict[str, Any], choices: list[Choice]) -> None:
     usage["total_tokens"] += 1
 
@@ -215,9 +216,8 @@ def _off_by_one(usage: dict[str, int], payload: dict[str, Any], choices: list[Ch
 fault("usage-total-off-by-one", "usage.total_tokens is prompt + completion + 1", ("usage.total-is-sum",),
       hooks=Hooks(usage=_off_by_one))
 
+
 # --- response shape ---------------------------------------------------------------------------------
-
-
 def _created_as_string(envelope: dict[str, Any]) -> None:
     envelope["created"] = str(envelope["created"])
 
@@ -244,9 +244,8 @@ def _plural_object(envelope: dict[str, Any]) -> None:
 fault("object-misspelled", "`object` is `chat.completions`", ("schema.openai-fields",),
       hooks=Hooks(envelope=_plural_object))
 
+
 # --- streaming --------------------------------------------------------------------------------------
-
-
 def _no_done(plan: SsePlan) -> None:
     if "[DONE]" in plan.closing:
         plan.closing.remove("[DONE]")
@@ -254,7 +253,7 @@ def _no_done(plan: SsePlan) -> None:
 
 fault("stream-no-done", "the stream ends without `data: [DONE]`", ("stream.done-terminator",),
       hooks=Hooks(sse=_no_done))
-# framing (refserver/streaming.py encode_event, _pieces; routing in serves_sse, media_type)
+# framing (sse hooks) and whether a stream is served (request and reply hooks)
 fault("stream-wrong-content-type", "a stream is served as `application/json` (openclaw PR #97454)",
       ("stream.content-type",), hooks=Hooks(reply=_label(ReplyKind.STREAM, "application/json")))
 
@@ -311,11 +310,11 @@ fault("stream-data-after-done", "one more chunk follows `data: [DONE]`", ("strea
       hooks=Hooks(sse=_event_after_done))
 
 
+# chunks (chunks hooks; the usage ones add, move or repeat the usage chunk the correct stream has)
 def _object_completion(chunk: dict[str, Any]) -> None:
     chunk["object"] = "chat.completion"
 
 
-# chunks (refserver/streaming.py chunks and helpers)
 fault("stream-chunk-object-completion", "chunks say object `chat.completion`", ("stream.chunk-object",),
       hooks=Hooks(chunks=_each_chunk(_object_completion)))
 
@@ -477,9 +476,10 @@ def _drop_last_argument_piece(chunks: list[dict[str, Any]], stream: Stream) -> N
 
 fault("stream-tool-args-broken", "the last piece of the tool-call arguments is never sent",
       ("stream.tool-call-deltas",), hooks=Hooks(chunks=_drop_last_argument_piece))
-# request validation (refserver/app.py _validate)
+# request validation (a refusal hook)
 fault("stream-options-without-stream-accepted", "stream_options is accepted with stream: false",
       ("stream.options-without-stream",), hooks=Hooks(refusal=_waive(Refusal.STREAM_OPTIONS_WITHOUT_STREAM)))
+
 
 # --- parameter bounds -------------------------------------------------------------------------------
 fault("accept-temperature-2.5", "temperature up to 2.5 is accepted", ("params.temperature.bounds",),
@@ -591,7 +591,8 @@ def _crash_without_messages(body: Any) -> None:
 fault("500-on-missing-messages", "a body without `messages` crashes the handler (plain-text 500)",
       ("params.required",), hooks=Hooks(parsed=_crash_without_messages))
 fault("unknown-model-500", "a request for a model the server does not have crashes the handler (plain-text 500)",
-      ("errors.unknown-model",), hooks=Hooks(refusal=_crash(Refusal.UNKNOWN_MODEL, "KeyError: the model")))
+      ("errors.unknown-model",),
+      hooks=Hooks(refusal=_crash(Refusal.UNKNOWN_MODEL, "KeyError: the model, looked up without a check")))
 fault("malformed-json-415", "a body that is not valid JSON gets 415 Unsupported Media Type (a 4xx, but not 400)",
       ("params.malformed-body-400",), hooks=Hooks(refusal=_status(Refusal.NOT_JSON, 400, 415)))
 
@@ -626,7 +627,7 @@ fault("500-on-context-overflow", "a prompt over the context window crashes the h
 
 def _vllm_names(reason: Refusal, error: ApiError) -> ApiError | None:
     if reason is Refusal.CONTEXT_OVERFLOW:
-        return ApiError(error.status, error.message, type="BadRequestError")  # no code to match on
+        return ApiError(error.status, error.message, type="BadRequestError")  # vLLM's names: no code to match on
     return error
 
 
@@ -679,9 +680,8 @@ fault("get-models-ignores-body", "GET /v1/models ignores a chat body and lists m
       "--profile documented)", ("methods.get-quirk", "documented.request-example-documented-route"),
       hooks=Hooks(route=_models_only))
 
+
 # --- usage, response shape, sampling, JSON mode, tools (checks in usage/schema/sampling/json_mode/tools.py)
-
-
 def _no_usage(body: dict[str, Any]) -> None:
     del body["usage"]
 
@@ -762,7 +762,6 @@ fault("finish-reason-eos", "a natural end reports finish_reason `eos` (old llama
       hooks=Hooks(choice=_finish("eos", calls=False, truncated=False)))
 
 
-# It keeps OpenAI's claim of seeded determinism (system_fingerprint) while breaking it.
 def _random_text(draft: Draft) -> None:
     if draft.prose:
         draft.text = generate.sentence_text({**draft.payload, "seed": uuid.uuid4().int % 2**63}, draft.index)
@@ -817,9 +816,8 @@ fault("tool-call-cut-finish-tool-calls", "a tool call cut by max_tokens (argumen
 fault("unknown-named-tool-accepted", "a tool_choice naming a function not in `tools` is answered with text",
       ("tools.unknown-named-function",), hooks=Hooks(refusal=_waive(Refusal.UNKNOWN_TOOL)))
 
-# --- load (checks in load.py; refserver/streaming.py Slot) --------------------------------------------
 
-
+# --- load (checks in load.py) -----------------------------------------------------------------------
 class _Slot:
     """One generation at a time: each chat request takes the slot, and the stream that held it stops
     mid-way, which the client reads as a cut connection."""
@@ -870,9 +868,8 @@ fault("user-rejected", "a request carrying `user` (documented in 1.2) is refused
       "fields they do not know", ("documented.request-example", "documented.request-example-documented-route"),
       _forbid("user"))
 
+
 # --- legal variants ---------------------------------------------------------------------------------
-
-
 def _charset(reply: Reply) -> None:
     if reply.kind is not ReplyKind.STREAM and reply.headers["content-type"] == "application/json":
         reply.headers["content-type"] = "application/json; charset=utf-8"

@@ -2,7 +2,8 @@
 
 The server builds each value the correct way, then hands it to the hooks of the active faults and
 variants, which faults.py declares next to each one's description. A hook patches the value in place,
-or returns its replacement where its kind says so.
+or returns its replacement where its kind says so. Adding a fault touches faults.py only; a new kind
+of change needs a new hook point here and one call in the correct code.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ class Endpoint(enum.Enum):
     MODEL = "model"
 
 
-Destination = Endpoint | ApiError
+Destination = Endpoint | ApiError  # where a request goes, or how the router refuses it
 
 
 class ReplyKind(enum.Enum):
@@ -167,7 +168,8 @@ NO_HOOKS = Hooks()
 
 
 class Patches:
-    """The hooks of the active faults and variants, applied one after the other in the order given."""
+    """The hooks of the active faults and variants, applied one after the other in the order given
+    (faults.active_hooks decides it)."""
 
     def __init__(self, hooks: Sequence[Hooks] = ()) -> None:
         self._hooks = tuple(hooks)
