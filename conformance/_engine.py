@@ -412,10 +412,11 @@ class RunSession:
                 if flags is not None:
                     run._reach(flags, api_key_from)
                 run._find_route()
-        except BaseException:
+        except BaseException as exc:
             run._reached.set_result(False)
             run.close()
-            warm_up.join()  # never leave a thread importing while the interpreter exits
+            if not isinstance(exc, KeyboardInterrupt):  # Ctrl-C: out at once; else no thread left importing
+                warm_up.join()
             raise
         run._reached.set_result(True)
         return run
@@ -513,7 +514,11 @@ class RunSession:
         never sent a request because the budget or the run deadline ran out is reported as not executed.
         """
         emit = on_event or _ignore
-        self._warm_up.join()
+        try:
+            self._warm_up.join()
+        except KeyboardInterrupt:
+            self.close()
+            raise
         self._route.add_done_callback(lambda found: None if found.exception() else emit(ChatRouteFound(found.result())))
         emit(RunStarted(len(self.planned)))
 

@@ -1,5 +1,6 @@
 """The seeded-fault catalogue and the legal variants, judged statically (no server): enough of them,
-well named, described, tied to existing checks, covering every feature, and real code paths."""
+well named, described, tied to existing checks, covering every feature, and each declared as hooks
+into the server (whose own code names none of them)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from conformance import Feature
 from conformance.checks import all_checks
 from conformance.cli import main
 from conformance.refserver import FAULTS, VARIANTS
+from conformance.refserver.faults import Fault, Variant, active_hooks
+from conformance.refserver.hooks import Hooks
 
 # kebab-case words; a word may be a number with a decimal part, and a negative bound reads `--2.5`.
 NAME = re.compile(r"^[a-z0-9]+(?:\.[0-9]+)?(?:--?[a-z0-9]+(?:\.[0-9]+)?)*$")
@@ -25,7 +28,7 @@ def catalogue() -> dict[str, Feature]:
 
 @pytest.fixture(scope="module")
 def server_source() -> str:
-    """The reference server's code, without faults.py (a declaration is not a code path)."""
+    """The reference server's code, without faults.py (where each fault and variant declares its hooks)."""
     return "\n".join(p.read_text(encoding="utf-8") for p in sorted(REFSERVER.glob("*.py")) if p.name != "faults.py")
 
 
@@ -62,13 +65,36 @@ def test_faults_cover_every_feature(catalogue: dict[str, Feature]) -> None:
     assert covered == set(Feature), f"no fault exercises: {sorted(f.value for f in set(Feature) - covered)}"
 
 
-def test_faults_and_variants_are_real_code_paths(server_source: str) -> None:
-    """Each is tested by name in the server (`config.has("NAME")`) or patches the request schema."""
-    for fault in FAULTS.values():
-        assert fault.schema_patch is not None or f'"{fault.name}"' in server_source, (
-            f"fault {fault.name} is declared but no server code path tests for it")
-    for variant in VARIANTS.values():
-        assert f'"{variant.name}"' in server_source, f"variant {variant.name} changes nothing in the server"
+def changes_the_server(item: Fault | Variant) -> bool:
+    """Whether it declares a hook into the server's code, or patches the request schema it enforces."""
+    per_server = isinstance(item, Fault) and item.hooks_per_server is not None
+    lenient = isinstance(item, Variant) and item.enforces != "openai"
+    return item.hooks != Hooks() or item.schema_patch is not None or per_server or lenient
+
+
+def test_faults_and_variants_declare_what_they_change() -> None:
+    assert [f.name for f in FAULTS.values() if not changes_the_server(f)] == [], "faults that change nothing"
+    assert [v.name for v in VARIANTS.values() if not changes_the_server(v)] == [], "variants that change nothing"
+
+
+def test_the_server_code_names_no_fault_or_variant(server_source: str) -> None:
+    """Adding a fault touches faults.py only: the correct code calls hooks, it never asks for a name."""
+    named = [name for name in [*FAULTS, *VARIANTS] if f'"{name}"' in server_source]
+    assert named == []
+    assert ".has(" not in server_source
+
+
+def test_hooks_apply_variants_first_then_faults_each_from_the_last_declared() -> None:
+    order = ["stream-no-done", "usage-total-off-by-one", "sse-crlf", "json-charset"]
+    hooks = active_hooks(faults=order[:2], variants=order[2:])
+    assert hooks == [VARIANTS["sse-crlf"].hooks, VARIANTS["json-charset"].hooks, FAULTS["stream-no-done"].hooks,
+                     FAULTS["usage-total-off-by-one"].hooks]
+
+
+def test_a_fault_that_keeps_state_gets_fresh_hooks_per_server() -> None:
+    [first], [second] = active_hooks(["single-slot-cuts-streams"], []), active_hooks(["single-slot-cuts-streams"], [])
+    assert first.chat is not None
+    assert first.chat != second.chat  # each server its own slot
 
 
 def test_serve_lists_every_fault_with_its_description_and_checks(capsys: pytest.CaptureFixture[str]) -> None:
@@ -90,3 +116,5 @@ def test_a_misspelt_fault_name_in_the_server_is_an_error_not_silently_off() -> N
     assert not config.has("stream-no-role")
     with pytest.raises(KeyError, match="not a declared fault or variant"):
         config.has("stream-no-dnoe")
+    with pytest.raises(KeyError, match="not a declared fault or variant: stream-no-dnoe"):
+        active_hooks(["stream-no-dnoe"], [])

@@ -1,7 +1,9 @@
 """The reference server: a deterministic implementation of the documented Chat Completions API.
 
 It serves `POST /v1/chat/completions`, the documented quirk `GET /v1/models` with a chat body,
-and the plain model list. Faults and variants (see faults.py) are real code paths chosen at start.
+and the plain model list. This module routes, authenticates and validates; responses.py and
+streaming.py build the answers. The faults and variants chosen at start change all of it only
+through the hooks each declares in faults.py.
 """
 
 from __future__ import annotations
@@ -9,9 +11,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-import time
-import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,8 +21,20 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from ..spec import load_spec, with_openai_structures
-from . import generate, streaming
-from .faults import FAULTS, VARIANTS
+from . import generate, responses, streaming
+from .faults import FAULTS, VARIANTS, Variant, active_hooks
+from .hooks import (
+    CHAT_PATH,
+    MODELS_PATH,
+    ApiError,
+    Destination,
+    Endpoint,
+    HandlerCrash,
+    Patches,
+    Refusal,
+    Reply,
+    ReplyKind,
+)
 
 MAX_BODY_BYTES = 1_000_000
 # Prompt tokens (by generate.prompt_tokens) the model holds; a longer prompt is refused, as OpenAI does.
@@ -48,42 +59,37 @@ class ServerConfig:
                              f"--list-faults`)")
 
     def has(self, name: str) -> bool:
-        """Whether fault or variant `name` is on; a name that is neither is a bug in the server's code."""
+        """Whether fault or variant `name` is on; a name that is neither is a misspelling, so an error."""
         if name not in FAULTS and name not in VARIANTS:
             raise KeyError(f"{name!r} is not a declared fault or variant (refserver/faults.py)")
         return name in self.faults or name in self.variants
 
 
-class HandlerCrash(Exception):
-    """An unexpected exception in a handler (only under the 500-on-* faults): a plain-text 500."""
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, message: str, *, type: str = "invalid_request_error",
-                 param: str | None = None, code: str | None = None, headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status, self.message, self.type, self.param, self.code = status, message, type, param, code
-        self.headers = headers or {}
-
-
 @functools.lru_cache(maxsize=64)
-def request_validator(faults: frozenset[str], lenient: bool = False) -> jsonschema.protocols.Validator:
-    """A validator of the spec's request schema, loosened or tightened by validation faults.
-
-    `lenient` (the variant lenient-params) enforces only what the document states, plus
-    max_tokens >= 0 (0 is honoured: nothing is generated).
-    """
-    # Lenient about OpenAI's limits only; the structures the generator reads stay OpenAI's.
-    spec = with_openai_structures(load_spec("document")) if lenient else load_spec("openai")
+def request_validator(names: frozenset[str]) -> jsonschema.protocols.Validator:
+    """A validator of the spec's request schema, loosened or tightened by these faults and variants."""
+    items = [FAULTS[name] if name in FAULTS else VARIANTS[name] for name in sorted(names)]
+    # Only the document's limits (lenient-params); the structures the generator reads stay OpenAI's.
+    document = any(isinstance(item, Variant) and item.enforces == "document" for item in items)
+    spec = with_openai_structures(load_spec("document")) if document else load_spec("openai")
     request_schema = spec["components"]["schemas"]["CreateChatCompletionRequest"]
-    if lenient:
-        request_schema["properties"]["max_tokens"]["minimum"] = 0
-    for name in sorted(faults):
-        patch = FAULTS[name].schema_patch
-        if patch is not None:
-            patch(request_schema)
+    for item in items:
+        if item.schema_patch is not None:
+            item.schema_patch(request_schema)
     root = {**spec, "$ref": "#/components/schemas/CreateChatCompletionRequest"}
     return jsonschema.Draft202012Validator(root)
+
+
+def route_of(method: str, path: str) -> Destination:
+    if path == CHAT_PATH:
+        return Endpoint.CHAT if method == "POST" else responses.method_not_allowed(method, path, "POST", "POST")
+    if path == MODELS_PATH:
+        if method in ("GET", "HEAD"):
+            return Endpoint.MODELS_OR_CHAT
+        return responses.method_not_allowed(method, path, "GET", "GET, HEAD")
+    if path.startswith(MODELS_PATH + "/"):
+        return Endpoint.MODEL
+    return ApiError(404, f"Unknown route {method} {path}.", code="unknown_url")
 
 
 def create_app(config: ServerConfig | None = None) -> Starlette:
@@ -95,99 +101,61 @@ def create_app(config: ServerConfig | None = None) -> Starlette:
 class _Server:
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
-        self.validator = request_validator(config.faults, config.has("lenient-params"))
-        self.slot = streaming.Slot()
-
-    # -- transport helpers ----------------------------------------------------------------------
-    def json_response(self, payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-        media = "application/json; charset=utf-8" if self.config.has("json-charset") else "application/json"
-        return Response(json.dumps(payload), status_code=status, media_type=None,
-                        headers={"content-type": media, **(headers or {})})
-
-    def error_response(self, error: ApiError) -> Response:
-        param = None if self.config.has("error-without-param") else error.param
-        envelope: dict[str, Any] = {"error": {"message": error.message, "type": error.type, "param": param,
-                                              "code": error.code}}
-        if self.config.has("error-param-string-none"):  # str() of Python's None and of the status
-            envelope["error"].update(param=str(param), code=str(error.status))
-        if self.config.has("errors-message-type-only"):
-            envelope = {"error": {"message": error.message, "type": error.type}}
-        if self.config.has("detail-error-shape"):
-            envelope = {"detail": error.message}  # FastAPI's default error body
-        response = self.json_response(envelope, error.status, error.headers)
-        if self.config.has("error-content-type-text"):
-            response.headers["content-type"] = "text/plain"
-        return response
+        self.validator = request_validator(config.faults | config.variants)
+        self.patches = Patches(active_hooks(config.faults, config.variants))
 
     # -- routing --------------------------------------------------------------------------------
     async def dispatch(self, request: Request) -> Response:
         if self.config.latency_ms:
             await asyncio.sleep(self.config.latency_ms / 1000)
         try:
-            return await self._route(request)
+            reply = await self._route(request)
         except ApiError as error:
-            return self.error_response(error)
+            reply = responses.error_reply(error, self.patches)
         except HandlerCrash:
             # A framework's default 500 page (a reset connection would read as a transport error).
             return Response("Internal Server Error", status_code=500, media_type="text/plain")
+        self.patches.reply(reply)
+        if reply.stream is not None:
+            return StreamingResponse(reply.stream, status_code=reply.status, headers=reply.headers)
+        content = reply.text if reply.text is not None else json.dumps(reply.body)
+        return Response(content, status_code=reply.status, media_type=None, headers=reply.headers)
 
-    async def _route(self, request: Request) -> Response:
-        path = "/" + request.path_params.get("path", "")
+    async def _route(self, request: Request) -> Reply:
+        method, path = request.method, "/" + request.path_params.get("path", "")
         self._authenticate(request)
-        if path == "/v1/chat/completions" and self.config.has("documented-route-only"):
-            raise ApiError(404, f"Unknown route {request.method} {path}; chat is served on /v1/models.",
-                           code="unknown_url")
-        if path == "/v1/chat/completions":
-            # Under post-answers-405 the route takes the documented "HTTP Method: GET" literally.
-            allowed = "GET" if self.config.has("post-answers-405") else "POST"
-            if request.method != allowed:
-                raise ApiError(405, f"Method {request.method} is not allowed on {path}; use {allowed}.",
-                               code="method_not_supported", headers=self._allow(allowed))
+        route = self.patches.route(method, path, route_of(method, path))
+        if isinstance(route, ApiError):
+            raise route
+        if route is Endpoint.CHAT:
             return await self._chat(request)
-        if path == "/v1/models":
-            if request.method == "POST" and self.config.has("documented-route-only"):
-                return await self._chat(request)  # the FAQ: "If GET does not work, try using POST."
-            if request.method not in ("GET", "HEAD"):
-                raise ApiError(405, f"Method {request.method} is not allowed on {path}; use GET.",
-                               code="method_not_supported", headers=self._allow("GET, HEAD"))
-            if self.config.has("models-get-500"):
-                raise ApiError(500, "The model registry is unavailable.", type="server_error")
-            body = await self._read_body(request)
-            if body.strip() and not self.config.has("get-models-ignores-body"):
-                # The documented quirk: GET /v1/models with a chat JSON body is a chat completion.
-                return await self._chat(request, body)
-            return self.json_response(self._model_list())
-        if path.startswith("/v1/models/"):
-            model = path.removeprefix("/v1/models/")
+        if route is Endpoint.MODEL:
+            model = path.removeprefix(MODELS_PATH + "/")
             if model in self.config.models:
-                return self.json_response(self._model_object(model))
+                return responses.json_reply(ReplyKind.MODELS, responses.model_object(model))
             raise ApiError(404, f"The model '{model}' does not exist.", param="model", code="model_not_found")
-        raise ApiError(404, f"Unknown route {request.method} {path}.", code="unknown_url")
+        body = await self._read_body(request)
+        if route is Endpoint.MODELS_OR_CHAT and body.strip():
+            return await self._chat(request, body)
+        return responses.json_reply(ReplyKind.MODELS, responses.model_list(self.config.models))
 
-    def _allow(self, methods: str) -> dict[str, str]:
-        return {} if self.config.has("no-allow-header") else {"Allow": methods}
+    def _refuse(self, reason: Refusal, error: ApiError) -> None:
+        """Raise `error` as the active faults and variants patch it, unless they waive it."""
+        patched = self.patches.refusal(reason, error)
+        if patched is not None:
+            raise patched
 
     def _authenticate(self, request: Request) -> None:
-        if not self.config.api_key or self.config.has("no-auth"):
+        if not self.config.api_key:
             return
         header = request.headers.get("authorization", "")
-        if not header and self.config.has("missing-key-accepted"):
-            return  # the bypass: keys are checked only when one is sent
         if not header:
-            raise ApiError(403 if self.config.has("missing-key-403") else 401,
-                           "You didn't provide an API key. Send `Authorization: Bearer YOUR_KEY`.",
-                           code="missing_api_key")
-        if self.config.has("wrong-key-accepted"):
+            self._refuse(Refusal.MISSING_KEY, ApiError(
+                401, "You didn't provide an API key. Send `Authorization: Bearer YOUR_KEY`.", code="missing_api_key"))
             return
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or token.strip() != self.config.api_key:
-            raise ApiError(401, "Incorrect API key provided.", code="invalid_api_key")
-
-    def _model_object(self, model: str) -> dict[str, Any]:
-        return {"id": model, "object": "model", "created": 1_700_000_000, "owned_by": "conformance"}
-
-    def _model_list(self) -> dict[str, Any]:
-        return {"object": "list", "data": [self._model_object(m) for m in self.config.models]}
+            self._refuse(Refusal.WRONG_KEY, ApiError(401, "Incorrect API key provided.", code="invalid_api_key"))
 
     async def _read_body(self, request: Request) -> bytes:
         declared = request.headers.get("content-length")
@@ -203,237 +171,70 @@ class _Server:
         return bytes(body)
 
     # -- chat -----------------------------------------------------------------------------------
-    async def _chat(self, request: Request, body: bytes | None = None) -> Response:
-        cut = self.slot.take() if self.config.has("single-slot-cuts-streams") else None
-        raw = body if body is not None else await self._read_body(request)
-        try:
-            payload = json.loads(raw)
-        except ValueError as exc:
-            if self.config.has("500-on-malformed-body"):
-                raise HandlerCrash(exc) from exc
-            status = (422 if self.config.has("malformed-json-422")
-                      else 415 if self.config.has("malformed-json-415") else 400)
-            raise ApiError(status, f"We could not parse the JSON body of your request: {exc}.",
-                           code="invalid_json") from None
-        if self.config.has("500-on-malformed-body"):
-            try:
-                payload.get("stream")  # read before the type check
-            except AttributeError as exc:  # a list or a string body
-                raise HandlerCrash(exc) from exc
-        if self.config.has("500-on-wrong-type"):
-            _coerce_sampling(payload, nulls=False)  # before validation: float("hot") crashes
-        if self.config.has("500-on-null-sampling-param"):
-            _coerce_sampling(payload, nulls=True)  # float(None) crashes
-        if self.config.has("500-on-missing-messages") and isinstance(payload, dict) and "messages" not in payload:
-            raise HandlerCrash("KeyError: 'messages'")  # read before validation
-        if not isinstance(payload, dict):
-            raise ApiError(400, f"The request body must be a JSON object, not {type(payload).__name__}.",
-                           code="invalid_type")
+    async def _chat(self, request: Request, body: bytes | None = None) -> Reply:
+        reply_patches = self.patches.chat()  # before the body is read: the request has arrived
+        payload = self._parse(body if body is not None else await self._read_body(request))
         self._validate(payload)
         for name in ("n", "max_tokens", "seed"):  # JSON Schema counts 8.0 as an integer; range() does not
             if isinstance(payload.get(name), float):
                 payload[name] = int(payload[name])
-        if streaming.serves_sse(self, payload):  # stream faults decide (refserver/streaming.py)
-            return StreamingResponse(self._stream(payload, cut), media_type=streaming.media_type(self),
-                                     headers={"Cache-Control": "no-cache"})
-        completion = self._completion(payload)
-        if self.config.has("non-stream-as-event-stream"):
-            framed = f"data: {json.dumps(completion)}\n\ndata: [DONE]\n\n"
-            return Response(framed, media_type=None, headers={"content-type": "text/event-stream"})
-        if self.config.has("json-as-text-plain"):
-            return Response(json.dumps(completion), media_type=None, headers={"content-type": "text/plain"})
-        return self.json_response(completion)
+        self.patches.request(payload)
+        if payload.get("stream"):
+            reply = Reply(ReplyKind.STREAM, 200, {"Cache-Control": "no-cache",
+                                                  "content-type": "text/event-stream; charset=utf-8"},
+                          stream=streaming.sse(payload, self.patches))
+        else:
+            reply = responses.json_reply(ReplyKind.COMPLETION, responses.completion(payload, self.patches))
+        for patch in reply_patches:
+            patch(reply)
+        return reply
+
+    def _parse(self, raw: bytes) -> dict[str, Any]:
+        # A body that is not JSON, or not an object, leaves nothing to serve: those refusals are not waived.
+        try:
+            payload = json.loads(raw)
+        except ValueError as exc:
+            error = ApiError(400, f"We could not parse the JSON body of your request: {exc}.", code="invalid_json")
+            raise self.patches.refusal(Refusal.NOT_JSON, error) or error from None
+        self.patches.parsed(payload)
+        if not isinstance(payload, dict):
+            error = ApiError(400, f"The request body must be a JSON object, not {type(payload).__name__}.",
+                             code="invalid_type")
+            raise self.patches.refusal(Refusal.NOT_OBJECT, error) or error
+        return payload
 
     def _validate(self, payload: dict[str, Any]) -> None:
         error = jsonschema.exceptions.best_match(self.validator.iter_errors(payload))
         if error is not None:
-            api_error = _schema_error(error)
-            if self.config.has("error-status-200"):
-                api_error.status = 200
-            raise api_error
-        if not payload["messages"] and not self.config.has("accept-empty-messages"):
+            refusal = _schema_error(error)
+            raise self.patches.refusal(Refusal.SCHEMA, refusal) or refusal  # an invalid request cannot be served
+        if not payload["messages"]:
             # Refused under every view (there is nothing to answer); only OpenAI's spec requires it.
-            raise ApiError(400, "'messages' must not be empty.", param="messages", code="invalid_value")
-        if self.config.has("max-tokens-0-generates") and payload.get("max_tokens") == 0:
-            payload["max_tokens"] = None  # 0 read as "no limit"
-        if payload["model"] not in self.config.models and self.config.has("unknown-model-500"):
-            raise HandlerCrash(f"KeyError: {payload['model']!r}")  # looked up without a check
-        if payload["model"] not in self.config.models and not self.config.has("any-model"):
-            raise ApiError(404, f"The model '{payload['model']}' does not exist or you do not have access to it.",
-                           param="model", code="model_not_found")
+            self._refuse(Refusal.EMPTY_MESSAGES, ApiError(400, "'messages' must not be empty.", param="messages",
+                                                          code="invalid_value"))
+        if payload["model"] not in self.config.models:
+            self._refuse(Refusal.UNKNOWN_MODEL, ApiError(
+                404, f"The model '{payload['model']}' does not exist or you do not have access to it.",
+                param="model", code="model_not_found"))
         tools = payload.get("tools") or []
         names = {t["function"]["name"] for t in tools}
         choice = payload.get("tool_choice")
         if choice == "required" and not tools:
-            raise ApiError(400, "tool_choice 'required' needs at least one tool in 'tools'.", param="tool_choice")
-        if (isinstance(choice, dict) and choice["function"]["name"] not in names
-                and not self.config.has("unknown-named-tool-accepted")):
-            raise ApiError(400, f"tool_choice names function '{choice['function']['name']}', which is not in "
-                                f"'tools'.", param="tool_choice")
-        if (payload.get("stream_options") is not None and payload.get("stream") is not True
-                and not self.config.has("stream-options-without-stream-accepted")):
-            raise ApiError(400, "stream_options is only allowed when stream is true.", param="stream_options")
-        self._check_context(payload)
-
-    def _check_context(self, payload: dict[str, Any]) -> None:
+            self._refuse(Refusal.REQUIRED_WITHOUT_TOOLS, ApiError(
+                400, "tool_choice 'required' needs at least one tool in 'tools'.", param="tool_choice"))
+        if isinstance(choice, dict) and choice["function"]["name"] not in names:
+            self._refuse(Refusal.UNKNOWN_TOOL, ApiError(
+                400, f"tool_choice names function '{choice['function']['name']}', which is not in 'tools'.",
+                param="tool_choice"))
+        if payload.get("stream_options") is not None and payload.get("stream") is not True:
+            self._refuse(Refusal.STREAM_OPTIONS_WITHOUT_STREAM, ApiError(
+                400, "stream_options is only allowed when stream is true.", param="stream_options"))
         prompt = generate.prompt_tokens(payload["messages"])
-        if prompt <= CONTEXT_WINDOW:
-            return
-        if self.config.has("500-on-context-overflow"):
-            raise HandlerCrash("IndexError: index out of range in self")  # the embedding lookup past the window
-        message = (f"This model's maximum context length is {CONTEXT_WINDOW} tokens. However, your messages "
-                   f"resulted in {prompt} tokens. Please reduce the length of the messages.")
-        if self.config.has("context-overflow-generic-error"):
-            raise ApiError(400, message, type="BadRequestError")  # vLLM's names: no code to match on
-        raise ApiError(400, message, param="messages", code="context_length_exceeded")
-
-    # -- generation -----------------------------------------------------------------------------
-    def _choices(self, payload: dict[str, Any]) -> list[dict[str, Any]]:
-        """Each choice as {index, content | tool_calls, finish_reason, tokens}."""
-        n = 1 if self.config.has("n-ignored") else payload.get("n") or 1
-        choices = []
-        for index in range(n):
-            choices.append(self._one_choice(payload, index))
-        return choices
-
-    def _tool_to_call(self, payload: dict[str, Any]) -> dict[str, Any] | None:
-        tools = payload.get("tools") or []
-        choice = payload.get("tool_choice") or "auto"
-        ignoring = ("named-tool-choice-ignored" if isinstance(choice, dict)
-                    else {"none": "tool-choice-none-ignored", "required": "tool-choice-required-ignored"}.get(choice))
-        if ignoring and self.config.has(ignoring):
-            choice = "auto"
-        if not tools or choice == "none":
-            return None
-        if isinstance(choice, dict):
-            # None only under the fault unknown-named-tool-accepted (validation rejects unknown names).
-            return next((t["function"] for t in tools if t["function"]["name"] == choice["function"]["name"]),
-                        None)
-        if choice == "required":
-            first: dict[str, Any] = tools[0]["function"]
-            return first
-        last_user = next((generate.message_text(m) for m in reversed(payload["messages"])
-                          if m.get("role") == "user"), "")
-        return next((t["function"] for t in tools if t["function"]["name"] in last_user), None)
-
-    def _one_choice(self, payload: dict[str, Any], index: int) -> dict[str, Any]:
-        # Under every-index-zero each choice is still generated as itself, but reports index 0.
-        reported = 0 if self.config.has("every-index-zero") else index
-        function = self._tool_to_call(payload)
-        if function is not None:
-            arguments = generate.tool_arguments(function, payload, index)
-            call_id = "call_" + uuid.uuid5(uuid.NAMESPACE_URL, f"{function['name']}{arguments}{index}").hex[:24]
-            finish = "stop" if self.config.has("tool-calls-finish-stop") else "tool_calls"
-            tokens = [function["name"], *generate.tokenize(arguments)]
-            max_tokens = payload.get("max_tokens")
-            if max_tokens is not None and len(tokens) > max_tokens and not self.config.has("max-tokens-ignored"):
-                tokens = tokens[:max_tokens]
-                arguments = "".join(tokens[1:])  # cut mid-JSON, as a model's call is cut at max_tokens
-                finish = "tool_calls" if self.config.has("tool-call-cut-finish-tool-calls") else "length"
-            return {"index": reported, "content": None, "finish_reason": finish,
-                    "tool_calls": [{"id": call_id, "type": "function",
-                                    "function": {"name": function["name"], "arguments": arguments}}],
-                    "tokens": tokens}
-        text = self._choice_text(payload, index)
-        if not self.config.has("stop-ignored"):
-            text, _ = generate.apply_stop(text, payload.get("stop"))
-        tokens = generate.tokenize(text)
-        finish = "eos" if self.config.has("finish-reason-eos") else "stop"
-        max_tokens = payload.get("max_tokens")
-        if max_tokens is not None and len(tokens) > max_tokens and not self.config.has("max-tokens-ignored"):
-            tokens = tokens[:max_tokens]
-            finish = "stop" if self.config.has("finish-stop-when-truncated") else "length"
-        return {"index": reported, "content": "".join(tokens), "finish_reason": finish, "tokens": tokens}
-
-    def _choice_text(self, payload: dict[str, Any], index: int) -> str:
-        """The untruncated text of one choice: JSON under response_format, else a sentence."""
-        fmt = (payload.get("response_format") or {}).get("type")
-        if fmt == "json_object" and self.config.has("json-mode-ignored"):
-            fmt = "text"
-        if fmt == "json_schema" and self.config.has("json-schema-ignored"):
-            # Valid JSON, but the generic object json_object gets, whatever the schema says.
-            return generate.json_text({**payload, "response_format": {"type": "json_object"}}, index)
-        if fmt in ("json_object", "json_schema"):
-            return generate.json_text(payload, index)
-        if self.config.has("nondeterministic"):
-            payload = {**payload, "seed": uuid.uuid4().int % 2**63}
-        text = generate.sentence_text(payload, index)
-        if self.config.has("leading-crlf-content"):
-            text = "\r\n\r\n" + text
-        return text
-
-    def _usage(self, payload: dict[str, Any], choices: list[dict[str, Any]]) -> dict[str, int]:
-        prompt = generate.prompt_tokens(payload["messages"])
-        completion = sum(len(c["tokens"]) for c in choices)
-        if self.config.has("usage-counts-one-choice") and choices:
-            completion = len(choices[0]["tokens"])  # as if n were 1: the other choices are free
-        if self.config.has("prompt-tokens-constant"):
-            prompt = 9
-        if self.config.has("usage-negative-count"):
-            prompt = -prompt
-        if self.config.has("completion-tokens-unbounded") and payload.get("max_tokens") is not None:
-            completion *= 5
-        total = prompt + completion + (1 if self.config.has("usage-total-off-by-one") else 0)
-        return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": total}
-
-    def _envelope(self, payload: dict[str, Any], object_name: str, completion_id: str) -> dict[str, Any]:
-        if self.config.has("object-misspelled") and object_name == "chat.completion":
-            object_name = "chat.completions"
-        created: Any = int(time.time())
-        if self.config.has("created-in-milliseconds"):
-            created = int(time.time() * 1000)
-        if self.config.has("created-as-string"):
-            created = str(created)
-        envelope = {"id": completion_id, "object": object_name, "created": created, "model": payload["model"]}
-        if self.config.has("no-model-field"):
-            del envelope["model"]
-        # The fault `nondeterministic` keeps OpenAI's claim of seeded determinism while breaking it.
-        if self.config.has("system-fingerprint") or self.config.has("nondeterministic"):
-            envelope["system_fingerprint"] = "fp_conformance_ref"
-        if self.config.has("extra-fields"):
-            envelope["x_provider_latency_ms"] = 3
-        return envelope
-
-    def _completion(self, payload: dict[str, Any]) -> dict[str, Any]:
-        choices = self._choices(payload)
-        response = self._envelope(payload, "chat.completion", "chatcmpl-" + uuid.uuid4().hex)
-        response["choices"] = []
-        for choice in choices:
-            message: dict[str, Any] = {"role": "assistant", "content": choice["content"], "refusal": None}
-            if self.config.has("role-missing"):
-                del message["role"]
-            if "tool_calls" in choice:
-                message["tool_calls"] = choice["tool_calls"]
-                if self.config.has("tool-arguments-not-string"):
-                    message["tool_calls"] = [{**call, "function": {**call["function"], "arguments": json.loads(
-                        call["function"]["arguments"])}} for call in choice["tool_calls"]]
-            rendered = {"index": choice["index"], "message": message, "logprobs": None,
-                        "finish_reason": choice["finish_reason"]}
-            if self.config.has("extra-fields"):
-                rendered["x_choice_note"] = "extra"
-            response["choices"].append(rendered)
-        if not self.config.has("usage-missing"):
-            response["usage"] = self._usage(payload, choices)
-        return response
-
-    # -- streaming ------------------------------------------------------------------------------
-    def _stream(self, payload: dict[str, Any], cut: asyncio.Event | None = None) -> AsyncIterator[bytes]:
-        return streaming.stream_bytes(self, payload, cut)
-
-
-SAMPLING_PARAMS = ("temperature", "top_p", "presence_penalty", "frequency_penalty")
-
-
-def _coerce_sampling(payload: Any, *, nulls: bool) -> None:
-    """The faults 500-on-wrong-type / 500-on-null-sampling-param: trust the types, coerce early."""
-    if not isinstance(payload, dict):
-        return
-    for name in SAMPLING_PARAMS:
-        if name in payload and (payload[name] is None) == nulls:
-            try:
-                payload[name] = float(payload[name])
-            except (TypeError, ValueError) as exc:
-                raise HandlerCrash(exc) from exc
+        if prompt > CONTEXT_WINDOW:
+            self._refuse(Refusal.CONTEXT_OVERFLOW, ApiError(
+                400, f"This model's maximum context length is {CONTEXT_WINDOW} tokens. However, your messages "
+                     f"resulted in {prompt} tokens. Please reduce the length of the messages.",
+                param="messages", code="context_length_exceeded"))
 
 
 def _schema_error(error: jsonschema.ValidationError) -> ApiError:
