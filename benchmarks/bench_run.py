@@ -153,7 +153,10 @@ def schemathesis(target: Server, examples: int) -> tuple[float, int, int]:
     """schemathesis's own CLI over the same spec: wall time, requests received, exit code."""
     before = target.count()
     started = time.monotonic()
-    done = subprocess.run(["schemathesis", "run", str(SPEC), "--url", target.root, "--max-examples", str(examples),
+    # The CLI installed beside this interpreter (a venv's python run without activating the venv).
+    beside = Path(sys.executable).with_name("schemathesis")
+    command = str(beside) if beside.exists() else "schemathesis"
+    done = subprocess.run([command, "run", str(SPEC), "--url", target.root, "--max-examples", str(examples),
                            "--workers", "1", "--phases", "fuzzing", "--checks", "all", "--no-color",
                            "--generation-deterministic"],
                           capture_output=True, text=True, cwd=ROOT, check=False,

@@ -12,9 +12,11 @@ import datetime as dt
 import sys
 import threading
 import time
+import traceback
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -853,8 +855,17 @@ def _verdict(outcome: BaseException | None,  # noqa: PLR0911 - one return per ve
     if isinstance(exc, CheckUnsupported):
         return Verdict.UNSUPPORTED, str(exc), failures
     if exc is not None:
-        return Verdict.ERROR, f"harness error: {type(exc).__name__}: {exc}", failures
+        return Verdict.ERROR, f"harness error: {type(exc).__name__}: {exc}{_raised_at(exc)}", failures
     return Verdict.PASSED, "passed", failures
+
+
+def _raised_at(exc: BaseException) -> str:
+    """Where a harness error was raised (the innermost frame), so that a bug report can point at it."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return ""
+    frame = frames[-1]
+    return f" (at {Path(frame.filename).name}:{frame.lineno} in {frame.name})"
 
 
 def _with_limit_failures(verdict: Verdict, message: str, failures: list[Failure],
