@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import functools
 import importlib
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -57,6 +58,38 @@ def serialise_ast_parse() -> None:
 
     parse.serialised = True  # type: ignore[attr-defined]
     ast.parse = parse
+
+
+class _SysWithModulesCopied:
+    """`sys` for one module of a library: `modules` is a copy, taken at once (dict.copy holds the GIL)."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(sys, name)
+
+    @property
+    def modules(self) -> dict[str, Any]:
+        return sys.modules.copy()
+
+
+# hypothesis 6.170: `_mimic_lambda_from_node` rebuilds its module map from `sys.modules.items()`, uncopied.
+HYPOTHESIS_LAMBDA_SOURCES = "hypothesis.internal.lambda_sources"
+
+
+def copy_sys_modules_for_hypothesis_lambdas() -> None:
+    """Let hypothesis describe a lambda while another thread imports (process-wide, idempotent).
+
+    hypothesis 6.170 describes a lambda that names a module (schemathesis's `lambda children:
+    st.lists(children) | st.dictionaries(...)`, in the repr of a recursive strategy, drawn by the negative
+    fuzzer) by rebuilding a map from `sys.modules.items()` in a comprehension. A module imported in another
+    check's thread meanwhile (the sdk checks import openai: some 650 modules) ends it with "RuntimeError:
+    dictionary changed size during iteration", a harness error of fuzz.schemathesis.negative. hypothesis
+    copies sys.modules before iterating it elsewhere (HypothesisWorks/hypothesis#4363); here its module
+    sees a `sys` whose `modules` is such a copy.
+    """
+    lambda_sources: Any = importlib.import_module(HYPOTHESIS_LAMBDA_SOURCES)
+    if isinstance(lambda_sources.sys, _SysWithModulesCopied):
+        return
+    lambda_sources.sys = _SysWithModulesCopied()
 
 
 # pytest 9.1 formats an error raised in an item's setup with `Item._repr_failure_py`, not through the public

@@ -23,7 +23,7 @@ import httpx
 
 from . import __version__
 from ._causes import RootCause, root_causes
-from ._compat import serialise_ast_parse
+from ._compat import copy_sys_modules_for_hypothesis_lambdas, serialise_ast_parse
 from ._context import BASIC_COMPLETION, CheckContext, SharedExchanges, basic_chat_request
 from ._model import (
     OPTIONAL_FEATURES,
@@ -705,6 +705,7 @@ def _warm_up(checks: Sequence[RegisteredCheck]) -> None:
     """What every run needs before its checks start, done while the target is being reached."""
     load_spec()  # parsed once here, not by every thread that reaches the cold cache at the same time
     serialise_ast_parse()
+    copy_sys_modules_for_hypothesis_lambdas()
     _preload(checks)
 
 

@@ -8,6 +8,11 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import json
+import sys
+import threading
+import types
+from typing import Any
 
 import pytest
 
@@ -80,3 +85,71 @@ def test_pytest_formats_setup_errors_with_the_method_the_replay_overrides() -> N
 
     assert callable(getattr(pytest.Item, PYTEST_SETUP_ERROR_FORMATTER))
     assert PYTEST_SETUP_ERROR_FORMATTER in vars(CheckItem)
+
+
+def test_hypothesis_lambda_sources_still_reads_sys_as_a_module_global() -> None:
+    # hypothesis 6.170: conformance._compat.copy_sys_modules_for_hypothesis_lambdas replaces the `sys` that
+    # `_mimic_lambda_from_node` reads (its module map of `sys.modules`).
+    from conformance._compat import HYPOTHESIS_LAMBDA_SOURCES
+
+    lambda_sources = importlib.import_module(HYPOTHESIS_LAMBDA_SOURCES)
+    assert hasattr(lambda_sources, "sys")
+    assert isinstance(lambda_sources._module_map, dict)
+    assert "sys" in lambda_sources._mimic_lambda_from_node.__code__.co_names
+
+
+def _describe_while_importing(lambda_sources: Any, rounds: int, stop_at_first_error: bool) -> list[str]:
+    """hypothesis describing a lambda that names a module, while another thread imports modules."""
+    described = lambda value: json.dumps(value, sort_keys=True)  # noqa: E731 - hypothesis describes a lambda
+    description = "lambda value: json.dumps(value, sort_keys=True)"
+    errors: list[str] = []
+    names = [f"_conformance_import_probe_{i}" for i in range(200)]
+    done = threading.Event()
+
+    def imports() -> None:  # sys.modules grows by up to 200 modules, then shrinks back, again and again
+        while not done.is_set():
+            for name in names:
+                sys.modules[name] = types.ModuleType(name)
+            for name in names:
+                del sys.modules[name]
+
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # a thread switch in the middle of the module map's comprehension
+    importer = threading.Thread(target=imports, daemon=True)
+    importer.start()
+    try:
+        for _ in range(rounds):
+            lambda_sources._module_map = {}  # rebuilt on each description, as after any new import
+            try:
+                assert lambda_sources._lambda_description(described) == description
+            except RuntimeError as exc:
+                errors.append(str(exc))
+                if stop_at_first_error:
+                    break
+    finally:
+        done.set()
+        importer.join()
+        sys.setswitchinterval(switch)
+        for name in names:
+            sys.modules.pop(name, None)
+    return errors
+
+
+def test_hypothesis_describes_lambdas_while_another_thread_imports(monkeypatch: pytest.MonkeyPatch) -> None:
+    # hypothesis 6.170 iterates sys.modules uncopied: "dictionary changed size during iteration" in
+    # fuzz.schemathesis.negative while the sdk checks imported openai (conformance._compat).
+    from conformance._compat import HYPOTHESIS_LAMBDA_SOURCES, copy_sys_modules_for_hypothesis_lambdas
+
+    lambda_sources = importlib.import_module(HYPOTHESIS_LAMBDA_SOURCES)
+    monkeypatch.setattr(lambda_sources, "_module_map", {})
+    copy_sys_modules_for_hypothesis_lambdas()
+    patched = lambda_sources.sys
+    copy_sys_modules_for_hypothesis_lambdas()
+    assert lambda_sources.sys is patched
+    assert patched.modules is not sys.modules
+    assert patched.version_info == sys.version_info
+    assert _describe_while_importing(lambda_sources, 200, stop_at_first_error=False) == []
+    # The same interleaving without the workaround fails: the test does force the race.
+    monkeypatch.setattr(lambda_sources, "sys", sys)
+    assert _describe_while_importing(lambda_sources, 2000, stop_at_first_error=True) == [
+        "dictionary changed size during iteration"]
