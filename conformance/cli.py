@@ -343,15 +343,17 @@ def _hypothesis_home() -> Iterator[None]:
         return
     import tempfile
 
-    from hypothesis import configuration
-
-    previous = getattr(configuration, "__hypothesis_home_directory", None)
+    # Through the environment, which hypothesis reads when it first needs storage: importing hypothesis
+    # here would race the run's warm-up thread, which imports it at the same time.
     with tempfile.TemporaryDirectory(prefix="conformance-hypothesis-") as home:
-        configuration.set_hypothesis_home_dir(home)
+        os.environ["HYPOTHESIS_STORAGE_DIRECTORY"] = home
         try:
             yield
         finally:
-            configuration.set_hypothesis_home_dir(previous)
+            del os.environ["HYPOTHESIS_STORAGE_DIRECTORY"]
+            configuration = sys.modules.get("hypothesis.configuration")
+            if configuration is not None:  # forget this home: the next run in this process gets its own
+                configuration.set_hypothesis_home_dir(None)
 
 
 STALE_REPORTS = ("report.html", "junit.xml", "diff.md", "diff.json")

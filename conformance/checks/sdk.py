@@ -42,6 +42,19 @@ TOOL_MAX_TOKENS = 64
 FULL_ONLY = (Depth.FULL,)
 
 
+def preload() -> None:
+    """Called by the engine before the check threads start: the SDK and the resources it loads on first
+    use are some 650 modules, which must not be imported in one check thread while others draw with
+    hypothesis (see `_engine._preload`)."""
+    try:
+        import openai
+    except ImportError:
+        return
+    client = openai.OpenAI(api_key="preload", base_url="http://127.0.0.1:9/v1")
+    client.chat.completions  # noqa: B018 - the attribute imports the chat resources
+    client.close()
+
+
 def _sdk(ctx: CheckContext) -> ModuleType:
     if not ctx.on_openai_route:
         method, path = ctx.chat_route
