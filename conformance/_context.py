@@ -14,6 +14,8 @@ from .http import Exchange, Recorder, Session, fail_on_limit
 
 CHAT_PATH = "/chat/completions"
 MODELS_PATH = "/models"
+# OpenAI's chat route: the route probe tries it first, and requests sent before the route is known use it.
+OPENAI_ROUTE = ("POST", CHAT_PATH)
 # Small enough to be cheap on paid targets, large enough for most properties.
 SMALL_MAX_TOKENS = 16
 # The shared exchange of the run's basic completion (the chat route's probe, when it served chat).
@@ -63,8 +65,57 @@ class SharedExchanges:
             return future
 
 
+class PendingRoute:
+    """The chat route while the run finds it (it is found while the first checks start).
+
+    Until it is known, up to `early` chat requests go out at once on OpenAI's route, which the probe
+    tries first and nearly every server has, instead of waiting a round trip for the probe. One is
+    kept when the probe confirms that route; otherwise it leaves the check's transcript (it stays in
+    the run's cost) and is sent again on the route found. A check therefore only ever judges answers
+    from the route found. On a slow target this saves the probe's round trip; on one without OpenAI's
+    route it costs at most `early` requests, recorded in results.json (`chat_route.early`).
+    """
+
+    def __init__(self, found: Future[Any], early: int) -> None:
+        self.found = found
+        self._early = max(0, early)
+        self.sent = 0
+        self.resent = 0
+        self._guard = threading.Lock()
+
+    def take_early(self) -> bool:
+        """Whether a chat request may go out now on OpenAI's route (False: the route is known, or the
+        early requests are used up; wait for the route)."""
+        with self._guard:
+            if self.found.done() or self.sent >= self._early:
+                return False
+            self.sent += 1
+            return True
+
+    def confirmed(self) -> bool:
+        """Waits for the route: whether an early request went where it should have."""
+        route = self.found.result()
+        return (route["method"], route["path"]) == OPENAI_ROUTE
+
+    def record_resent(self) -> None:
+        with self._guard:
+            self.resent += 1
+
+    def summary(self) -> dict[str, int]:
+        with self._guard:
+            return {"sent": self.sent, "resent": self.resent}
+
+
 def _raised(future: Future[Exchange]) -> bool:
     return future.done() and future.exception() is not None
+
+
+def _copy(done: Future[Exchange], into: Future[Exchange]) -> None:
+    exc = done.exception()
+    if exc is not None:
+        into.set_exception(exc)
+    else:
+        into.set_result(done.result())
 
 
 def basic_chat_request(model: str) -> dict[str, Any]:
@@ -81,13 +132,13 @@ class CheckContext:
         *,
         depth: Depth,
         profile: Profile,
-        route_found: Future[Any] | None = None,
+        route: PendingRoute | None = None,
     ) -> None:
         self.session = session
         self.http = Recorder(session)
         self._shared = shared
-        # Set once the run knows where chat is served (it is found while the checks start).
-        self._route_found = route_found
+        # Where chat is served, while the run finds it (None: known from the start).
+        self._route = route
         self.depth = depth
         self.profile = profile
         self.failures: list[Failure] = []
@@ -121,8 +172,8 @@ class CheckContext:
         """(method, path) where the target serves chat: found at the start of the run, or --chat-path.
 
         Waits until the route is known: a check that never sends chat never waits."""
-        if self._route_found is not None:
-            self._route_found.result()
+        if self._route is not None:
+            self._route.found.result()
         target = self.session.target
         return target.chat_method, target.chat_path
 
@@ -133,14 +184,52 @@ class CheckContext:
     def chat(self, body: dict[str, Any] | None = None, *, method: str | None = None, path: str | None = None,
              **kwargs: Any) -> Exchange:
         """Send a chat request on the run's chat route; the transcript is kept for the report."""
-        route_method, route_path = self.chat_route
-        return self.http.request(method or route_method, path or route_path,
-                                 json_body=body if body is not None else self.chat_request(), **kwargs)
+        json_body = body if body is not None else self.chat_request()
+        if method is not None or path is not None:
+            route_method, route_path = self.chat_route
+            return self.http.request(method or route_method, path or route_path, json_body=json_body, **kwargs)
+        return self.on_chat_route(lambda m, p: self.http.request(m, p, json_body=json_body, **kwargs))
 
     def chat_raw(self, content: str | bytes, **kwargs: Any) -> Exchange:
         """Send a raw body (not JSON, or JSON of the wrong type) on the run's chat route."""
-        method, path = self.chat_route
-        return self.http.request(method, path, content=content, **kwargs)
+        return self.on_chat_route(lambda m, p: self.http.request(m, p, content=content, **kwargs))
+
+    def on_chat_route(self, send: Callable[[str, str], Exchange]) -> Exchange:
+        """`send(method, path)` on the chat route: early on OpenAI's route while the route is being found
+        (`PendingRoute`), sent again on the route found when that is another."""
+        pending = self._route
+        if pending is None or not pending.take_early():
+            return send(*self.chat_route)
+        exchange = send(*OPENAI_ROUTE)
+        if pending.confirmed():
+            return exchange
+        self.http.forget(exchange)
+        pending.record_resent()
+        return send(*self.chat_route)
+
+    def submit_on_chat_route(self, submit: Callable[[str, str], Future[Exchange]]) -> Future[Exchange]:
+        """`on_chat_route` without waiting: `submit(method, path)` sends (Recorder.submit)."""
+        pending = self._route
+        if pending is None or not pending.take_early():
+            return submit(*self.chat_route)
+        early = submit(*OPENAI_ROUTE)
+        outcome: Future[Exchange] = Future()
+
+        def settle(_: Future[Any]) -> None:  # the route is known: keep the early answer, or send again
+            try:
+                if early.exception() is not None or pending.confirmed():
+                    _copy(early, outcome)
+                    return
+                self.http.forget(early.result())
+                pending.record_resent()
+                again = submit(*self.chat_route)
+            except BaseException as exc:  # noqa: BLE001 - a callback: the check's future says what went wrong
+                outcome.set_exception(exc)
+                return
+            again.add_done_callback(lambda sent: _copy(sent, outcome))
+
+        early.add_done_callback(lambda _: pending.found.add_done_callback(settle))
+        return outcome
 
     def shared(self, key: str, fetch: Callable[[CheckContext], Exchange]) -> Exchange:
         """An exchange fetched once per run under `key`; it still appears in this check's transcript."""

@@ -23,8 +23,8 @@ import httpx
 
 from . import __version__
 from ._causes import RootCause, root_causes
-from ._compat import copy_sys_modules_for_hypothesis_lambdas, serialise_ast_parse
-from ._context import BASIC_COMPLETION, CheckContext, SharedExchanges, basic_chat_request
+from ._compat import copy_sys_modules_for_hypothesis_lambdas, preload_fuzz_imports, serialise_ast_parse
+from ._context import BASIC_COMPLETION, CheckContext, PendingRoute, SharedExchanges, basic_chat_request
 from ._model import (
     OPTIONAL_FEATURES,
     ChatRouteFound,
@@ -369,11 +369,9 @@ class RunSession:
     reached. Both keep the run's wall time near requests × latency / concurrency on a slow target.
     """
 
-    def __init__(self, config: RunConfig, planned: Sequence[RegisteredCheck], *,
-                 transport: httpx.BaseTransport | None, started: tuple[dt.datetime, float],
-                 warm_up: threading.Thread) -> None:
+    def __init__(self, config: RunConfig, *, transport: httpx.BaseTransport | None,
+                 started: tuple[dt.datetime, float], warm_up: _WarmUp) -> None:
         self.config = config
-        self.planned = list(planned)
         self.session = Session(config.target, config.limits, transport=transport, concurrency=config.concurrency)
         self._started_at, self._started = started
         self._warm_up = warm_up
@@ -381,6 +379,8 @@ class RunSession:
         # run_check's repetitions: round i of every check shares the exchanges of round i.
         self._rounds = [_UrgentSharedExchanges() for _ in range(config.repeat - 1)]
         self._route: concurrent.futures.Future[dict[str, Any]] = concurrent.futures.Future()
+        # While the route is being found, up to --concurrency chat requests go early on OpenAI's route.
+        self._pending: PendingRoute | None = None
         # Whether the start succeeded (the target reached): the route's further probes wait for it.
         self._reached: concurrent.futures.Future[bool] = concurrent.futures.Future()
         self._results: dict[str, CheckResult] = {}
@@ -396,14 +396,17 @@ class RunSession:
         certified raises one ConformanceError line naming those flags, and an empty model is chosen from
         GET /models. Without, the config is used as given (a library call, a test transport)."""
         started = dt.datetime.now(dt.UTC), time.monotonic()
-        planned = list(checks) if checks is not None else select(
-            all_checks(), depth=config.depth, profile=config.profile, only=config.only, skip=config.skip)
         if flags is not None:  # sends nothing: a malformed URL is one line before anything starts
             base_url = check_base_url(config.target.base_url, flags)
             config = dataclasses.replace(config, target=dataclasses.replace(config.target, base_url=base_url))
-        warm_up = threading.Thread(target=_warm_up, args=(planned,), name="warm-up", daemon=True)
-        warm_up.start()
-        run = cls(config, planned, transport=transport, started=started, warm_up=warm_up)
+        chosen = config
+
+        def planned() -> list[RegisteredCheck]:
+            return list(checks) if checks is not None else select(
+                all_checks(), depth=chosen.depth, profile=chosen.profile, only=chosen.only, skip=chosen.skip)
+
+        warm_up = _WarmUp(planned)
+        run = cls(config, transport=transport, started=started, warm_up=warm_up)
         try:
             if flags is not None and config.target.model:
                 # The model is known: the route's first probe goes out while the target is reached (the
@@ -423,6 +426,11 @@ class RunSession:
         run._reached.set_result(True)
         return run
 
+    @property
+    def planned(self) -> list[RegisteredCheck]:
+        """The checks this run runs (chosen while the target is reached; waits for that)."""
+        return self._warm_up.checks()
+
     def _reach(self, flags: Flags, api_key_from: str | None) -> None:
         """The preflight (`_start.preflight`); the model it chose when none was given."""
         target = self.config.target
@@ -438,6 +446,7 @@ class RunSession:
         if forced is not None:
             self._found({"method": forced[0], "path": forced[1], "source": "forced", "probes": []})
             return
+        self._pending = PendingRoute(self._route, early=self.config.concurrency)
         served: concurrent.futures.Future[Exchange] = concurrent.futures.Future()
         self._shared.submit(BASIC_COMPLETION, lambda: served)
         threading.Thread(target=self._discover, args=(served,), name="chat-route", daemon=True).start()
@@ -517,7 +526,7 @@ class RunSession:
         """
         emit = on_event or _ignore
         try:
-            self._warm_up.join()
+            self._warm_up.checks()  # the modules' own preloads go on: only their checks wait for them
         except KeyboardInterrupt:
             self.close()
             raise
@@ -552,6 +561,8 @@ class RunSession:
         if self._finished is not None:
             return self._finished
         route = self.route
+        if self._pending is not None and self._pending.sent:
+            route = {**route, "early": self._pending.summary()}
         self.session.close()
         session, config = self.session, self.config
         results = self.results
@@ -610,6 +621,7 @@ class RunSession:
             return None
         if self.session.target_down:  # an error at once: no setup work (hypothesis, schemathesis) for a dead target
             return CheckResult(registered.spec, Verdict.ERROR, f"not run: {self.session.target_down}", 0.0)
+        self._warm_up.wait_for(registered)
         result, started = self._execute(registered, shared, priority=rank)
         return result if started else None
 
@@ -657,7 +669,8 @@ class RunSession:
                  priority: int = 0) -> tuple[CheckResult, bool]:
         """The check's result, and whether it started (False: the budget ran out before its first request)."""
         config, session = self.config, self.session
-        ctx = CheckContext(session, shared, depth=config.depth, profile=config.profile, route_found=self._route)
+        ctx = CheckContext(session, shared, depth=config.depth, profile=config.profile,
+                           route=self._pending or _known(self._route))
         ctx.http.priority = priority
         ctx.http.label = registered.spec.id
         started = time.monotonic()
@@ -701,12 +714,70 @@ def run(
     return RunSession.open(config, transport=transport, checks=checks).run_planned(on_event)
 
 
-def _warm_up(checks: Sequence[RegisteredCheck]) -> None:
-    """What every run needs before its checks start, done while the target is being reached."""
-    load_spec()  # parsed once here, not by every thread that reaches the cold cache at the same time
-    serialise_ast_parse()
-    copy_sys_modules_for_hypothesis_lambdas()
-    _preload(checks)
+class _WarmUp:
+    """What the checks need before they start, done in a thread while the target is reached.
+
+    First what every check waits for (`checks()`): the checks chosen (their modules imported), the spec
+    parsed, what lets hypothesis draw in several threads, and the lazy imports of the fuzzers (under
+    pytest, schemathesis's modules are compiled from rewritten source: see `_compat`). Then each chosen
+    module's `preload()`, which only that module's checks wait for, run when the first of them is about
+    to start: the openai SDK is some 650 modules (0.9 s of CPU), which would otherwise compete with the
+    first checks' own set-up (hypothesis, schemathesis) while their first requests wait to go out.
+    """
+
+    def __init__(self, planned: Callable[[], list[RegisteredCheck]]) -> None:
+        self._planned = planned
+        self._ready: concurrent.futures.Future[list[RegisteredCheck]] = concurrent.futures.Future()
+        self._preloads: dict[str, concurrent.futures.Future[None]] = {}
+        self._wanted = threading.Event()  # a check of a module with a preload is about to start
+        self._thread = threading.Thread(target=self._run, name="warm-up", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            checks = self._planned()
+            load_spec()  # parsed once here, not by every thread that reaches the cold cache at the same time
+            serialise_ast_parse()
+            copy_sys_modules_for_hypothesis_lambdas()
+            preload_fuzz_imports()
+        except BaseException as exc:  # noqa: BLE001 - raised where the checks are asked for
+            self._ready.set_exception(exc)
+            return
+        modules = [name for name in dict.fromkeys(c.run.__module__ for c in checks)
+                   if callable(getattr(sys.modules.get(name), "preload", None))]
+        self._preloads = {name: concurrent.futures.Future() for name in modules}
+        self._ready.set_result(checks)
+        if modules:
+            self._wanted.wait()
+        for name in modules:
+            try:
+                sys.modules[name].preload()
+            except BaseException as exc:  # noqa: BLE001 - that module's checks report it
+                self._preloads[name].set_exception(exc)
+            else:
+                self._preloads[name].set_result(None)
+
+    def checks(self) -> list[RegisteredCheck]:
+        """The chosen checks, once every check may start (raises what choosing them raised)."""
+        return self._ready.result()
+
+    def wait_for(self, registered: RegisteredCheck) -> None:
+        """Until `registered` may start: its module's preload done too."""
+        self.checks()
+        preload = self._preloads.get(registered.run.__module__)
+        if preload is not None:
+            self._wanted.set()
+            preload.result()
+
+    def join(self) -> None:
+        """Until everything is loaded (now)."""
+        self._wanted.set()
+        self._thread.join()
+
+
+def _known(route: concurrent.futures.Future[dict[str, Any]]) -> PendingRoute:
+    """A route given (--chat-path): nothing is sent before it is set."""
+    return PendingRoute(route, early=0)
 
 
 def _ignore(event: RunEvent) -> None:
@@ -747,22 +818,6 @@ def merge_runs(runs: Sequence[CheckResult]) -> CheckResult:
     main = max(runs, key=lambda r: SEVERITY[r.verdict])  # the first of the most severe
     others = tuple(r.verdict for r in runs if r is not main)
     return dataclasses.replace(main, repeats=others) if len(runs) > 1 else main
-
-
-def _preload(checks: Sequence[RegisteredCheck]) -> None:
-    """Let each chosen check's module import here, before the check threads start, what it would
-    otherwise import lazily in one of them (its optional `preload()`).
-
-    CPython 3.11 keeps the AST constructor's recursion counter per interpreter, not per thread: a
-    module compiled from source in one check thread (under pytest, whose assertion rewriting compiles
-    every module of a pytest plugin's distribution, schemathesis and hypothesis included) while
-    hypothesis parses a function's source in another fails with "SystemError: AST constructor
-    recursion depth mismatch", a harness error of the check that was importing.
-    """
-    for name in dict.fromkeys(registered.run.__module__ for registered in checks):
-        preload = getattr(sys.modules.get(name), "preload", None)
-        if callable(preload):
-            preload()
 
 
 def schedule(checks: Sequence[RegisteredCheck]) -> list[RegisteredCheck]:

@@ -22,10 +22,10 @@ from ..http import Exchange
 
 def submit_chat(ctx: CheckContext, body: Any = None, *, raw: str | None = None, **kwargs: Any) -> Future[Exchange]:
     """`ctx.chat` / `ctx.chat_raw` without waiting: a JSON `body` (the minimal request by default), or `raw`."""
-    method, path = ctx.chat_route
     if raw is not None:
-        return ctx.http.submit(method, path, content=raw, **kwargs)
-    return ctx.http.submit(method, path, json_body=body if body is not None else ctx.chat_request(), **kwargs)
+        return ctx.submit_on_chat_route(lambda method, path: ctx.http.submit(method, path, content=raw, **kwargs))
+    json_body = body if body is not None else ctx.chat_request()
+    return ctx.submit_on_chat_route(lambda method, path: ctx.http.submit(method, path, json_body=json_body, **kwargs))
 
 
 class Batch:

@@ -43,9 +43,10 @@ FULL_ONLY = (Depth.FULL,)
 
 
 def preload() -> None:
-    """Called by the engine before the check threads start: the SDK and the resources it loads on first
-    use are some 650 modules, which must not be imported in one check thread while others draw with
-    hypothesis (see `_engine._preload`)."""
+    """Called by the engine's warm-up thread before the sdk checks start (the other checks do not wait):
+    the SDK and the resources it loads on first use are some 650 modules (0.9 s). Imported next to
+    threads that draw with hypothesis, which is safe for it: it is no pytest plugin, so pytest never
+    compiles it from a rewritten AST, and `_compat` gives hypothesis a copy of sys.modules to iterate."""
     try:
         import openai
     except ImportError:

@@ -123,6 +123,12 @@ class Recorder:
         priority = current_priority(self.priority)
         return self.session._fan_out().submit(self._perform, prepared, priority)
 
+    def forget(self, exchange: Exchange) -> None:
+        """Take out of the transcript a request whose answer the check must not judge (sent early on a
+        chat route that turned out not to be the target's); it stays in the counts and the cost."""
+        with self._lock:
+            self.exchanges[:] = [e for e in self.exchanges if e is not exchange]
+
     def _prepare(self, method: str, path: str, *, json_body: Any, content: bytes | str | None,
                  headers: dict[str, str] | None, api_key: str | EllipsisType | None,
                  stream: bool | None) -> _Prepared:

@@ -233,6 +233,9 @@ class ChatRoute:
     path: str
     source: str  # discovered, forced (--chat-path) or none (no route answered)
     probes: tuple[Mapping[str, Any], ...] = ()
+    # Chat requests sent early on OpenAI's route before the route was known, and how many went again.
+    early_sent: int = 0
+    early_resent: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -419,7 +422,8 @@ class Results:
             finished_at=data.get("finished_at"), strict=bool(data.get("strict", False)),
             selection=tuple(data.get("selection") or ()),
             chat_route=ChatRoute(str(route["method"]), str(route.get("path", "")), str(route.get("source", "")),
-                                 tuple(route.get("probes") or ())) if route.get("method") else None,
+                                 tuple(route.get("probes") or ()), int((route.get("early") or {}).get("sent", 0)),
+                                 int((route.get("early") or {}).get("resent", 0))) if route.get("method") else None,
             catalogue=data.get("catalogue"), not_executed=tuple(data.get("not_executed") or ()),
             retries=int(data.get("retries", 0)), tokens_estimated=int(data.get("tokens_estimated", 0)),
             http_status_counts=data.get("http_status_counts") or {},

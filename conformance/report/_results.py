@@ -30,7 +30,9 @@ def route_label(results: Results) -> str:
         return "POST /chat/completions"
     how = {"discovered": "discovered", "forced": "--chat-path",
            "none": "no route answered a chat completion"}.get(route.source, "")
-    return f"{route.method} {route.path}" + (f" ({how})" if how else "")
+    resent = (f"; {route.early_resent} request{'s' if route.early_resent != 1 else ''} sent early on "
+              f"POST /chat/completions sent again there" if route.early_resent else "")
+    return f"{route.method} {route.path}" + (f" ({how}{resent})" if how else "")
 
 
 def target_label(results: Results) -> str:
