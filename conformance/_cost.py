@@ -5,7 +5,9 @@ the checks' tests). The bound of a run is their sum over the checks a depth, a p
 --only/--skip select: a run sends fewer, because checks share responses (one basic completion
 serves several), and more only by retrying a 429/503 (at most --retries times each), by the
 preflight (at most 3 requests before the run, usually 1) and by finding the chat route (at most 3,
-usually 1: `CHAT_ROUTES` in the engine).
+usually 1: `CHAT_ROUTES` in the engine); on a target that does not serve chat on POST /chat/completions,
+also by the chat requests sent there before the route was known (at most --concurrency:
+`_context.PendingRoute`), each sent again on the route found.
 
 Tokens have no such bound before the run: prompt tokens depend on the target's tokenizer, a
 target may ignore max_tokens, and schemathesis' valid requests may leave max_tokens out. Only
@@ -82,14 +84,15 @@ def totals_line(checks: int) -> str:
 
 
 def dry_run(bound: Cost, target: str, *, retries: int, max_requests: int | None,
-            max_tokens: int | None) -> str:
+            max_tokens: int | None, concurrency: int) -> str:
     """What `conformance run --dry-run` prints: the selected checks, their bounds, and the totals."""
     lines = [f"DRY RUN: nothing sent. {len(bound.checks)} checks, depth {bound.depth.value}, "
              f"profile {bound.profile.value}, against {target}", ""]
     lines += ["  " + line for line in table(bound.checks)]
     requests = (f"at most {bound.requests} (each check's declared bound; checks that share a response send "
                 f"fewer), plus at most {PREFLIGHT_REQUESTS} before the run and {CHAT_ROUTE_REQUESTS} to find the chat "
-                f"route; each 429/503 may be retried "
+                f"route (and {concurrency} more when chat is not on POST /chat/completions: sent there before the "
+                f"route is known, then again on the route found); each 429/503 may be retried "
                 f"{retries} time{'s' if retries != 1 else ''} (--retries)")
     if max_requests is not None and max_requests < bound.requests:
         requests += f"; --max-requests {max_requests} ends the run INCOMPLETE if it needs more"

@@ -23,7 +23,7 @@ import httpx
 
 from . import __version__
 from ._causes import RootCause, root_causes
-from ._compat import copy_sys_modules_for_hypothesis_lambdas, preload_fuzz_imports, serialise_ast_parse
+from ._compat import copy_sys_modules_for_hypothesis_lambdas, serialise_ast_parse
 from ._context import BASIC_COMPLETION, CheckContext, PendingRoute, SharedExchanges, basic_chat_request
 from ._model import (
     OPTIONAL_FEATURES,
@@ -498,7 +498,11 @@ class RunSession:
         self._warm_up.join()
         if self.session.budget_exhausted:
             return None
-        first, started = self._execute(registered, self._shared)
+        if registered.spec.load:  # one check at a time: its requests are the only ones in flight
+            with self.session.probing():
+                first, started = self._execute(registered, self._shared)
+        else:
+            first, started = self._execute(registered, self._shared)
         if not started:
             return None
         runs = [first]
@@ -515,14 +519,16 @@ class RunSession:
     def run_planned(self, on_event: EventHandler | None = None) -> RunResult:
         """Run every planned check, then finish.
 
-        In order: every check at once, within --concurrency, except those that must run alone. Checks
-        start longest first (by their declared `requests`) and their requests are served in that order,
-        so the longest chain of sequential requests starts at once and the run ends close to total
-        requests × latency / concurrency. Then the checks that a request failing only under contention
-        left unjudged run again, one at a time (`_rerun_contended`); with --repeat K the model-dependent
-        checks run K - 1 more times (`_repeat`); last the checks that must run alone (the load checks,
-        `alone=True`), one at a time at the full --concurrency with nothing else in flight. A check that
-        never sent a request because the budget or the run deadline ran out is reported as not executed.
+        In order: every check at once, within --concurrency. Checks start longest first (by their
+        declared `requests`) and their requests are served in that order, so the longest chain of
+        sequential requests starts at once and the run ends close to total requests × latency /
+        concurrency; the load checks (`load=True`) start last, their requests together once that many
+        slots are free, beside the last of the others. Then the checks that a request failing only under
+        contention left unjudged run again, one at a time (`_rerun_contended`); with --repeat K the
+        model-dependent checks run K - 1 more times (`_repeat`); last a load check that did not pass
+        beside the others runs again, at the full --concurrency with nothing else in flight, and that
+        run decides. A check that never sent a request because the budget or the run deadline ran out
+        is reported as not executed.
         """
         emit = on_event or _ignore
         try:
@@ -533,18 +539,28 @@ class RunSession:
         self._route.add_done_callback(lambda found: None if found.exception() else emit(ChatRouteFound(found.result())))
         emit(RunStarted(len(self.planned)))
 
+        beside: dict[str, CheckResult] = {}  # load checks that did not pass beside the others: judged alone
+
         def finished(registered: RegisteredCheck, result: CheckResult | None) -> None:
+            check_id = registered.spec.id
+            if result is None and check_id in beside:  # the run stopped before the load check ran alone
+                result = beside.pop(check_id)
             if result is None:
                 emit(CheckNotExecuted(registered.spec, self.session.stopped))
-            else:
-                self._results[registered.spec.id] = result
-                emit(CheckFinished(result, len(self._results), len(self.planned)))
+                return
+            if registered.spec.load and check_id not in beside and result.verdict in JUDGED_ALONE_AFTER:
+                beside[check_id] = result
+                return
+            if check_id in beside:
+                result = judged_alone(result, beside.pop(check_id))
+            self._results[check_id] = result
+            emit(CheckFinished(result, len(self._results), len(self.planned)))
 
         try:
-            self._run_all([c for c in self.planned if not c.spec.alone], self._shared, finished)
+            self._run_all(self.planned, self._shared, finished)
             self._rerun_contended()
             self._repeat()
-            for registered in (c for c in self.planned if c.spec.alone):
+            for registered in [c for c in self.planned if c.spec.id in beside]:
                 with self.session.probing():  # its own requests are the only ones in flight, up to --concurrency
                     self._run_all([registered], self._shared, finished)
         except KeyboardInterrupt:  # stop sending and cut what is in flight (the re-runs run in this thread)
@@ -601,10 +617,10 @@ class RunSession:
             return
         # Not a `with` block: its exit joins the workers, and on Ctrl-C one of them may sit in a request
         # that connected just after the cut (a read timeout).
-        pool = concurrent.futures.ThreadPoolExecutor(max_workers=_workers(self.config.concurrency, len(checks)),
-                                                     thread_name_prefix="check")
+        workers = _workers(self.config.concurrency, len(checks))
+        pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="check")
         futures = {pool.submit(self._run_scheduled, registered, rank, shared): registered
-                   for rank, registered in enumerate(schedule(checks))}
+                   for rank, registered in starting_order(schedule(checks, self.config.concurrency), workers)}
         try:
             for future in concurrent.futures.as_completed(futures):
                 finished(futures[future], future.result())
@@ -628,9 +644,9 @@ class RunSession:
     def _rerun_contended(self) -> None:
         """Judge again, one at a time and on fresh exchanges, every check that contention left without a
         pass: a request that failed only next to others says nothing of the check's clause. The load checks
-        (`alone`) keep their verdict: contention is what they judge."""
+        (`load`) keep their verdict: contention is what they judge."""
         results, session = self._results, self.session
-        affected = [c for c in self.planned if c.spec.id in results and not c.spec.alone
+        affected = [c for c in self.planned if c.spec.id in results and not c.spec.load
                     and results[c.spec.id].verdict is not Verdict.PASSED and contended(results[c.spec.id])]
         if not affected or session.stopped:
             return
@@ -673,6 +689,7 @@ class RunSession:
                            route=self._pending or _known(self._route))
         ctx.http.priority = priority
         ctx.http.label = registered.spec.id
+        ctx.http.probe = registered.spec.load
         started = time.monotonic()
         try:
             registered.run(ctx)
@@ -718,18 +735,17 @@ class _WarmUp:
     """What the checks need before they start, done in a thread while the target is reached.
 
     First what every check waits for (`checks()`): the checks chosen (their modules imported), the spec
-    parsed, what lets hypothesis draw in several threads, and the lazy imports of the fuzzers (under
-    pytest, schemathesis's modules are compiled from rewritten source: see `_compat`). Then each chosen
-    module's `preload()`, which only that module's checks wait for, run when the first of them is about
-    to start: the openai SDK is some 650 modules (0.9 s of CPU), which would otherwise compete with the
-    first checks' own set-up (hypothesis, schemathesis) while their first requests wait to go out.
+    parsed, what lets hypothesis draw in several threads, and each chosen module's `preload()` (the
+    fuzzers' lazy imports: under pytest, schemathesis's modules are compiled from rewritten source, which
+    must not happen while another thread draws: see `_compat`). Then each chosen module's
+    `load_in_background()`, which only that module's checks wait for: the openai SDK is some 650 modules
+    (0.9 s of CPU), loaded while the target is reached and the other checks start.
     """
 
     def __init__(self, planned: Callable[[], list[RegisteredCheck]]) -> None:
         self._planned = planned
         self._ready: concurrent.futures.Future[list[RegisteredCheck]] = concurrent.futures.Future()
         self._preloads: dict[str, concurrent.futures.Future[None]] = {}
-        self._wanted = threading.Event()  # a check of a module with a preload is about to start
         self._thread = threading.Thread(target=self._run, name="warm-up", daemon=True)
         self._thread.start()
 
@@ -739,19 +755,17 @@ class _WarmUp:
             load_spec()  # parsed once here, not by every thread that reaches the cold cache at the same time
             serialise_ast_parse()
             copy_sys_modules_for_hypothesis_lambdas()
-            preload_fuzz_imports()
+            for preload in _module_hooks(checks, "preload").values():
+                preload()
         except BaseException as exc:  # noqa: BLE001 - raised where the checks are asked for
             self._ready.set_exception(exc)
             return
-        modules = [name for name in dict.fromkeys(c.run.__module__ for c in checks)
-                   if callable(getattr(sys.modules.get(name), "preload", None))]
-        self._preloads = {name: concurrent.futures.Future() for name in modules}
+        loads = _module_hooks(checks, "load_in_background")
+        self._preloads = {name: concurrent.futures.Future() for name in loads}
         self._ready.set_result(checks)
-        if modules:
-            self._wanted.wait()
-        for name in modules:
+        for name, load in loads.items():
             try:
-                sys.modules[name].preload()
+                load()
             except BaseException as exc:  # noqa: BLE001 - that module's checks report it
                 self._preloads[name].set_exception(exc)
             else:
@@ -766,13 +780,18 @@ class _WarmUp:
         self.checks()
         preload = self._preloads.get(registered.run.__module__)
         if preload is not None:
-            self._wanted.set()
             preload.result()
 
     def join(self) -> None:
-        """Until everything is loaded (now)."""
-        self._wanted.set()
+        """Until everything is loaded."""
         self._thread.join()
+
+
+def _module_hooks(checks: Sequence[RegisteredCheck], hook: str) -> dict[str, Callable[[], None]]:
+    """{module: its `hook` function} of the modules the checks come from, in order, where defined."""
+    modules = dict.fromkeys(c.run.__module__ for c in checks)
+    found = {name: getattr(sys.modules.get(name), hook, None) for name in modules}
+    return {name: function for name, function in found.items() if callable(function)}
 
 
 def _known(route: concurrent.futures.Future[dict[str, Any]]) -> PendingRoute:
@@ -820,9 +839,36 @@ def merge_runs(runs: Sequence[CheckResult]) -> CheckResult:
     return dataclasses.replace(main, repeats=others) if len(runs) > 1 else main
 
 
-def schedule(checks: Sequence[RegisteredCheck]) -> list[RegisteredCheck]:
-    """Longest first (declared requests), then by ID: the classic LPT order that shortens the critical path."""
-    return sorted(checks, key=lambda c: (-c.spec.requests, c.spec.id))
+def schedule(checks: Sequence[RegisteredCheck], concurrency: int) -> list[RegisteredCheck]:
+    """The order in which the checks' requests are served (their priority): longest first (declared
+    requests), then by ID, the classic LPT order that shortens the critical path. A load check goes
+    before the last `concurrency` of them: its requests wait for that many slots to be free together
+    (the requests behind it wait too), which comes when the run drains, and those last checks, one
+    request each, fill the slots beside its streams instead of leaving them idle at the very end."""
+    ordered = sorted((c for c in checks if not c.spec.load), key=lambda c: (-c.spec.requests, c.spec.id))
+    at = max(0, len(ordered) - concurrency)
+    return ordered[:at] + [c for c in checks if c.spec.load] + ordered[at:]
+
+
+def starting_order(scheduled: list[RegisteredCheck], workers: int) -> list[tuple[int, RegisteredCheck]]:
+    """(rank, check) in the order the checks' threads start. The first `workers` start at once, the
+    lightest first, so their requests are on their way before the heaviest (hypothesis, schemathesis)
+    take the CPU. The rank (`schedule`) stays the requests' order."""
+    ranked = list(enumerate(scheduled))
+    return ranked[:workers][::-1] + ranked[workers:]
+
+
+# A load check with one of these verdicts beside the other checks runs again alone, and that run decides.
+JUDGED_ALONE_AFTER = frozenset({Verdict.FAILED, Verdict.ERROR, Verdict.INCONCLUSIVE})
+
+
+def judged_alone(alone: CheckResult, beside: CheckResult) -> CheckResult:
+    """A load check's result alone, which decides, with what it did beside the other checks (its
+    requests count; its verdict is kept in details)."""
+    return dataclasses.replace(alone, requests=alone.requests + beside.requests, tokens=alone.tokens + beside.tokens,
+                               details={**alone.details, "beside_other_checks": {
+                                   "verdict": beside.verdict.value, "message": beside.message,
+                                   "requests": beside.requests}})
 
 
 def _workers(concurrency: int, checks: int) -> int:
@@ -840,6 +886,14 @@ class _UrgentSharedExchanges(SharedExchanges):
                 return fetch()
 
         return super().get(key, fetch_urgently)
+
+    def submit(self, key: str, send: Callable[[], concurrent.futures.Future[Exchange]]
+               ) -> concurrent.futures.Future[Exchange]:
+        def send_urgently() -> concurrent.futures.Future[Exchange]:
+            with urgent():  # the priority is taken when the request is submitted
+                return send()
+
+        return super().submit(key, send_urgently)
 
 
 # Which exception decides the verdict when a check raised several at once (hypothesis groups).

@@ -138,9 +138,10 @@ class CheckSpec:
     # The verdict depends on what the model generates (sampling, tools, JSON mode): `--repeat K` runs
     # the check K times and a verdict that changes between runs makes it flaky.
     model_dependent: bool = False
-    # Runs on its own after every other check, at the run's full --concurrency, so that its requests are
-    # the only ones in flight (the load checks: what they measure is the target under their own load).
-    alone: bool = False
+    # A load check (what it measures is the target under its own load): its requests go out together, with
+    # slots held for them, beside the last of the other checks; when it does not pass there, it runs again
+    # after every other check at the full --concurrency with nothing else in flight, and that run decides.
+    load: bool = False
 
     def effective_level(self, strict: bool) -> Level:
         """Under --strict every SHOULD counts as MUST (exact OpenAI parity)."""

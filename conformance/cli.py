@@ -7,10 +7,13 @@ and exit code 2, never a traceback.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import contextlib
+import importlib
 import json
 import os
 import sys
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -168,12 +171,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _start(args: argparse.Namespace, origin: Any, stack: contextlib.ExitStack, stage: _Stage) -> _Plan | None:
     """Everything before the first check; raises ConformanceError (one line) for what the user can fix.
     None after a dry run (checked as far as it can be without a request, and the cost printed)."""
-    from ._diff import check_matches, load_reference
-    from ._engine import RunConfig, RunSession
+    from ._diff import load_reference
     from ._start import CLI_FLAGS, check_base_url
     from .checks import all_checks
     from .checks._registry import unknown_patterns
-    from .http import Target
 
     if args.only or args.skip:  # else the catalogue loads in the run's warm-up, while the target is reached
         all_checks()
@@ -188,7 +189,22 @@ def _start(args: argparse.Namespace, origin: Any, stack: contextlib.ExitStack, s
         _dry_run(args, origin)
         return None
     stage.name = "target"
-    _mark_in_progress(_config_of(args, origin), args.report_dir)
+    marked = _marking_in_progress(_config_of(args, origin), args.report_dir)
+    try:
+        return _open(args, origin, stack, stage, target=(base_url, baseline))
+    finally:  # the placeholder is written before anything else is (a failed start's record replaces it)
+        marked.result()
+
+
+def _open(args: argparse.Namespace, origin: Any, stack: contextlib.ExitStack, stage: _Stage, *,
+          target: tuple[str | None, Side | None]) -> _Plan:
+    """The target reached (or the built-in one started) and the baseline matched against it."""
+    from ._diff import check_matches
+    from ._engine import RunConfig, RunSession
+    from ._start import CLI_FLAGS
+    from .http import Target
+
+    base_url, baseline = target
     api_key = origin.api_key
     if base_url is None:
         import secrets
@@ -221,7 +237,8 @@ def _dry_run(args: argparse.Namespace, origin: Any) -> None:
 
     bound = cost(Depth(args.depth), Profile(args.profile), only=args.only, skip=args.skip)
     target = redact_url(origin.base_url) if origin.base_url is not None else BUILTIN_LABEL
-    print(dry_run(bound, target, retries=args.retries, max_requests=args.max_requests, max_tokens=args.max_tokens),
+    print(dry_run(bound, target, retries=args.retries, max_requests=args.max_requests, max_tokens=args.max_tokens,
+                  concurrency=args.concurrency),
           end="")
     repeated = [spec for spec in bound.checks if spec.model_dependent]
     if args.repeat > 1 and repeated:
@@ -363,6 +380,26 @@ STALE_REPORTS = ("report.html", "junit.xml", "diff.md", "diff.json")
 def _remove_reports(report_dir: Path) -> None:
     for name in STALE_REPORTS:
         (report_dir / name).unlink(missing_ok=True)
+
+
+def _marking_in_progress(config: Any, report_dir: Path) -> concurrent.futures.Future[None]:
+    """`_mark_in_progress` in a thread: it loads the catalogue (0.2 s), which need not delay the target's
+    first request. The report writers load there too (pytest: 0.15 s that would otherwise come after the
+    last answer), before any check draws with hypothesis: the start waits for this thread."""
+    marked: concurrent.futures.Future[None] = concurrent.futures.Future()
+
+    def mark() -> None:
+        try:
+            _mark_in_progress(config, report_dir)
+            if os.environ.get("REPORTPRE", "1") == "1":
+                importlib.import_module("conformance.report._replay")
+        except BaseException as exc:  # noqa: BLE001 - raised where the start waits for it
+            marked.set_exception(exc)
+        else:
+            marked.set_result(None)
+
+    threading.Thread(target=mark, name="mark-in-progress", daemon=True).start()
+    return marked
 
 
 def _mark_in_progress(config: Any, report_dir: Path) -> None:

@@ -109,7 +109,7 @@ def test_submit_parallelises_a_probe_and_keeps_the_transcript_order(slow_server:
 
 def test_longest_check_starts_first() -> None:
     checks = [_registered(f"test.c{n}", n, _probe(n, sequential=True)) for n in (1, 5, 2, 8, 2)]
-    assert [c.spec.id for c in schedule(checks)] == ["test.c8", "test.c5", "test.c2", "test.c2", "test.c1"]
+    assert [c.spec.id for c in schedule(checks, 4)] == ["test.c8", "test.c5", "test.c2", "test.c2", "test.c1"]
 
 
 def test_longest_first_shortens_a_run_dominated_by_one_long_check(slow_server: tuple[InFlight, str],
@@ -120,7 +120,7 @@ def test_longest_first_shortens_a_run_dominated_by_one_long_check(slow_server: t
     checks.append(_registered("test.z-long", 8, _probe(8, sequential=True)))
     longest_first = _run(base_url, checks, concurrency=3)
     # Started last, the chain ends after the singles (16 / 3 rounds) and its own 8 rounds: about 1.4 s.
-    monkeypatch.setattr(engine, "schedule", lambda chosen: sorted(chosen, key=lambda c: c.spec.requests))
+    monkeypatch.setattr(engine, "schedule", lambda chosen, concurrency: sorted(chosen, key=lambda c: c.spec.requests))
     longest_last = _run(base_url, checks, concurrency=3)
     print(f"longest first {longest_first:.2f}s, longest last {longest_last:.2f}s")
     assert longest_first < longest_last - 0.3

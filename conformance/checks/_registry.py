@@ -37,15 +37,15 @@ def check(
     profiles: tuple[Profile, ...] = (Profile.OPENAI, Profile.DOCUMENTED),
     client_break: str | None = None,
     model_dependent: bool = False,
-    alone: bool = False,
+    load: bool = False,
 ) -> Callable[[CheckFunction], CheckFunction]:
     """Register a check; IDs are stable and never reused.
 
     The basis follows from the clause: documented-api is `document`; otherwise `client_break` (the
     client that breaks and the evidence link) makes it `client-break`, else it is `openai`, which may
     be SHOULD at most. `model_dependent`: the verdict depends on what the model generates, so
-    `--repeat K` runs it K times. `alone`: it runs after the other checks with nothing else in flight
-    (a load check).
+    `--repeat K` runs it K times. `load`: a load check (see CheckSpec.load): its failures are its
+    evidence, and it is judged alone when it does not pass beside the other checks.
     """
     basis, evidence = basis_of(clause, client_break)
     if level is Level.MUST and basis is Basis.OPENAI:
@@ -55,7 +55,7 @@ def check(
         if id in _REGISTRY and _REGISTRY[id].run is not func:
             raise ValueError(f"check ID {id!r} is registered twice")
         spec = CheckSpec(id, level, feature, clause, description, accepts, requests, depths, profiles, basis,
-                         evidence, model_dependent, alone)
+                         evidence, model_dependent, load)
         _REGISTRY[id] = RegisteredCheck(spec, func)
         return func
 

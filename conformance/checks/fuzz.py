@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import jsonschema
 from hypothesis import HealthCheck, Phase, given, settings
 
+from .._compat import preload_fuzz_imports
 from .._context import CheckContext, excerpt
 from .._model import Depth, Feature, Level, Profile, documented
 from ..http import Exchange
@@ -53,6 +54,11 @@ SCHEMATHESIS_CHECKS = ("not_a_server_error", "status_code_conformance", "content
 # Only the fields whose names carry real secrets are masked in schemathesis's curl; its default
 # markers include `token`, which would mask `max_tokens`.
 SENSITIVE_MARKERS = ["authorization", "api-key", "api_key", "secret", "password", "cookie"]
+
+
+def preload() -> None:
+    """Called by the engine before any check starts (why: `_compat.FUZZ_LAZY_IMPORTS`)."""
+    preload_fuzz_imports()
 
 
 # --- the spec schemathesis generates from -----------------------------------------------------------

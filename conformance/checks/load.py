@@ -6,20 +6,25 @@ answers it documents, and a client only sees a connection cut mid-answer. A comm
 default does exactly that when a second request arrives. The check is SHOULD (basis openai): it is
 OpenAI behaviour beyond the document, and clients that send one request at a time never meet it.
 
-It runs alone (`alone=True`), after the other checks, at the full --concurrency even when the run
-lowered it: its own streams are the only requests in flight. The other checks never depend on it:
+It is a load check (`load=True`): it starts before the run's last --concurrency checks, and its N
+streams go out together, once N of the run's slots are free, while those last checks' requests fill
+the others. A pass there says more than the clause asks (N streams whole with others in flight too).
+When it does not pass there, it runs again after every other check, at the full --concurrency even
+when the run lowered it, with its own streams the only requests in flight, and that run decides. Its
+failures never lower the run's concurrency or trip the breaker. The other checks never depend on it:
 when their requests fail only under contention, the run lowers its concurrency and judges them again
 one at a time (see the engine); this check is the one finding that says why.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 from typing import Any
 
 from .._context import CheckContext, excerpt
 from .._model import Feature, Level, openai
-from ..http import Exchange
+from ..http import Exchange, TooFewSlots
 from ._registry import check
 from ._stream_judge import basic_stream
 
@@ -35,9 +40,10 @@ MAX_STREAMS = 8
                   "Retry-After integer header ≥1)"),
     description="N streams at once (N = --concurrency, at most 8) each arrive whole, as a single one does: "
                 "never cut mid-way (a 429/503 with Retry-After is retried, not a failure)",
-    # The single stream is the run's basic stream, shared; one more when that one was cut.
-    requests=2 + MAX_STREAMS,
-    alone=True,
+    # The single stream is the run's basic stream, shared; one more when that one was cut. Twice: beside
+    # the other checks, then alone when it did not pass there.
+    requests=2 * (2 + MAX_STREAMS),
+    load=True,
 )
 def concurrent_streams(ctx: CheckContext) -> None:
     streams = min(ctx.session.requested_concurrency, MAX_STREAMS)
@@ -47,7 +53,7 @@ def concurrent_streams(ctx: CheckContext) -> None:
     body = ctx.chat_request(stream=True)
     method, path = ctx.chat_route
     # The premise, that one such stream arrives whole: the run's basic stream (the same request, received
-    # earlier) shows it; when that one was cut, perhaps next to other requests, one more is sent alone.
+    # earlier) shows it; when that one was cut, perhaps next to other requests, one more is sent.
     single = basic_stream(ctx)
     if _not_whole(single) is not None:
         single = ctx.chat(body, stream=True)
@@ -59,7 +65,13 @@ def concurrent_streams(ctx: CheckContext) -> None:
     if problem:
         raise ctx.inconclusive(f"a stream sent alone did not arrive whole either ({problem}): the stream checks "
                                f"judge that; concurrency cannot be judged")
-    futures = [ctx.http.submit(method, path, json_body=body, stream=True) for _ in range(streams)]
+    try:
+        with ctx.http.together(streams):
+            futures = [ctx.http.submit(method, path, json_body=body, stream=True) for _ in range(streams)]
+            concurrent.futures.wait(futures)  # every held slot free again before the block gives them back
+    except TooFewSlots as exc:  # the run lowered its concurrency: judged alone after the other checks
+        raise ctx.inconclusive(f"{exc}: {streams} streams cannot be in flight at once beside the other "
+                               f"checks") from None
     exchanges = [future.result() for future in futures]
     ctx.details["concurrent_streams"] = {
         "streams": streams,

@@ -42,7 +42,7 @@ TOOL_MAX_TOKENS = 64
 FULL_ONLY = (Depth.FULL,)
 
 
-def preload() -> None:
+def load_in_background() -> None:
     """Called by the engine's warm-up thread before the sdk checks start (the other checks do not wait):
     the SDK and the resources it loads on first use are some 650 modules (0.9 s). Imported next to
     threads that draw with hypothesis, which is safe for it: it is no pytest plugin, so pytest never

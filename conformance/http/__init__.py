@@ -13,7 +13,7 @@ above it in this list:
 
 from .budget import Limits
 from .exchange import Exchange, RateLimited, TargetDown, TransportError, is_usable, limit_failure
-from .gate import urgent
+from .gate import TooFewSlots, urgent
 from .preflight import preflight
 from .recorder import Recorder, fail_on_limit, retry_wait
 from .redact import BEARER_PLACEHOLDER, MADE_UP_KEY_PREFIX, REDACTED, redact_url, scrub_key
@@ -21,6 +21,6 @@ from .session import Session, Target
 
 __all__ = [
     "BEARER_PLACEHOLDER", "MADE_UP_KEY_PREFIX", "REDACTED", "Exchange", "Limits", "RateLimited", "Recorder",
-    "Session", "Target", "TargetDown", "TransportError", "fail_on_limit", "is_usable", "limit_failure",
+    "Session", "Target", "TargetDown", "TooFewSlots", "TransportError", "fail_on_limit", "is_usable", "limit_failure",
     "preflight", "redact_url", "retry_wait", "scrub_key", "urgent",
 ]

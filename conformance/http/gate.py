@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import heapq
 import itertools
 import threading
@@ -54,6 +55,53 @@ class Gate:
             with self._cond:
                 self._free += 1
                 self._cond.notify_all()
+
+    @contextmanager
+    def together(self, count: int, priority: int) -> Iterator[Held]:
+        """`count` slots at once, for requests that must be in flight together (the load checks): taken
+        when that many are free and no request of a lower priority value waits; requests of a higher
+        value wait behind it. Raises TooFewSlots when the gate holds fewer (now, or after being lowered
+        while this waited)."""
+        with self._cond:
+            ticket = (priority, next(self._seq))
+            heapq.heappush(self._waiting, ticket)
+            while self._free < count or self._waiting[0] != ticket:
+                if self._slots < count:
+                    self._waiting.remove(ticket)
+                    heapq.heapify(self._waiting)
+                    self._cond.notify_all()
+                    raise TooFewSlots(f"{count} requests must be in flight together; the run allows {self._slots}")
+                self._cond.wait()
+            heapq.heappop(self._waiting)
+            self._free -= count
+            self._cond.notify_all()
+        held = Held(count)
+        try:
+            yield held
+        finally:
+            held.senders.shutdown(wait=True)
+            with self._cond:
+                self._free += count
+                self._cond.notify_all()
+
+
+class TooFewSlots(Exception):
+    """The gate holds fewer slots than requests that must be in flight together (the run lowered them)."""
+
+
+class Held:
+    """Slots taken together (`Gate.together`): each request sent with them takes one, never waiting
+    behind another check's requests, and is sent from threads of its own (the run's shared senders may
+    all be waiting for the gate)."""
+
+    def __init__(self, count: int) -> None:
+        self._slots = threading.BoundedSemaphore(count)
+        self.senders = concurrent.futures.ThreadPoolExecutor(count, thread_name_prefix="send-together")
+
+    @contextmanager
+    def slot(self) -> Iterator[None]:
+        with self._slots:
+            yield
 
 
 class _Urgency(threading.local):

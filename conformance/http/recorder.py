@@ -29,6 +29,8 @@ import json
 import math
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from types import EllipsisType
 from typing import Any
@@ -39,7 +41,7 @@ from ..errors import BudgetExhausted, CheckFailed
 from ..sse import SSELimitExceeded, SSEParser
 from .budget import Limits
 from .exchange import Exchange, RateLimited, TargetDown, limit_failure
-from .gate import current_priority
+from .gate import Held, current_priority
 from .redact import redact_headers
 from .session import Session, Target
 from .transport import Deadline, request_deadline
@@ -66,6 +68,10 @@ class Recorder:
         self.priority = 0
         # Who sends (the check ID), for the run's record of contention.
         self.label = ""
+        # A load check's requests: what fails is its evidence, never a reason to lower the run's
+        # concurrency or to trip the breaker (set by the engine).
+        self.probe = False
+        self._held: Held | None = None  # slots taken together (`together`)
         # What this check itself sent (shared exchanges fetched by another check are not counted).
         self.sent = 0
         self.tokens = 0
@@ -121,7 +127,21 @@ class Recorder:
         prepared = self._prepare(method, path, json_body=json_body, content=content, headers=headers,
                                  api_key=api_key, stream=stream)
         priority = current_priority(self.priority)
-        return self.session._fan_out().submit(self._perform, prepared, priority)
+        held = self._held
+        senders = held.senders if held is not None else self.session._fan_out()
+        return senders.submit(self._perform, prepared, priority)
+
+    @contextmanager
+    def together(self, count: int) -> Iterator[None]:
+        """The `count` requests this check sends inside the block are in flight at once: that many of the
+        run's slots are taken first, when free and no request of a lower priority value waits (Gate.together;
+        raises TooFewSlots when the run allows fewer). Other checks' requests may be in flight too."""
+        with self.session._gate.together(count, current_priority(self.priority)) as held:
+            self._held = held
+            try:
+                yield
+            finally:
+                self._held = None
 
     def forget(self, exchange: Exchange) -> None:
         """Take out of the transcript a request whose answer the check must not judge (sent early on a
@@ -168,26 +188,16 @@ class Recorder:
         attempt, stale_retry = 0, True
         while True:
             session._wait_cooldown()
-            with session._gate.slot(priority):
-                try:
-                    session._reserve()
-                except (BudgetExhausted, TargetDown) as exc:
-                    if not exchange.attempts and exchange.status is None:  # the transcript says why it never left
-                        exchange.error, exchange.error_kind = f"not sent: {exc}", "not-sent"
-                    raise
-                with self._lock:
-                    self.sent += 1
-                begun = session._flight_begin()
-                try:
-                    received = _send_once(session, exchange, headers, content, stream)
-                finally:
-                    exchange.in_flight_with = session._flight_end(begun)
-            if stale_retry and _dropped_unanswered(exchange, received) and not session.target_down:
-                # A keep-alive connection the server had closed (or closes as we reuse it, as uvicorn does
-                # after an unhandled error): no byte came back, so send once more on a fresh connection.
-                stale_retry = False
-                exchange.attempts.append({"status": None, "error": exchange.error, "waited_s": 0.0})
-                continue
+            held = self._held
+            with held.slot() if held is not None else session._gate.slot(priority):
+                received = self._send_in_slot(exchange, headers, content, stream)
+                if stale_retry and _dropped_unanswered(exchange, received) and not session.target_down:
+                    # A keep-alive connection the server had closed (or closes as we reuse it, as uvicorn does
+                    # after an unhandled error): no byte came back, so send once more on a fresh connection,
+                    # in the same slot (another request taking the slot would take that connection first).
+                    stale_retry = False
+                    exchange.attempts.append({"status": None, "error": exchange.error, "waited_s": 0.0})
+                    received = self._send_in_slot(exchange, headers, content, stream)
             if _timed_out(exchange) and session.run_deadline_passed():
                 # Cut by the run's deadline, not by the target's slowness: not a verdict on the target, so
                 # not a bound hit either (that would be a failure of every check that judged it).
@@ -198,12 +208,12 @@ class Recorder:
                 raise BudgetExhausted(why)
             kind = _contention(exchange) if exchange.in_flight_with and not session.stopped else None
             if kind:
-                session._contended(exchange, kind, self.label)
+                session._contended(exchange, kind, self.label, probe=self.probe)
             wait = retry_wait(exchange, attempt, lim.max_retry_wait_s)
             final = wait is None or attempt == lim.retries
             answered = exchange.error is None and not _timed_out(exchange)
             # A 429 that will be retried is an answer; one that outlived every retry is not.
-            session._note(exchange, usable=answered and (wait is None or not final))
+            session._note(exchange, usable=answered and (wait is None or not final), probe=self.probe)
             if wait is None:
                 return
             exchange.attempts.append({"status": exchange.status,
@@ -215,6 +225,26 @@ class Recorder:
                                   f"{attempt + 1} attempts; lower --concurrency or retry later")
             session._cool_down(wait)
             attempt += 1
+
+
+    def _send_in_slot(self, exchange: Exchange, headers: dict[str, str], content: bytes | None,
+                      stream: bool | None) -> int:
+        """One attempt, in a slot of the gate: charged to the budget, counted, timed against the others in
+        flight. The bytes received."""
+        session = self.session
+        try:
+            session._reserve()
+        except (BudgetExhausted, TargetDown) as exc:
+            if not exchange.attempts and exchange.status is None:  # the transcript says why it never left
+                exchange.error, exchange.error_kind = f"not sent: {exc}", "not-sent"
+            raise
+        with self._lock:
+            self.sent += 1
+        begun = session._flight_begin()
+        try:
+            return _send_once(session, exchange, headers, content, stream)
+        finally:
+            exchange.in_flight_with = session._flight_end(begun)
 
 
 def _contention(exchange: Exchange) -> str | None:

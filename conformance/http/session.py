@@ -147,15 +147,16 @@ class Session:
             self._in_flight -= 1
             return max(others, self._started_total - seq - 1)
 
-    def _contended(self, exchange: Exchange, kind: str, label: str) -> None:
-        """A failure only while others were in flight: recorded, and the concurrency is halved."""
+    def _contended(self, exchange: Exchange, kind: str, label: str, *, probe: bool = False) -> None:
+        """A failure only while others were in flight: recorded, and the concurrency is halved (not for a
+        load check's request, `probe`: that failure is its evidence)."""
         exchange.contended = kind
         # The path only: a base URL may carry a password in its userinfo.
         event = {"check": label or None, "request": f"{exchange.method} {httpx.URL(exchange.url).path}", "kind": kind,
                  "in_flight_with": exchange.in_flight_with, "error": exchange.error or f"HTTP {exchange.status}"}
         with self._lock:
             self.contention.append(event)
-            if self._probing:
+            if self._probing or probe:
                 return
         others = exchange.in_flight_with
         self.lower_concurrency(self._gate.slots // 2, f"{kind} on {event['request']} alongside {others} other "
@@ -240,7 +241,7 @@ class Session:
             if estimated:
                 self.tokens_estimated += tokens
 
-    def _note(self, exchange: Exchange, *, usable: bool) -> None:
+    def _note(self, exchange: Exchange, *, usable: bool, probe: bool = False) -> None:
         """Count the answer; trip the breaker after too many requests in a row without a usable one."""
         tripped = False
         with self._lock:
@@ -248,7 +249,7 @@ class Session:
             if usable:
                 self._consecutive_bad = 0
                 return
-            if exchange.contended or self._probing:
+            if exchange.contended or self._probing or probe:
                 # The target answered the others, or a load check is stressing it on purpose: its
                 # failures are that check's evidence, not a sign that the target is down.
                 return
