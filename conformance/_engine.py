@@ -384,6 +384,8 @@ class RunSession:
         # Whether the start succeeded (the target reached): the route's further probes wait for it.
         self._reached: concurrent.futures.Future[bool] = concurrent.futures.Future()
         self._results: dict[str, CheckResult] = {}
+        # Whether the preflight's round trip says the run waits on the target more than on its own CPU.
+        self._slow_target = False
         self._reruns: list[dict[str, Any]] = []
         self._finished: RunResult | None = None
 
@@ -434,8 +436,10 @@ class RunSession:
     def _reach(self, flags: Flags, api_key_from: str | None) -> None:
         """The preflight (`_start.preflight`); the model it chose when none was given."""
         target = self.config.target
+        started = time.monotonic()
         reached = preflight(target.base_url, target.api_key, target.model or None, self.config.limits, flags=flags,
                             api_key_from=api_key_from)
+        self._slow_target = time.monotonic() - started >= SLOW_ROUND_TRIP_S
         if reached.model != target.model:
             self.config = dataclasses.replace(self.config, target=dataclasses.replace(target, model=reached.model))
             self.session.target = dataclasses.replace(self.session.target, model=reached.model)
@@ -620,7 +624,8 @@ class RunSession:
         workers = _workers(self.config.concurrency, len(checks))
         pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="check")
         futures = {pool.submit(self._run_scheduled, registered, rank, shared): registered
-                   for rank, registered in starting_order(schedule(checks, self.config.concurrency), workers)}
+                   for rank, registered in starting_order(schedule(checks, self.config.concurrency), workers,
+                                                          light_first=self._slow_target)}
         try:
             for future in concurrent.futures.as_completed(futures):
                 finished(futures[future], future.result())
@@ -850,14 +855,19 @@ def schedule(checks: Sequence[RegisteredCheck], concurrency: int) -> list[Regist
     return ordered[:at] + [c for c in checks if c.spec.load] + ordered[at:]
 
 
-def starting_order(scheduled: list[RegisteredCheck], workers: int) -> list[tuple[int, RegisteredCheck]]:
-    """(rank, check) in the order the checks' threads start. The first `workers` start at once, the
-    lightest first, so their requests are on their way before the heaviest (hypothesis, schemathesis)
-    take the CPU. The rank (`schedule`) stays the requests' order."""
+def starting_order(scheduled: list[RegisteredCheck], workers: int, *,
+                   light_first: bool) -> list[tuple[int, RegisteredCheck]]:
+    """(rank, check) in the order the checks' threads start: the scheduled order, or with `light_first`
+    (a slow target) the first `workers`, which start at once, lightest first, so that their requests are
+    on their way before the heaviest (hypothesis, schemathesis) take the CPU; against a fast target the
+    run is bound by its own CPU, and the longest checks must start first. The rank (`schedule`) stays
+    the requests' order either way."""
     ranked = list(enumerate(scheduled))
-    return ranked[:workers][::-1] + ranked[workers:]
+    return ranked[:workers][::-1] + ranked[workers:] if light_first else ranked
 
 
+# A preflight slower than this: the run is bound by the target's latency, not by its own CPU.
+SLOW_ROUND_TRIP_S = 0.2
 # A load check with one of these verdicts beside the other checks runs again alone, and that run decides.
 JUDGED_ALONE_AFTER = frozenset({Verdict.FAILED, Verdict.ERROR, Verdict.INCONCLUSIVE})
 
