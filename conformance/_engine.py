@@ -26,6 +26,7 @@ from ._causes import RootCause, root_causes
 from ._compat import copy_sys_modules_for_hypothesis_lambdas, serialise_ast_parse
 from ._context import BASIC_COMPLETION, CheckContext, PendingRoute, SharedExchanges, basic_chat_request
 from ._model import (
+    LOAD_STREAMS,
     OPTIONAL_FEATURES,
     ChatRouteFound,
     CheckFinished,
@@ -847,11 +848,12 @@ def merge_runs(runs: Sequence[CheckResult]) -> CheckResult:
 def schedule(checks: Sequence[RegisteredCheck], concurrency: int) -> list[RegisteredCheck]:
     """The order in which the checks' requests are served (their priority): longest first (declared
     requests), then by ID, the classic LPT order that shortens the critical path. A load check goes
-    before the last `concurrency` of them: its requests wait for that many slots to be free together
-    (the requests behind it wait too), which comes when the run drains, and those last checks, one
-    request each, fill the slots beside its streams instead of leaving them idle at the very end."""
+    before the last few of them, as many as there are slots beside its streams (--concurrency less
+    LOAD_STREAMS): its requests wait for their slots to be free together (the requests behind it wait
+    too), which comes as the run drains, and those last checks, one request each, fill the slots beside
+    its streams, so that the run ends with one full wave instead of idle slots."""
     ordered = sorted((c for c in checks if not c.spec.load), key=lambda c: (-c.spec.requests, c.spec.id))
-    at = max(0, len(ordered) - concurrency)
+    at = max(0, len(ordered) - max(0, concurrency - LOAD_STREAMS))
     return ordered[:at] + [c for c in checks if c.spec.load] + ordered[at:]
 
 

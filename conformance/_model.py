@@ -116,6 +116,10 @@ def openai(section: str, quote: str) -> Clause:
     return Clause("openai", section, quote)
 
 
+# The most requests a load check sends together (its slots are held for them at once).
+LOAD_STREAMS = 8
+
+
 @dataclass(frozen=True, slots=True)
 class CheckSpec:
     """Metadata of one registered check; the function itself lives in the registry."""
@@ -138,9 +142,10 @@ class CheckSpec:
     # The verdict depends on what the model generates (sampling, tools, JSON mode): `--repeat K` runs
     # the check K times and a verdict that changes between runs makes it flaky.
     model_dependent: bool = False
-    # A load check (what it measures is the target under its own load): its requests go out together, with
-    # slots held for them, beside the last of the other checks; when it does not pass there, it runs again
-    # after every other check at the full --concurrency with nothing else in flight, and that run decides.
+    # A load check (what it measures is the target under its own load): its requests, at most
+    # LOAD_STREAMS, go out together, with slots held for them, beside the last of the other checks; when
+    # it does not pass there, it runs again after every other check at the full --concurrency with nothing
+    # else in flight, and that run decides.
     load: bool = False
 
     def effective_level(self, strict: bool) -> Level:

@@ -28,13 +28,14 @@ def _noop(ctx: CheckContext) -> None:
     ctx.chat()
 
 
-def test_a_load_check_goes_before_the_last_concurrency_checks() -> None:
+def test_a_load_check_goes_before_as_many_checks_as_there_are_slots_beside_its_streams() -> None:
     checks = [_check(f"test.c{n:02d}", n, _noop) for n in range(1, 11)]
     checks.append(_check("test.load", 10, _noop, load=True))
-    order = [c.spec.id for c in schedule(checks, 4)]
+    order = [c.spec.id for c in schedule(checks, 12)]  # 12 slots: 8 streams, 4 beside them
     assert order[-5:] == ["test.load", "test.c04", "test.c03", "test.c02", "test.c01"]
     assert order[0] == "test.c10"  # the rest longest first
-    assert next(c.spec.id for c in schedule(checks, 20)) == "test.load"  # fewer checks than slots
+    assert [c.spec.id for c in schedule(checks, 8)][-1] == "test.load"  # no slot beside: last
+    assert next(c.spec.id for c in schedule(checks, 30)) == "test.load"  # fewer checks than slots beside
 
 
 def test_together_takes_its_slots_at_once_and_the_requests_behind_it_wait() -> None:

@@ -6,8 +6,8 @@ answers it documents, and a client only sees a connection cut mid-answer. A comm
 default does exactly that when a second request arrives. The check is SHOULD (basis openai): it is
 OpenAI behaviour beyond the document, and clients that send one request at a time never meet it.
 
-It is a load check (`load=True`): it starts before the run's last --concurrency checks, and its N
-streams go out together, once N of the run's slots are free, while those last checks' requests fill
+It is a load check (`load=True`): it starts before the run's last checks (one per slot beside its
+streams), and its N streams go out together, once N of the run's slots are free, while those last checks' requests fill
 the others. A pass there says more than the clause asks (N streams whole with others in flight too).
 When it does not pass there, it runs again after every other check, at the full --concurrency even
 when the run lowered it, with its own streams the only requests in flight, and that run decides. Its
@@ -23,13 +23,13 @@ import json
 from typing import Any
 
 from .._context import CheckContext, excerpt
-from .._model import Feature, Level, openai
+from .._model import LOAD_STREAMS, Feature, Level, openai
 from ..http import Exchange, TooFewSlots
 from ._registry import check
 from ._stream_judge import basic_stream
 
 # At most this many streams at once (the request bound); fewer when --concurrency is lower.
-MAX_STREAMS = 8
+MAX_STREAMS = LOAD_STREAMS
 
 
 @check(
