@@ -7,13 +7,14 @@ default does exactly that when a second request arrives. The check is SHOULD (ba
 OpenAI behaviour beyond the document, and clients that send one request at a time never meet it.
 
 It is a load check (`load=True`): it starts before the run's last checks (one per slot beside its
-streams), and its N streams go out together, once N of the run's slots are free, while those last checks' requests fill
-the others. A pass there says more than the clause asks (N streams whole with others in flight too).
-When it does not pass there, it runs again after every other check, at the full --concurrency even
-when the run lowered it, with its own streams the only requests in flight, and that run decides. Its
-failures never lower the run's concurrency or trip the breaker. The other checks never depend on it:
-when their requests fail only under contention, the run lowers its concurrency and judges them again
-one at a time (see the engine); this check is the one finding that says why.
+streams), and its N streams go out together, once N of the run's slots are free, while those last
+checks' requests fill the others. A pass there says more than the clause asks (N streams whole with
+others in flight too). When it does not pass there, it runs again after every other check, at the
+full --concurrency even when the run lowered it, with its own streams the only requests in flight,
+and that run decides. Its failures never lower the run's concurrency or trip the breaker. The other
+checks never depend on it: when their requests fail only under contention, the run lowers its
+concurrency and judges them again one at a time (see the engine); this check is the one finding that
+says why.
 """
 
 from __future__ import annotations
