@@ -751,7 +751,7 @@ class _WarmUp:
     def __init__(self, planned: Callable[[], list[RegisteredCheck]]) -> None:
         self._planned = planned
         self._ready: concurrent.futures.Future[list[RegisteredCheck]] = concurrent.futures.Future()
-        self._preloads: dict[str, concurrent.futures.Future[None]] = {}
+        self._loads: dict[str, concurrent.futures.Future[None]] = {}
         self._thread = threading.Thread(target=self._run, name="warm-up", daemon=True)
         self._thread.start()
 
@@ -767,26 +767,26 @@ class _WarmUp:
             self._ready.set_exception(exc)
             return
         loads = _module_hooks(checks, "load_in_background")
-        self._preloads = {name: concurrent.futures.Future() for name in loads}
+        self._loads = {name: concurrent.futures.Future() for name in loads}
         self._ready.set_result(checks)
         for name, load in loads.items():
             try:
                 load()
             except BaseException as exc:  # noqa: BLE001 - that module's checks report it
-                self._preloads[name].set_exception(exc)
+                self._loads[name].set_exception(exc)
             else:
-                self._preloads[name].set_result(None)
+                self._loads[name].set_result(None)
 
     def checks(self) -> list[RegisteredCheck]:
         """The chosen checks, once every check may start (raises what choosing them raised)."""
         return self._ready.result()
 
     def wait_for(self, registered: RegisteredCheck) -> None:
-        """Until `registered` may start: its module's preload done too."""
+        """Until `registered` may start: its module's background load done too."""
         self.checks()
-        preload = self._preloads.get(registered.run.__module__)
-        if preload is not None:
-            preload.result()
+        loaded = self._loads.get(registered.run.__module__)
+        if loaded is not None:
+            loaded.result()
 
     def join(self) -> None:
         """Until everything is loaded."""
