@@ -13,6 +13,7 @@ import importlib
 import sys
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 # schemathesis 4.32.5 and hypothesis 6.1xx import these lazily while loading a spec, drawing cases and
@@ -96,6 +97,33 @@ def copy_sys_modules_for_hypothesis_lambdas() -> None:
 # `repr_failure`; report/_replay.py's CheckItem overrides it so a replayed error is its one-line verdict
 # (a full traceback of the replay cost 0.16 s per error: 14 s of rendering for a target that is down).
 PYTEST_SETUP_ERROR_FORMATTER = "_repr_failure_py"
+
+
+# hypothesis 6.170 draws, now and then, constants found in "local" modules (not under site-packages) and
+# reads each module's path through this name in its providers module.
+HYPOTHESIS_PROVIDERS = "hypothesis.internal.conjecture.providers"
+_SUITE_DIR = str(Path(__file__).resolve().parent)
+
+
+def keep_suite_constants_out_of_hypothesis() -> None:
+    """hypothesis's draws do not depend on which of this suite's modules are imported (process-wide,
+    idempotent).
+
+    hypothesis mixes into its draws constants read from the source of every "local" module loaded, which
+    with an editable install (the README's) includes this suite's own modules. The fuzzers' cases then
+    depended on import order: loading the report writers before the run changed the negative cases
+    drawn (34 sent instead of 40). The suite's modules count as installed ones here; a user's own
+    modules still count as local."""
+    providers: Any = importlib.import_module(HYPOTHESIS_PROVIDERS)
+    original = providers.is_local_module_file
+    if getattr(original, "suite_excluded", False):
+        return
+
+    def is_local_module_file(path: str) -> bool:
+        return not str(path).startswith(_SUITE_DIR) and original(path)
+
+    is_local_module_file.suite_excluded = True  # type: ignore[attr-defined]
+    providers.is_local_module_file = is_local_module_file
 
 
 def junit_reporter(config: Any, nodeid: str) -> Any | None:

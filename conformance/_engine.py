@@ -23,7 +23,11 @@ import httpx
 
 from . import __version__
 from ._causes import RootCause, root_causes
-from ._compat import copy_sys_modules_for_hypothesis_lambdas, serialise_ast_parse
+from ._compat import (
+    copy_sys_modules_for_hypothesis_lambdas,
+    keep_suite_constants_out_of_hypothesis,
+    serialise_ast_parse,
+)
 from ._context import BASIC_COMPLETION, CheckContext, PendingRoute, SharedExchanges, basic_chat_request
 from ._model import (
     LOAD_STREAMS,
@@ -761,6 +765,7 @@ class _WarmUp:
             load_spec()  # parsed once here, not by every thread that reaches the cold cache at the same time
             serialise_ast_parse()
             copy_sys_modules_for_hypothesis_lambdas()
+            keep_suite_constants_out_of_hypothesis()
             for preload in _module_hooks(checks, "preload").values():
                 preload()
         except BaseException as exc:  # noqa: BLE001 - raised where the checks are asked for

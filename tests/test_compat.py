@@ -12,6 +12,7 @@ import json
 import sys
 import threading
 import types
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -153,3 +154,19 @@ def test_hypothesis_describes_lambdas_while_another_thread_imports(monkeypatch: 
     monkeypatch.setattr(lambda_sources, "sys", sys)
     assert _describe_while_importing(lambda_sources, 2000, stop_at_first_error=True) == [
         "dictionary changed size during iteration"]
+
+
+def test_the_suite_s_own_modules_feed_no_constants_to_hypothesis(tmp_path: Path) -> None:
+    # hypothesis 6.170 reads `is_local_module_file` by name in its providers module (conformance._compat).
+    from conformance import cli
+    from conformance._compat import HYPOTHESIS_PROVIDERS, keep_suite_constants_out_of_hypothesis
+
+    keep_suite_constants_out_of_hypothesis()
+    keep_suite_constants_out_of_hypothesis()  # idempotent
+    providers = importlib.import_module(HYPOTHESIS_PROVIDERS)
+    assert providers.is_local_module_file(cli.__file__) is False
+    mine = tmp_path / "my_module.py"  # a user's own module still counts as local
+    mine.write_text("X = 1\n")
+    from hypothesis.internal.constants_ast import is_local_module_file
+
+    assert providers.is_local_module_file(str(mine)) == is_local_module_file(str(mine))
