@@ -103,6 +103,13 @@ PYTEST_SETUP_ERROR_FORMATTER = "_repr_failure_py"
 # reads each module's path through this name in its providers module.
 HYPOTHESIS_PROVIDERS = "hypothesis.internal.conjecture.providers"
 _SUITE_DIR = str(Path(__file__).resolve().parent)
+# Files outside the package that are the suite too: the console script that started the process.
+_SUITE_FILES: set[str] = set()
+
+
+def count_as_suite(path: str) -> None:
+    """`path` is the suite's, for `keep_suite_constants_out_of_hypothesis` (the console script)."""
+    _SUITE_FILES.add(str(path))
 
 
 def keep_suite_constants_out_of_hypothesis() -> None:
@@ -112,15 +119,16 @@ def keep_suite_constants_out_of_hypothesis() -> None:
     hypothesis mixes into its draws constants read from the source of every "local" module loaded, which
     with an editable install (the README's) includes this suite's own modules. The fuzzers' cases then
     depended on import order: loading the report writers before the run changed the negative cases
-    drawn (34 sent instead of 40). The suite's modules count as installed ones here; a user's own
-    modules still count as local."""
+    drawn (34 sent instead of 40), and `conformance run` drew other cases than `python -m conformance
+    run` (the console script is a local module). The suite's modules and its console script
+    (`count_as_suite`) count as installed ones here; a user's own modules still count as local."""
     providers: Any = importlib.import_module(HYPOTHESIS_PROVIDERS)
     original = providers.is_local_module_file
     if getattr(original, "suite_excluded", False):
         return
 
     def is_local_module_file(path: str) -> bool:
-        return not str(path).startswith(_SUITE_DIR) and original(path)
+        return not (str(path).startswith(_SUITE_DIR) or str(path) in _SUITE_FILES) and original(path)
 
     is_local_module_file.suite_excluded = True  # type: ignore[attr-defined]
     providers.is_local_module_file = is_local_module_file

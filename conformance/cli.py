@@ -681,6 +681,11 @@ def entry() -> None:
     (0.3 s after a run), and after Ctrl-C join worker threads that may still sit in a request that
     connected just after the cut (a read timeout; results.json already says "incomplete").
     """
+    from ._compat import count_as_suite
+
+    started_by = getattr(sys.modules.get("__main__"), "__file__", None)
+    if started_by:  # the console script: hypothesis must not draw constants from it either
+        count_as_suite(started_by)
     code = main()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):  # a reader that left (`| head`), a closed stream

@@ -170,3 +170,9 @@ def test_the_suite_s_own_modules_feed_no_constants_to_hypothesis(tmp_path: Path)
     from hypothesis.internal.constants_ast import is_local_module_file
 
     assert providers.is_local_module_file(str(mine)) == is_local_module_file(str(mine))
+    script = tmp_path / "conformance"  # a console script outside the package, counted as the suite's
+    script.write_text("Y = 2\n")
+    from conformance._compat import count_as_suite
+
+    count_as_suite(str(script))
+    assert providers.is_local_module_file(str(script)) is False
