@@ -41,9 +41,9 @@ import json
 import re
 import urllib.parse
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from ._model import CheckResult, Failure, Level, Verdict
 
@@ -55,22 +55,36 @@ LEVEL_ORDER = {Level.MUST: 0, Level.SHOULD: 1, Level.INFO: 2}
 Key = tuple[str, ...]
 
 
+class CauseExample(NamedTuple):
+    """The exchange that shows a root cause: transcript `transcript` of check `check`."""
+
+    check: str
+    transcript: int
+
+
 @dataclass(frozen=True, slots=True)
 class RootCause:
-    """One cause and the checks it fails, with one exchange that shows it (and reproduces it)."""
+    """One cause and the checks it fails (MUST first), with one exchange that shows it (and reproduces
+    it); as the engine decides it and as results.json's `root_causes[]` reads back."""
 
     id: str
     rule: str
     title: str
     checks: tuple[str, ...]
     failures: int
-    # (check ID, index into that check's transcripts); None when no transcript shows it.
-    example: tuple[str, int] | None
+    example: CauseExample | None  # None when no transcript shows it
 
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "rule": self.rule, "title": self.title, "checks": list(self.checks),
                 "failures": self.failures,
-                "example": {"check": self.example[0], "transcript": self.example[1]} if self.example else None}
+                "example": self.example._asdict() if self.example else None}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RootCause:
+        example = data["example"]
+        return cls(str(data["id"]), str(data["rule"]), str(data["title"]), tuple(data["checks"]),
+                   int(data["failures"]),
+                   CauseExample(str(example["check"]), int(example["transcript"])) if example else None)
 
 
 @dataclass
@@ -126,7 +140,7 @@ def root_causes(results: Sequence[CheckResult], model: str | None = None) -> lis
         members = sorted(g.members.values(), key=lambda r: (_rank(r), r.spec.id))
         example = min(g.examples, key=lambda e: _rank(e[0]), default=None)
         out.append(RootCause(_unique(_slug(g.key), used), g.key[0], g.title, tuple(r.spec.id for r in members),
-                             g.failures, (example[0].spec.id, example[1]) if example else None))
+                             g.failures, CauseExample(example[0].spec.id, example[1]) if example else None))
     return out
 
 

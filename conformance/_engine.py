@@ -384,8 +384,9 @@ class RunSession:
         # run_check's repetitions: round i of every check shares the exchanges of round i.
         self._rounds = [_UrgentSharedExchanges() for _ in range(config.repeat - 1)]
         self._route: concurrent.futures.Future[dict[str, Any]] = concurrent.futures.Future()
-        # While the route is being found, up to --concurrency chat requests go early on OpenAI's route.
-        self._pending: PendingRoute | None = None
+        # While the route is being found, up to --concurrency chat requests go early on OpenAI's route
+        # (`_find_route`); none when --chat-path gives it.
+        self._pending = PendingRoute(self._route, early=0)
         # Whether the start succeeded (the target reached): the route's further probes wait for it.
         self._reached: concurrent.futures.Future[bool] = concurrent.futures.Future()
         self._results: dict[str, CheckResult] = {}
@@ -586,7 +587,7 @@ class RunSession:
         if self._finished is not None:
             return self._finished
         route = self.route
-        if self._pending is not None and self._pending.sent:
+        if self._pending.sent:
             route = {**route, "early": self._pending.summary()}
         self.session.close()
         session, config = self.session, self.config
@@ -696,7 +697,7 @@ class RunSession:
         """The check's result, and whether it started (False: the budget ran out before its first request)."""
         config, session = self.config, self.session
         ctx = CheckContext(session, shared, depth=config.depth, profile=config.profile,
-                           route=self._pending or _known(self._route))
+                           route=self._pending)
         ctx.http.priority = priority
         ctx.http.label = registered.spec.id
         ctx.http.probe = registered.spec.load
@@ -803,11 +804,6 @@ def _module_hooks(checks: Sequence[RegisteredCheck], hook: str) -> dict[str, Cal
     modules = dict.fromkeys(c.run.__module__ for c in checks)
     found = {name: getattr(sys.modules.get(name), hook, None) for name in modules}
     return {name: function for name, function in found.items() if callable(function)}
-
-
-def _known(route: concurrent.futures.Future[dict[str, Any]]) -> PendingRoute:
-    """A route given (--chat-path): nothing is sent before it is set."""
-    return PendingRoute(route, early=0)
 
 
 def _ignore(event: RunEvent) -> None:

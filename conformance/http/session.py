@@ -74,7 +74,6 @@ class Session:
         # in_flight_with, error}), and each lowering of the concurrency ({from, to, reason, check}).
         self.contention: list[dict[str, Any]] = []
         self.steps: list[dict[str, Any]] = []
-        self._probing = False
         timeout = httpx.Timeout(connect=limits.connect_timeout_s, read=limits.read_timeout_s,
                                 write=limits.read_timeout_s, pool=limits.request_deadline_s)
         self.client, self._backend = deadline_client(
@@ -121,17 +120,14 @@ class Session:
     @contextmanager
     def probing(self) -> Iterator[None]:
         """For a check that runs alone and judges the target under load (load.*): --concurrency requests
-        may be in flight again, whatever the run lowered it to, and what fails is that check's evidence:
-        no reason to lower the run's concurrency, and none to trip the breaker."""
-        with self._lock:
-            saved, self._probing = self._gate.slots, True
+        may be in flight again, whatever the run lowered it to. (What fails is that check's evidence, never
+        a reason to lower the run's concurrency or to trip the breaker: its recorder's `probe`.)"""
+        saved = self._gate.slots
         self._gate.resize(self._concurrency)
         try:
             yield
         finally:
             self._gate.resize(saved)
-            with self._lock:
-                self._probing = False
 
     def _flight_begin(self) -> tuple[int, int]:
         with self._lock:
@@ -156,7 +152,7 @@ class Session:
                  "in_flight_with": exchange.in_flight_with, "error": exchange.error or f"HTTP {exchange.status}"}
         with self._lock:
             self.contention.append(event)
-            if self._probing or probe:
+            if probe:
                 return
         others = exchange.in_flight_with
         self.lower_concurrency(self._gate.slots // 2, f"{kind} on {event['request']} alongside {others} other "
@@ -249,7 +245,7 @@ class Session:
             if usable:
                 self._consecutive_bad = 0
                 return
-            if exchange.contended or self._probing or probe:
+            if exchange.contended or probe:
                 # The target answered the others, or a load check is stressing it on purpose: its
                 # failures are that check's evidence, not a sign that the target is down.
                 return

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._causes import RootCause
 from .._model import Basis, Clause, Depth, Failure, Feature, FeatureVerdict, Level, Profile, RunVerdict, Verdict
 from ..errors import UsageError
 
@@ -275,38 +276,8 @@ class Summary:
                    {Feature(f): FeatureVerdict(v) for f, v in data["features"].items() if f in features})
 
 
-@dataclass(frozen=True, slots=True)
-class CauseExample:
-    """The exchange that shows a root cause: transcript `transcript` of check `check`."""
-
-    check: str
-    transcript: int
-
-
-@dataclass(frozen=True, slots=True)
-class RootCauseRecord:
-    """Failed checks the engine grouped under one cause (`conformance/_causes.py`)."""
-
-    id: str
-    rule: str
-    title: str
-    checks: tuple[str, ...]  # MUST first
-    failures: int
-    example: CauseExample | None
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> RootCauseRecord:
-        example = data["example"]
-        return cls(str(data["id"]), str(data["rule"]), str(data["title"]), tuple(data["checks"]),
-                   int(data["failures"]),
-                   CauseExample(str(example["check"]), int(example["transcript"])) if example else None)
-
-    def to_json(self) -> dict[str, Any]:
-        """As the engine writes it (the diff's JSON repeats the new run's causes)."""
-        return {"id": self.id, "rule": self.rule, "title": self.title, "checks": list(self.checks),
-                "failures": self.failures,
-                "example": {"check": self.example.check, "transcript": self.example.transcript}
-                if self.example else None}
+# Root causes read back are the engine's own type (its `from_json`).
+RootCauseRecord = RootCause
 
 
 @dataclass(frozen=True, slots=True)
